@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Builds the C guests:
+#   guests/src/*.c    -> guests/build/<name>.wasm
+#   tests/guests/*.c  -> guests/build/test/<name>.wasm
+# A .wasm is rebuilt only when it is older than its .c, any guests/include/*.h, or this script.
+# Prints one line per rebuilt guest on stdout; errors go to stderr; exit status 1 if any failed.
+# Environment: CC (default clang-14), WASI_SYSROOT (default /usr).
+set -euo pipefail
+shopt -s nullglob
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CC="${CC:-clang-14}"
+WASI_SYSROOT="${WASI_SYSROOT:-/usr}"
+
+if ! command -v "$CC" >/dev/null 2>&1; then
+  echo "guests/build.sh: error: $CC not found; install clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 (bash scripts/setup.sh)" >&2
+  exit 1
+fi
+if [ ! -f "$WASI_SYSROOT/lib/wasm32-wasi/libc.a" ]; then
+  echo "guests/build.sh: error: wasi-libc not found under $WASI_SYSROOT/lib/wasm32-wasi; install wasi-libc" >&2
+  exit 1
+fi
+
+# wasm-ld exports linear memory as "memory" by default, so --export-memory is not needed;
+# --export-table exposes __indirect_function_table for tool callbacks (cchat_write_fn).
+CFLAGS=(--target=wasm32-wasi "--sysroot=$WASI_SYSROOT" -O2 -Wall -Wextra -Werror
+  "-I$root/guests/include" -Wl,--export-table)
+
+# Newest dependency shared by every guest: the headers and this script.
+deps=("$root"/guests/include/*.h "${BASH_SOURCE[0]}")
+newest_dep="${deps[0]}"
+for f in "${deps[@]}"; do
+  if [ "$f" -nt "$newest_dep" ]; then newest_dep="$f"; fi
+done
+
+failed=0
+build_dir() { # build_dir SRC_DIR OUT_DIR
+  local src_dir="$1" out_dir="$2" src name out tmp
+  local sources=("$src_dir"/*.c)
+  ((${#sources[@]})) || return 0
+  mkdir -p "$out_dir"
+  for src in "${sources[@]}"; do
+    name="$(basename "$src" .c)"
+    out="$out_dir/$name.wasm"
+    if [ -f "$out" ] && [ "$out" -nt "$src" ] && [ "$out" -nt "$newest_dep" ]; then
+      continue
+    fi
+    tmp="$out.tmp.$$"
+    if "$CC" "${CFLAGS[@]}" "$src" -o "$tmp"; then
+      mv -f "$tmp" "$out"
+      echo "built ${out#"$root"/}"
+    else
+      rm -f "$tmp"
+      echo "guests/build.sh: error: failed to build ${src#"$root"/}" >&2
+      failed=1
+    fi
+  done
+}
+
+build_dir "$root/guests/src" "$root/guests/build"
+build_dir "$root/tests/guests" "$root/guests/build/test"
+exit "$failed"

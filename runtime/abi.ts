@@ -1,0 +1,111 @@
+/**
+ * The guest ABI's numbers: errno values, poll bits, ctl commands and fd kinds.
+ *
+ * This file is the single source of truth. `guests/include/spear_abi.h` is generated
+ * from it (`deno task gen-header`) and a test fails when the two drift apart, so the C
+ * SDK and the host can never disagree on a number.
+ */
+
+/** Linux errno numbers, returned negated by every hostcall (SPEAR's "virtual errno"). */
+export const Errno = {
+  EPERM: 1,
+  ENOENT: 2,
+  EIO: 5,
+  EBADF: 9,
+  EAGAIN: 11,
+  ENOMEM: 12,
+  EACCES: 13,
+  EFAULT: 14,
+  EEXIST: 17,
+  EINVAL: 22,
+  EMFILE: 24,
+  ENOSPC: 28,
+  EPIPE: 32,
+  ENOSYS: 38,
+  EADDRINUSE: 98,
+  ECONNRESET: 104,
+  ENOTCONN: 107,
+  ETIMEDOUT: 110,
+  ECONNREFUSED: 111,
+  EINPROGRESS: 115,
+} as const;
+export type ErrnoName = keyof typeof Errno;
+
+/** Poll bits used by spear_epoll_* and readiness masks. */
+export const Poll = {
+  EPOLLIN: 0x001,
+  EPOLLOUT: 0x004,
+  EPOLLERR: 0x008,
+  EPOLLHUP: 0x010,
+} as const;
+export const POLL_ALL = Poll.EPOLLIN | Poll.EPOLLOUT | Poll.EPOLLERR | Poll.EPOLLHUP;
+
+export const EpollOp = { ADD: 1, MOD: 2, DEL: 3 } as const;
+
+/** fd flags (spear_fd_ctl SET_FLAGS/GET_FLAGS). */
+export const FdFlag = { O_NONBLOCK: 0x1 } as const;
+
+export const FdCtl = {
+  SET_FLAGS: 1,
+  GET_FLAGS: 2,
+  GET_KIND: 3,
+  GET_STATUS: 4,
+  GET_METRICS: 5,
+} as const;
+
+export const CchatCtl = { SET_PARAM: 1, GET_METRICS: 2 } as const;
+export const CchatSendFlag = { ENABLE_METRICS: 1, AUTO_TOOL_CALL: 2 } as const;
+
+export const RtasrCtl = {
+  SET_PARAM: 1,
+  CONNECT: 2,
+  GET_STATUS: 3,
+  SEND_EVENT: 4,
+  FLUSH: 5,
+  CLEAR: 6,
+  SET_AUTOFLUSH: 7,
+  GET_AUTOFLUSH: 8,
+} as const;
+
+/** LIST_DEVICES is a spearhost addition (SPEAR has 1 and 2 only). */
+export const MicCtl = { SET_PARAM: 1, GET_STATUS: 2, LIST_DEVICES: 3 } as const;
+
+export const LogLevel = { TRACE: 0, DEBUG: 1, INFO: 2, WARN: 3, ERROR: 4 } as const;
+
+/** fd kind names as reported by spear_fd_ctl GET_KIND (SPEAR's spelling). */
+export type FdKind =
+  | "ChatSession"
+  | "ChatResponse"
+  | "Epoll"
+  | "RtAsr"
+  | "Mic"
+  | "UserStream"
+  | "UserStreamCtl";
+
+/** First fd number handed out in an instance; fds are never reused. */
+export const FIRST_FD = 1000;
+/** Size of one spear_epoll_wait record: {fd i32, events i32} little-endian. */
+export const EPOLL_RECORD_BYTES = 8;
+/** Longest log message a guest may pass to `log` (SPEAR's limit). */
+export const MAX_LOG_BYTES = 16384;
+
+/** Error thrown inside a hostcall to return `-errno` to the guest. */
+export class HostcallError extends Error {
+  constructor(readonly errno: ErrnoName, message?: string) {
+    super(message ?? errno);
+  }
+  /** The negative value the guest sees. */
+  get code(): number {
+    return -Errno[this.errno];
+  }
+}
+
+/** Shorthand: `throw fail("EBADF")`. */
+export function fail(errno: ErrnoName, message?: string): HostcallError {
+  return new HostcallError(errno, message);
+}
+
+/** Names of the poll bits set in `mask`, in SPEAR's order. */
+export function pollNames(mask: number): string[] {
+  return (Object.keys(Poll) as (keyof typeof Poll)[]).filter((n) => (mask & Poll[n]) !== 0);
+}

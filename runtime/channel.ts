@@ -1,0 +1,204 @@
+/**
+ * The one channel type between a guest's worker and the host's main thread: a
+ * single-producer single-consumer ring of framed messages in a SharedArrayBuffer, with a
+ * doorbell (a futex word) the consumer sleeps on. A `Link` pairs two channels; the guest's
+ * doorbell is the bell of its inbound channel, so anything that must wake a guest blocked
+ * in `spear_epoll_wait` rings exactly that word.
+ *
+ * Frame: u32 body length, then body = u16 op, u16 reserved, i32 fd, payload; padded to 4.
+ */
+
+const WRITE = 0; // total bytes published (u32, wrapping)
+const READ = 1; // total bytes consumed (u32, wrapping)
+const BELL = 2; // doorbell sequence, bumped on every publish
+const SPACE_WANTED = 3; // producer has messages waiting for room
+const TERMINATE = 4; // guest must stop (only used on the host→guest channel)
+const HEADER_INTS = 8;
+const HEADER_BYTES = HEADER_INTS * 4;
+const FRAME_HEAD = 4;
+const BODY_HEAD = 8;
+const PAD = 0xffffffff;
+
+export interface Message {
+  op: number;
+  fd: number;
+  payload: Uint8Array;
+}
+
+const EMPTY = new Uint8Array(0);
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+export class Channel {
+  private readonly header: Int32Array;
+  private readonly data: Uint8Array;
+  private readonly dataView: DataView;
+  private readonly mask: number;
+  private readonly pending: Message[] = [];
+
+  constructor(readonly buffer: SharedArrayBuffer) {
+    this.header = new Int32Array(buffer, 0, HEADER_INTS);
+    this.data = new Uint8Array(buffer, HEADER_BYTES);
+    this.dataView = new DataView(buffer, HEADER_BYTES);
+    this.mask = this.data.length - 1;
+  }
+
+  /** A new channel with a power-of-two data capacity. */
+  static create(capacity = 1 << 20): Channel {
+    if (capacity & (capacity - 1) || capacity < 64) throw new Error("channel capacity must be a power of two ≥ 64");
+    return new Channel(new SharedArrayBuffer(HEADER_BYTES + capacity));
+  }
+
+  get capacity(): number {
+    return this.data.length;
+  }
+
+  /** Bytes of framed messages not yet consumed. */
+  get used(): number {
+    return (Atomics.load(this.header, WRITE) - Atomics.load(this.header, READ)) >>> 0;
+  }
+
+  /** Messages the producer is holding because the ring was full. */
+  get backlog(): number {
+    return this.pending.length;
+  }
+
+  /** Current doorbell value; wait on it with `waitBell` / `waitBellAsync`. */
+  get bell(): number {
+    return Atomics.load(this.header, BELL);
+  }
+
+  ring(): void {
+    Atomics.add(this.header, BELL, 1);
+    Atomics.notify(this.header, BELL);
+  }
+
+  /** Blocks (worker side) until the bell moves from `seen` or `timeoutMs` passes. */
+  waitBell(seen: number, timeoutMs: number): void {
+    Atomics.wait(this.header, BELL, seen, timeoutMs);
+  }
+
+  /** Resolves (main side) when the bell moves from `seen`. */
+  waitBellAsync(seen: number): Promise<unknown> {
+    const r = Atomics.waitAsync(this.header, BELL, seen);
+    return r.async ? r.value : Promise.resolve();
+  }
+
+  get terminateRequested(): boolean {
+    return Atomics.load(this.header, TERMINATE) !== 0;
+  }
+
+  requestTerminate(): void {
+    Atomics.store(this.header, TERMINATE, 1);
+    this.ring();
+  }
+
+  private tryWrite(op: number, fd: number, payload: Uint8Array): boolean {
+    const body = BODY_HEAD + payload.length;
+    const frame = (FRAME_HEAD + body + 3) & ~3;
+    if (frame > this.capacity / 2) throw new Error(`message of ${payload.length} bytes exceeds channel capacity`);
+    let write = Atomics.load(this.header, WRITE) >>> 0;
+    const read = Atomics.load(this.header, READ) >>> 0;
+    const index = write & this.mask;
+    const tail = this.capacity - index;
+    const needed = tail < frame ? tail + frame : frame;
+    if (((write - read) >>> 0) + needed > this.capacity) return false;
+    if (tail < frame) {
+      this.dataView.setUint32(index, PAD, true);
+      write = (write + tail) >>> 0;
+    }
+    const at = write & this.mask;
+    this.dataView.setUint32(at, body, true);
+    this.dataView.setUint16(at + 4, op, true);
+    this.dataView.setUint16(at + 6, 0, true);
+    this.dataView.setInt32(at + 8, fd, true);
+    this.data.set(payload, at + FRAME_HEAD + BODY_HEAD);
+    Atomics.store(this.header, WRITE, (write + frame) | 0);
+    return true;
+  }
+
+  /**
+   * Publishes a message and rings the bell. Never drops: if the ring is full the message
+   * waits in a local backlog, flushed by `flush()` once the consumer makes room.
+   */
+  send(op: number, fd: number, payload: Uint8Array = EMPTY): void {
+    if (this.pending.length === 0 && this.tryWrite(op, fd, payload)) {
+      this.ring();
+      return;
+    }
+    this.pending.push({ op, fd, payload: payload.slice() });
+    Atomics.store(this.header, SPACE_WANTED, 1);
+  }
+
+  sendJson(op: number, fd: number, value: unknown): void {
+    this.send(op, fd, encoder.encode(JSON.stringify(value)));
+  }
+
+  /** Moves backlog into the ring; returns true when the backlog is empty. */
+  flush(): boolean {
+    let moved = false;
+    while (this.pending.length > 0) {
+      const m = this.pending[0];
+      if (!this.tryWrite(m.op, m.fd, m.payload)) break;
+      this.pending.shift();
+      moved = true;
+    }
+    if (this.pending.length === 0) Atomics.store(this.header, SPACE_WANTED, 0);
+    if (moved) this.ring();
+    return this.pending.length === 0;
+  }
+
+  /**
+   * Consumer side: hands every published message to `handle` (payloads are copies) and
+   * returns how many there were. If the producer was waiting for room, `onSpace` runs.
+   */
+  receive(handle: (m: Message) => void, onSpace?: () => void): number {
+    let count = 0;
+    let read = Atomics.load(this.header, READ) >>> 0;
+    const write = Atomics.load(this.header, WRITE) >>> 0;
+    while (read !== write) {
+      const at = read & this.mask;
+      const body = this.dataView.getUint32(at, true);
+      if (body === PAD) {
+        read = (read + (this.capacity - at)) >>> 0;
+        continue;
+      }
+      const op = this.dataView.getUint16(at + 4, true);
+      const fd = this.dataView.getInt32(at + 8, true);
+      const start = at + FRAME_HEAD + BODY_HEAD;
+      const payload = this.data.slice(start, start + body - BODY_HEAD);
+      read = (read + ((FRAME_HEAD + body + 3) & ~3)) >>> 0;
+      Atomics.store(this.header, READ, read | 0);
+      count++;
+      handle({ op, fd, payload });
+    }
+    if (count > 0 && Atomics.load(this.header, SPACE_WANTED) !== 0) onSpace?.();
+    return count;
+  }
+}
+
+export function decodeJson<T = unknown>(payload: Uint8Array): T {
+  return JSON.parse(decoder.decode(payload)) as T;
+}
+
+export function decodeText(payload: Uint8Array): string {
+  return decoder.decode(payload);
+}
+
+/** The two channels between one guest and the host. */
+export class Link {
+  constructor(readonly toGuest: Channel, readonly toHost: Channel) {}
+
+  static create(capacity = 1 << 22): Link {
+    return new Link(Channel.create(capacity), Channel.create(capacity));
+  }
+
+  /** What crosses to the worker in its init message. */
+  get buffers(): [SharedArrayBuffer, SharedArrayBuffer] {
+    return [this.toGuest.buffer, this.toHost.buffer];
+  }
+
+  static attach([toGuest, toHost]: [SharedArrayBuffer, SharedArrayBuffer]): Link {
+    return new Link(new Channel(toGuest), new Channel(toHost));
+  }
+}

@@ -1,0 +1,103 @@
+/**
+ * Level-triggered epoll over the fd table (SPEC.md §3). Each set keeps its interest list
+ * and a ready set maintained by `readinessChanged`, so collecting results costs O(ready)
+ * however many fds are watched. EPOLLERR and EPOLLHUP are always reported (as Linux).
+ */
+import { EPOLL_RECORD_BYTES, EpollOp, fail, Poll, POLL_ALL } from "./abi.ts";
+import type { FdEntry, FdTable, FdWatcher } from "./fd_table.ts";
+
+const ALWAYS = Poll.EPOLLERR | Poll.EPOLLHUP;
+
+export interface EpollRecord {
+  fd: number;
+  events: number;
+}
+
+export class Epoll implements FdWatcher {
+  private readonly interest = new Map<FdEntry, number>();
+  private readonly ready = new Set<FdEntry>();
+  /** Counters for GET_METRICS. */
+  waits = 0;
+  wakeups = 0;
+  recordsReturned = 0;
+
+  get watchedCount(): number {
+    return this.interest.size;
+  }
+
+  get readyCount(): number {
+    return this.ready.size;
+  }
+
+  readinessChanged(entry: FdEntry): void {
+    const interest = this.interest.get(entry);
+    if (interest === undefined) return;
+    if (entry.mask & (interest | ALWAYS)) this.ready.add(entry);
+    else this.ready.delete(entry);
+  }
+
+  /** ADD/MOD/DEL with SPEAR's checks plus EEXIST/ENOENT (SPEC.md §3). */
+  control(table: FdTable, op: number, target: FdEntry, events: number): void {
+    const has = this.interest.has(target);
+    switch (op) {
+      case EpollOp.ADD:
+        if (has) throw fail("EEXIST", `fd ${target.fd} already watched`);
+        this.interest.set(target, events & POLL_ALL);
+        target.watchers.add(this);
+        break;
+      case EpollOp.MOD:
+        if (!has) throw fail("ENOENT", `fd ${target.fd} not watched`);
+        this.interest.set(target, events & POLL_ALL);
+        break;
+      case EpollOp.DEL:
+        if (!has) throw fail("ENOENT", `fd ${target.fd} not watched`);
+        this.forget(table, target);
+        return;
+      default:
+        throw fail("EINVAL", `unknown epoll op ${op}`);
+    }
+    this.readinessChanged(target);
+  }
+
+  private forget(table: FdTable, target: FdEntry): void {
+    this.interest.delete(target);
+    this.ready.delete(target);
+    target.watchers.delete(this);
+    table.releaseIfUnused(target);
+  }
+
+  /** Ready fds in ascending order, at most `max`; one record per fd, events OR-merged. */
+  collect(max: number): EpollRecord[] {
+    if (this.ready.size === 0 || max <= 0) return [];
+    let entries = [...this.ready];
+    entries.sort((a, b) => a.fd - b.fd);
+    if (entries.length > max) entries = entries.slice(0, max);
+    return entries.map((e) => ({ fd: e.fd, events: e.mask & (this.interest.get(e)! | ALWAYS) }));
+  }
+
+  /** Unregisters from every watched fd (epfd close). */
+  clear(table: FdTable): void {
+    for (const target of [...this.interest.keys()]) this.forget(table, target);
+  }
+
+  metrics(): Record<string, unknown> {
+    return {
+      watched: this.interest.size,
+      ready: this.ready.size,
+      waits: this.waits,
+      wakeups: this.wakeups,
+      records_returned: this.recordsReturned,
+    };
+  }
+}
+
+/** Encodes records as the packed little-endian {fd i32, events i32} array. */
+export function encodeRecords(records: EpollRecord[]): Uint8Array {
+  const out = new Uint8Array(records.length * EPOLL_RECORD_BYTES);
+  const view = new DataView(out.buffer);
+  records.forEach((r, i) => {
+    view.setInt32(i * 8, r.fd, true);
+    view.setInt32(i * 8 + 4, r.events, true);
+  });
+  return out;
+}

@@ -1,0 +1,130 @@
+/**
+ * One fd table per guest instance (SPEC.md §3). fds start at 1000 and are never reused;
+ * a closed entry stays visible (reporting EPOLLHUP) while an epoll set still refers to it
+ * and is released after that. Readiness lives in each entry's `mask`; changing it through
+ * `setMask` keeps every watching epoll set's ready list current, so waits cost O(ready).
+ */
+import { fail, FIRST_FD, type FdKind, FdFlag, Poll } from "./abi.ts";
+
+/** What an epoll set must hear about the fds it watches. */
+export interface FdWatcher {
+  readinessChanged(entry: FdEntry): void;
+}
+
+export interface FdEntry<S = unknown> {
+  readonly fd: number;
+  readonly kind: FdKind;
+  flags: number;
+  closed: boolean;
+  /** Current readiness (EPOLLIN/OUT/ERR/HUP). */
+  mask: number;
+  readonly watchers: Set<FdWatcher>;
+  /** Family-specific state. */
+  readonly state: S;
+}
+
+export interface FdHooks<S> {
+  /** Runs once when the fd is closed (stop producers, cancel requests). */
+  onClose?(entry: FdEntry<S>): void;
+  /** Real counters for spear_fd_ctl GET_METRICS. */
+  metrics?(entry: FdEntry<S>): Record<string, unknown>;
+}
+
+export class FdTable {
+  private readonly entries = new Map<number, FdEntry>();
+  private readonly hooks = new Map<number, FdHooks<unknown>>();
+  private nextFd = FIRST_FD;
+  private open = 0;
+
+  constructor(readonly maxFds = 1024) {}
+
+  /** Number of fds that are allocated and not closed. */
+  get openCount(): number {
+    return this.open;
+  }
+
+  /** Number of entries still held (open, or closed but watched). */
+  get heldCount(): number {
+    return this.entries.size;
+  }
+
+  /** Allocates the next fd; EMFILE beyond `maxFds` open fds. */
+  alloc<S>(kind: FdKind, state: S, hooks: FdHooks<S> = {}, mask = 0): FdEntry<S> {
+    if (this.open >= this.maxFds) throw fail("EMFILE", `more than ${this.maxFds} open fds`);
+    if (this.nextFd > 0x7fffffff) throw fail("EMFILE", "fd numbers exhausted");
+    const entry: FdEntry<S> = { fd: this.nextFd++, kind, flags: 0, closed: false, mask, watchers: new Set(), state };
+    this.entries.set(entry.fd, entry);
+    this.hooks.set(entry.fd, hooks as FdHooks<unknown>);
+    this.open++;
+    return entry;
+  }
+
+  /** Any held entry, open or closed; EBADF if unknown or released. */
+  get(fd: number): FdEntry {
+    const entry = this.entries.get(fd);
+    if (!entry) throw fail("EBADF", `unknown fd ${fd}`);
+    return entry;
+  }
+
+  /** An open entry of the given kind(s); EBADF otherwise. */
+  getOpen<S>(fd: number, ...kinds: FdKind[]): FdEntry<S> {
+    const entry = this.get(fd);
+    if (entry.closed) throw fail("EBADF", `fd ${fd} is closed`);
+    if (kinds.length && !kinds.includes(entry.kind)) throw fail("EBADF", `fd ${fd} is a ${entry.kind}`);
+    return entry as FdEntry<S>;
+  }
+
+  /** Updates readiness and tells the watching epoll sets when it changed. */
+  setMask(entry: FdEntry, mask: number): void {
+    if (entry.closed) mask |= Poll.EPOLLHUP;
+    if (mask === entry.mask) return;
+    entry.mask = mask;
+    for (const w of entry.watchers) w.readinessChanged(entry);
+  }
+
+  /** Sets or clears bits in the readiness mask. */
+  updateMask(entry: FdEntry, set: number, clear = 0): void {
+    this.setMask(entry, (entry.mask & ~clear) | set);
+  }
+
+  /**
+   * Closes an fd: idempotent, raises EPOLLHUP, runs the family's close hook. Any family's
+   * close call closes any kind, as in SPEAR.
+   */
+  close(fd: number): void {
+    const entry = this.get(fd);
+    if (entry.closed) return;
+    entry.closed = true;
+    this.open--;
+    try {
+      this.hooks.get(fd)?.onClose?.(entry);
+    } finally {
+      this.setMask(entry, entry.mask | Poll.EPOLLHUP);
+      this.releaseIfUnused(entry);
+    }
+  }
+
+  /** Drops a closed entry once nothing refers to it any more. */
+  releaseIfUnused(entry: FdEntry): void {
+    if (entry.closed && entry.watchers.size === 0 && this.entries.get(entry.fd) === entry) {
+      this.entries.delete(entry.fd);
+      this.hooks.delete(entry.fd);
+    }
+  }
+
+  metrics(entry: FdEntry): Record<string, unknown> {
+    return this.hooks.get(entry.fd)?.metrics?.(entry) ?? {};
+  }
+
+  isNonBlocking(entry: FdEntry): boolean {
+    return (entry.flags & FdFlag.O_NONBLOCK) !== 0;
+  }
+
+  /** Closes everything (instance teardown). */
+  closeAll(): void {
+    for (const fd of [...this.entries.keys()]) {
+      const entry = this.entries.get(fd);
+      if (entry && !entry.closed) this.close(fd);
+    }
+  }
+}

@@ -1,0 +1,251 @@
+/**
+ * The host side (main thread): owns the shared Wasmtime engine, starts one Worker per
+ * guest, serves each guest's link (logs, driver requests) and enforces the time limit.
+ * Drivers — the code that talks to the outside world — plug in per family.
+ */
+import { Engine } from "./engine.ts";
+import { openWasmtime } from "../ffi/wasmtime.ts";
+import { decodeJson, Link, type Message } from "./channel.ts";
+import { type HostConfig, defaultConfig, netHosts } from "./config.ts";
+import type { FailureKind, GuestInit, GuestResult } from "./instance.ts";
+import { type LogRecord, Op, opFamily } from "./protocol.ts";
+import { defaultCacheDir, resolveWasmtimeLib } from "./native.ts";
+import { LogLevel } from "./abi.ts";
+
+/** Where guest log lines go. */
+export type LogSink = (guest: string, level: number, message: string) => void;
+
+const LEVEL_NAMES = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"];
+
+/** Default sink: one line per record on the host's stderr. */
+export const stderrLogSink: LogSink = (guest, level, message) => {
+  const text = message.endsWith("\n") ? message.slice(0, -1) : message;
+  const line = `[${guest}] ${LEVEL_NAMES[level] ?? "INFO"} ${text}\n`;
+  Deno.stderr.writeSync(new TextEncoder().encode(line));
+};
+
+/** The main-thread view of one running guest, handed to drivers. */
+export class GuestSession {
+  private ended = false;
+  private readonly cleanups: (() => void)[] = [];
+
+  constructor(
+    readonly id: number,
+    readonly name: string,
+    readonly link: Link,
+    readonly config: HostConfig,
+  ) {}
+
+  get alive(): boolean {
+    return !this.ended;
+  }
+
+  /** Sends a message into the guest's fd table and wakes it. */
+  send(op: number, fd: number, payload?: Uint8Array): void {
+    if (!this.ended) this.link.toGuest.send(op, fd, payload);
+  }
+
+  sendJson(op: number, fd: number, value: unknown): void {
+    if (!this.ended) this.link.toGuest.sendJson(op, fd, value);
+  }
+
+  /** Whether the config allows network access to host:port (SPEC.md §7 "net"). */
+  netAllowed(hostPort: string): boolean {
+    return netHosts(this.config).includes(hostPort);
+  }
+
+  /** Registers teardown work run when the guest ends (stop captures, abort requests). */
+  onEnd(cleanup: () => void): void {
+    if (this.ended) cleanup();
+    else this.cleanups.push(cleanup);
+  }
+
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    for (const cleanup of this.cleanups.splice(0)) {
+      try {
+        cleanup();
+      } catch { /* one failing cleanup must not stop the others */ }
+    }
+  }
+}
+
+/** A main-thread driver for one hostcall family. */
+export interface Driver {
+  readonly family: "cchat" | "mic";
+  handle(session: GuestSession, message: Message): void;
+  /** Blocking guest requests (`GuestRuntime.call`) this driver answers, by method name. */
+  readonly calls?: Record<string, (session: GuestSession, params: unknown) => Promise<unknown>>;
+}
+
+export interface HostOptions {
+  config?: HostConfig;
+  /** Path of libwasmtime; resolved from the install by default. */
+  wasmtimeLib?: string;
+  /** Directory for compiled modules; null disables the cache. */
+  cacheDir?: string | null;
+  logSink?: LogSink;
+  drivers?: Driver[];
+}
+
+export interface RunOptions {
+  /** argv for the guest after argv[0] (the guest's name). */
+  args?: string[];
+  env?: Record<string, string>;
+  timeoutMs?: number;
+  memoryMb?: number;
+  maxFds?: number;
+  stdoutFile?: string;
+  stderrFile?: string;
+  /** Display name (defaults to the file name). */
+  name?: string;
+}
+
+export interface RunResult {
+  exitCode: number;
+  failure?: { kind: FailureKind | "timeout"; message: string };
+  durationMs: number;
+}
+
+let nextGuestId = 1;
+
+/** Runs guests. One host can run many guests at once; each gets its own Worker and store. */
+export class SpearHost {
+  readonly config: HostConfig;
+  private engine?: Engine;
+  private readonly libPath: string;
+  private readonly cacheDir?: string;
+  private readonly logSink: LogSink;
+  private readonly drivers = new Map<string, Driver>();
+  private readonly calls = new Map<string, Driver>();
+  private running = 0;
+
+  constructor(options: HostOptions = {}) {
+    this.config = options.config ?? defaultConfig();
+    this.libPath = options.wasmtimeLib ?? resolveWasmtimeLib();
+    this.cacheDir = options.cacheDir === null ? undefined : options.cacheDir ?? defaultCacheDir();
+    this.logSink = options.logSink ?? stderrLogSink;
+    for (const driver of options.drivers ?? []) {
+      this.drivers.set(driver.family, driver);
+      for (const method of Object.keys(driver.calls ?? {})) this.calls.set(method, driver);
+    }
+  }
+
+  private sharedEngine(): Engine {
+    this.engine ??= Engine.create(openWasmtime(this.libPath));
+    return this.engine;
+  }
+
+  /** Number of guests currently running. */
+  get activeGuests(): number {
+    return this.running;
+  }
+
+  /** Runs a guest to completion. Never throws for guest faults; see RunResult.failure. */
+  async run(wasm: string | Uint8Array<ArrayBuffer>, options: RunOptions = {}): Promise<RunResult> {
+    const started = performance.now();
+    const bytes = typeof wasm === "string" ? await Deno.readFile(wasm) : wasm;
+    const name = options.name ?? (typeof wasm === "string" ? wasm.split("/").pop()! : "guest.wasm");
+    const limits = this.config.limits;
+    const timeoutMs = options.timeoutMs ?? limits.timeout_ms;
+    const memoryMb = options.memoryMb ?? limits.memory_mb;
+    const link = Link.create();
+    const session = new GuestSession(nextGuestId++, name, link, this.config);
+    const engine = this.sharedEngine();
+    const init: GuestInit = {
+      libPath: this.libPath,
+      engineAddress: engine.address,
+      name,
+      wasm: bytes,
+      args: [name, ...(options.args ?? [])],
+      env: options.env ?? {},
+      stdoutFile: options.stdoutFile,
+      stderrFile: options.stderrFile,
+      memoryBytes: memoryMb * 1024 * 1024,
+      maxFds: options.maxFds ?? limits.max_fds,
+      link: link.buffers,
+      cacheDir: this.cacheDir,
+    };
+
+    this.running++;
+    const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      link.toGuest.requestTerminate(); // wakes a guest parked in a hostcall
+      engine.incrementEpoch(); // interrupts a guest running wasm
+    }, timeoutMs);
+    const served = this.serve(session);
+    try {
+      const result = await new Promise<GuestResult>((resolve) => {
+        worker.onmessage = (e: MessageEvent<GuestResult>) => resolve(e.data);
+        worker.onerror = (e) => {
+          e.preventDefault();
+          resolve({ exitCode: 1, failure: { kind: "internal", message: `guest worker failed: ${e.message}` } });
+        };
+        worker.postMessage(init);
+      });
+      const durationMs = performance.now() - started;
+      if (timedOut && result.failure?.kind === "terminated") {
+        return { exitCode: 124, failure: { kind: "timeout", message: `timeout after ${timeoutMs} ms` }, durationMs };
+      }
+      return { ...result, durationMs };
+    } finally {
+      clearTimeout(timer);
+      worker.terminate();
+      session.end();
+      link.toHost.ring(); // release the serve loop
+      await served;
+      this.running--;
+    }
+  }
+
+  /** Serves the guest's outbound channel until the session ends. */
+  private async serve(session: GuestSession): Promise<void> {
+    const { toHost, toGuest } = session.link;
+    for (;;) {
+      const seen = toHost.bell;
+      toHost.receive((m) => this.dispatch(session, m), () => toGuest.ring());
+      toGuest.flush();
+      if (!session.alive) {
+        toHost.receive((m) => this.dispatch(session, m)); // the last log lines
+        return;
+      }
+      await toHost.waitBellAsync(seen);
+    }
+  }
+
+  private dispatch(session: GuestSession, m: Message): void {
+    if (m.op === Op.LOG) {
+      const record = decodeJson<LogRecord & { host?: boolean }>(m.payload);
+      this.logSink(session.name, record.level, record.message);
+      return;
+    }
+    if (m.op === Op.CALL) {
+      this.answerCall(session, decodeJson(m.payload));
+      return;
+    }
+    const family = opFamily(m.op);
+    const driver = this.drivers.get(family);
+    if (driver) driver.handle(session, m);
+    else this.logSink(session.name, LogLevel.ERROR, `host: no driver for ${family} (op ${m.op})`);
+  }
+
+  private answerCall(session: GuestSession, call: { id: number; method: string; params: unknown }): void {
+    const driver = this.calls.get(call.method);
+    const reply = (result: unknown) => session.sendJson(Op.REPLY, 0, { id: call.id, result });
+    if (!driver) {
+      reply({ error: `no host method ${call.method}` });
+      return;
+    }
+    driver.calls![call.method](session, call.params).then(reply, (e) => reply({ error: String(e?.message ?? e) }));
+  }
+
+  /** Frees the engine. Call when no guest is running and the host is no longer needed. */
+  close(): void {
+    if (this.running > 0) throw new Error("guests are still running");
+    this.engine?.delete();
+    this.engine = undefined;
+  }
+}

@@ -1,0 +1,121 @@
+/** spear_epoll_* and spear_fd_ctl: the generic fd layer every family shares. */
+import { EPOLL_RECORD_BYTES, fail, FdCtl, FdFlag, pollNames } from "../abi.ts";
+import { Epoll, encodeRecords } from "../epoll.ts";
+import type { FdEntry } from "../fd_table.ts";
+import type { GuestRuntime } from "../guest.ts";
+import { type Hostcall, i32call } from "./types.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+function flagNames(flags: number): string[] {
+  return flags & FdFlag.O_NONBLOCK ? ["O_NONBLOCK"] : [];
+}
+
+/** Parses SET_FLAGS JSON {"set":[...], "clear":[...]}; EINVAL on anything else. */
+function parseFlagChange(text: string): { set: number; clear: number } {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw fail("EINVAL", "SET_FLAGS: invalid JSON");
+  }
+  if (typeof json !== "object" || json === null || Array.isArray(json)) throw fail("EINVAL", "SET_FLAGS: not an object");
+  const bits = (key: string): number => {
+    const list = (json as Record<string, unknown>)[key];
+    if (list === undefined) return 0;
+    if (!Array.isArray(list)) throw fail("EINVAL", `SET_FLAGS: ${key} must be an array`);
+    let mask = 0;
+    for (const name of list) {
+      if (name !== "O_NONBLOCK") throw fail("EINVAL", `SET_FLAGS: unknown flag ${JSON.stringify(name)}`);
+      mask |= FdFlag.O_NONBLOCK;
+    }
+    return mask;
+  };
+  return { set: bits("set"), clear: bits("clear") };
+}
+
+export function fdHostcalls(rt: GuestRuntime): Hostcall[] {
+  const { fds, mem } = rt;
+
+  const epollOf = (fd: number): FdEntry<Epoll> => fds.getOpen<Epoll>(fd, "Epoll");
+
+  const statusJson = (entry: FdEntry) => ({
+    kind: entry.kind,
+    flags: flagNames(entry.flags),
+    poll_mask: pollNames(entry.mask),
+    closed: entry.closed,
+  });
+
+  return [
+    i32call("spear_epoll_create", 0, () => {
+      const ep = new Epoll();
+      return fds.alloc("Epoll", ep, {
+        onClose: (entry) => entry.state.clear(fds),
+        metrics: (entry) => entry.state.metrics(),
+      }).fd;
+    }),
+
+    i32call("spear_epoll_ctl", 4, (epfd, op, fd, events) => {
+      if (epfd === fd) throw fail("EINVAL", "epfd == fd");
+      const ep = fds.get(epfd);
+      const target = fds.get(fd);
+      if (ep.kind !== "Epoll" || ep.closed) throw fail("EBADF", `fd ${epfd} is not an open epoll`);
+      if (target.kind === "Epoll") throw fail("EINVAL", "nested epoll");
+      (ep.state as Epoll).control(fds, op, target, events);
+      return 0;
+    }),
+
+    i32call("spear_epoll_wait", 4, (epfd, outPtr, lenPtr, timeoutMs) => {
+      const max = Math.floor(mem.u32(lenPtr) / EPOLL_RECORD_BYTES);
+      if (max === 0) {
+        mem.setU32(lenPtr, EPOLL_RECORD_BYTES);
+        throw fail("ENOSPC");
+      }
+      const ep = epollOf(epfd).state;
+      mem.check(outPtr, max * EPOLL_RECORD_BYTES);
+      ep.waits++;
+      rt.pump();
+      let records = ep.collect(max);
+      if (records.length === 0 && timeoutMs !== 0) {
+        rt.block(() => (records = ep.collect(max)).length > 0, timeoutMs);
+        // A tool call re-entered during the wait may have closed the epfd.
+        epollOf(epfd);
+        if (records.length > 0) ep.wakeups++;
+      }
+      mem.refresh(); // a re-entered guest call may have grown memory
+      const bytes = encodeRecords(records);
+      mem.write(outPtr, bytes);
+      mem.setU32(lenPtr, bytes.length);
+      ep.recordsReturned += records.length;
+      return records.length;
+    }),
+
+    i32call("spear_epoll_close", 1, (epfd) => {
+      fds.close(epfd);
+      return 0;
+    }),
+
+    i32call("spear_fd_ctl", 4, (fd, cmd, argPtr, lenPtr) => {
+      const entry = fds.get(fd);
+      const reply = (value: unknown) => mem.writeOut(argPtr, lenPtr, encoder.encode(JSON.stringify(value)));
+      switch (cmd) {
+        case FdCtl.SET_FLAGS: {
+          const change = parseFlagChange(decoder.decode(mem.slice(argPtr, mem.u32(lenPtr))));
+          entry.flags = (entry.flags | change.set) & ~change.clear;
+          return 0;
+        }
+        case FdCtl.GET_FLAGS:
+          return reply({ flags: flagNames(entry.flags) });
+        case FdCtl.GET_KIND:
+          return reply({ kind: entry.kind });
+        case FdCtl.GET_STATUS:
+          return reply(statusJson(entry));
+        case FdCtl.GET_METRICS:
+          return reply(fds.metrics(entry));
+        default:
+          throw fail("EINVAL", `unknown fd ctl ${cmd}`);
+      }
+    }),
+  ];
+}

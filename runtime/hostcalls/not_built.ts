@@ -1,0 +1,43 @@
+/**
+ * Families that are not built yet. Their imports exist so every SPEAR guest links, and
+ * each answers -ENOSYS (README "Status").
+ */
+import { fail } from "../abi.ts";
+import type { Hostcall } from "./types.ts";
+
+/** [name, arity] of the imports still answering -ENOSYS. */
+export const NOT_BUILT: readonly [string, number][] = [
+  ["cchat_create", 0],
+  ["cchat_write_msg", 5],
+  ["cchat_write_fn", 4],
+  ["cchat_ctl", 4],
+  ["cchat_send", 2],
+  ["cchat_recv", 3],
+  ["cchat_close", 1],
+  ["mic_create", 0],
+  ["mic_ctl", 4],
+  ["mic_read", 3],
+  ["mic_close", 1],
+  ["rtasr_create", 0],
+  ["rtasr_ctl", 4],
+  ["rtasr_write", 3],
+  ["rtasr_read", 3],
+  ["rtasr_close", 1],
+  ["user_stream_open", 2],
+  ["user_stream_read", 3],
+  ["user_stream_write", 3],
+  ["user_stream_close", 1],
+  ["user_stream_ctl_open", 0],
+  ["user_stream_ctl_read", 3],
+];
+
+export function notBuiltHostcalls(skip: Set<string>): Hostcall[] {
+  return NOT_BUILT.filter(([name]) => !skip.has(name)).map(([name, arity]) => ({
+    name,
+    params: Array(arity).fill("i32"),
+    result: "i32",
+    run: () => {
+      throw fail("ENOSYS", `${name} is not implemented in this spearhost`);
+    },
+  }));
+}

@@ -1,0 +1,97 @@
+/**
+ * The one way hostcalls touch guest memory. Every pointer and length is checked against
+ * the current size of the guest's linear memory; anything out of range is -EFAULT, never a
+ * trap and never a host crash. Also implements SPEAR's out-buffer convention.
+ */
+import { fail } from "./abi.ts";
+
+const decoder = new TextDecoder("utf-8", { fatal: false });
+
+/** Supplies the base address and size of linear memory (they move when memory grows). */
+export interface MemorySource {
+  /** Returns [address, byteLength]; address 0 means "no memory". */
+  locate(): [bigint, number];
+}
+
+export class GuestMemory {
+  private address = -1n;
+  private bytes = new Uint8Array(0);
+  private view = new DataView(this.bytes.buffer);
+
+  constructor(private readonly source: MemorySource | null) {}
+
+  /** Re-reads the memory location; call once per hostcall before any access. */
+  refresh(): void {
+    if (this.source === null) return;
+    const [address, size] = this.source.locate();
+    if (address === this.address && size === this.bytes.length) return;
+    this.address = address;
+    if (address === 0n || size === 0) {
+      this.bytes = new Uint8Array(0);
+    } else {
+      this.bytes = new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(Deno.UnsafePointer.create(address)!, size));
+    }
+    this.view = new DataView(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength);
+  }
+
+  get size(): number {
+    return this.bytes.length;
+  }
+
+  /** Throws EFAULT unless [ptr, ptr+len) lies inside memory. Pointers are signed i32 as in SPEAR. */
+  check(ptr: number, len: number): void {
+    if (ptr < 0 || len < 0 || ptr + len > this.bytes.length) throw fail("EFAULT", `bad guest range ${ptr}+${len}`);
+  }
+
+  /** A view (not a copy) of guest bytes; valid until the guest runs again. */
+  slice(ptr: number, len: number): Uint8Array {
+    this.check(ptr, len);
+    return this.bytes.subarray(ptr, ptr + len);
+  }
+
+  /** A copy of guest bytes, safe to keep. */
+  copy(ptr: number, len: number): Uint8Array {
+    return this.slice(ptr, len).slice();
+  }
+
+  /** Lossy UTF-8 decode, as SPEAR does for roles, content and log text. */
+  string(ptr: number, len: number): string {
+    return decoder.decode(this.slice(ptr, len));
+  }
+
+  u32(ptr: number): number {
+    this.check(ptr, 4);
+    return this.view.getUint32(ptr, true);
+  }
+
+  setU32(ptr: number, value: number): void {
+    this.check(ptr, 4);
+    this.view.setUint32(ptr, value, true);
+  }
+
+  setI32(ptr: number, value: number): void {
+    this.check(ptr, 4);
+    this.view.setInt32(ptr, value, true);
+  }
+
+  write(ptr: number, data: Uint8Array): void {
+    this.check(ptr, data.length);
+    this.bytes.set(data, ptr);
+  }
+
+  /**
+   * SPEAR's out-buffer convention: capacity is the u32 at `lenPtr`. If `data` does not fit,
+   * the needed length is written back and ENOSPC thrown (nothing is consumed: callers peek,
+   * write, and only then dequeue). Otherwise copies, stores the length, returns it.
+   */
+  writeOut(outPtr: number, lenPtr: number, data: Uint8Array): number {
+    const capacity = this.u32(lenPtr);
+    if (capacity < data.length) {
+      this.setU32(lenPtr, data.length);
+      throw fail("ENOSPC");
+    }
+    this.write(outPtr, data);
+    this.setU32(lenPtr, data.length);
+    return data.length;
+  }
+}

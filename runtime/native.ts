@@ -1,0 +1,60 @@
+/**
+ * Where the native pieces live: the pinned libwasmtime installed by scripts/setup.sh (or
+ * embedded in a `deno compile` binary) and the compiled-module cache directory.
+ */
+
+import { createHash } from "node:crypto";
+
+const LIB_NAME = "libwasmtime.so";
+
+function homeCache(): string {
+  const xdg = Deno.env.get("XDG_CACHE_HOME");
+  if (xdg) return `${xdg}/spearhost`;
+  const home = Deno.env.get("HOME");
+  return home ? `${home}/.cache/spearhost` : "/tmp/spearhost-cache";
+}
+
+/** Cache directory for compiled modules (override: SPEARHOST_CACHE_DIR). */
+export function defaultCacheDir(): string {
+  return Deno.env.get("SPEARHOST_CACHE_DIR") ?? `${homeCache()}/modules`;
+}
+
+function exists(path: string): boolean {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
+}
+
+/** True when running inside a `deno compile` binary (modules come from its embedded fs). */
+export function isCompiledBinary(): boolean {
+  return /\/deno-compile-[^/]*\//.test(new URL(import.meta.url).pathname);
+}
+
+/**
+ * A compiled binary embeds libwasmtime; the dynamic loader needs a real file, so the bytes
+ * are copied once into the cache, named by their SHA-256 so a stale copy is never used.
+ */
+function extractEmbedded(embedded: string): string {
+  const bytes = Deno.readFileSync(embedded);
+  const dir = `${homeCache()}/lib`;
+  const target = `${dir}/libwasmtime-${createHash("sha256").update(bytes).digest("hex")}.so`;
+  if (!exists(target)) {
+    Deno.mkdirSync(dir, { recursive: true });
+    const tmp = `${target}.${crypto.randomUUID()}.tmp`;
+    Deno.writeFileSync(tmp, bytes, { mode: 0o755 });
+    Deno.renameSync(tmp, target);
+  }
+  return target;
+}
+
+/** Path of libwasmtime: $SPEARHOST_WASMTIME_LIB, the setup install, or the embedded copy. */
+export function resolveWasmtimeLib(): string {
+  const fromEnv = Deno.env.get("SPEARHOST_WASMTIME_LIB");
+  if (fromEnv) return fromEnv;
+  const bundled = new URL(`../.tools/${LIB_NAME}`, import.meta.url).pathname;
+  if (isCompiledBinary()) return extractEmbedded(bundled);
+  if (exists(bundled)) return Deno.realPathSync(bundled);
+  throw new Error(`${LIB_NAME} not found: run scripts/setup.sh or set SPEARHOST_WASMTIME_LIB`);
+}
