@@ -1,9 +1,10 @@
 /** The drivers a default host runs with, one per built family. */
 import type { HostConfig } from "../runtime/config.ts";
 import type { Driver } from "../runtime/host.ts";
+import { chatDriver } from "./chat/driver.ts";
 
-export function defaultDrivers(_config: HostConfig): Driver[] {
-  return [];
+export function defaultDrivers(config: HostConfig): Driver[] {
+  return [chatDriver(config)];
 }
 
 /** Audio input devices, for `spear devices`. */

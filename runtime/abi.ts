@@ -91,7 +91,8 @@ export const MAX_LOG_BYTES = 16384;
 
 /** Error thrown inside a hostcall to return `-errno` to the guest. */
 export class HostcallError extends Error {
-  constructor(readonly errno: ErrnoName, message?: string) {
+  /** `rc` overrides the value reported elsewhere (e.g. a tool's own return code). */
+  constructor(readonly errno: ErrnoName, message?: string, readonly rc?: number) {
     super(message ?? errno);
   }
   /** The negative value the guest sees. */

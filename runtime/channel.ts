@@ -189,7 +189,7 @@ export function decodeText(payload: Uint8Array): string {
 export class Link {
   constructor(readonly toGuest: Channel, readonly toHost: Channel) {}
 
-  static create(capacity = 1 << 22): Link {
+  static create(capacity = 1 << 24): Link {
     return new Link(Channel.create(capacity), Channel.create(capacity));
   }
 

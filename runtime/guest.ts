@@ -15,6 +15,25 @@ export class GuestTerminated extends Error {
   }
 }
 
+/**
+ * Thrown when a call back into the guest (a tool function) trapped or exited: the whole
+ * guest must unwind, so the hostcall that made the call returns a trap.
+ */
+export class GuestTrapped extends Error {
+  constructor(message: string, readonly exitCode?: number) {
+    super(message);
+  }
+}
+
+/** Calls into the guest from inside a hostcall (tools, reference §5.7). */
+export interface GuestInvoker {
+  /**
+   * Calls the function at `index` of the guest's exported function table with four i32
+   * arguments and an i32 result. EIO if there is no such function or its type differs.
+   */
+  callTableI32x4(index: number, args: [number, number, number, number]): number;
+}
+
 export interface GuestOptions {
   link: Link;
   memory: MemorySource | null;
@@ -31,6 +50,10 @@ export class GuestRuntime {
   private nextCallId = 1;
   /** Messages from the host handled so far (for tests and metrics). */
   messagesIn = 0;
+  /** Set by the instance once the guest is instantiated. */
+  invoker: GuestInvoker | null = null;
+  /** A WASI exit that happened inside a re-entered call; it ends the guest with this code. */
+  exitFromNestedCall: number | undefined;
 
   constructor(options: GuestOptions) {
     this.fds = new FdTable(options.maxFds);

@@ -9,6 +9,7 @@ import { openWasmtime, type WasmtimeLib, WASMTIME_VERSION } from "../ffi/wasmtim
 import {
   callRaw,
   Engine,
+  tableFunc,
   ExternKind,
   funcSignature,
   type Instance,
@@ -19,7 +20,7 @@ import {
   WasmError,
 } from "./engine.ts";
 import { Link } from "./channel.ts";
-import { GuestRuntime, GuestTerminated } from "./guest.ts";
+import { GuestRuntime, GuestTerminated, GuestTrapped } from "./guest.ts";
 import { spearHostcalls } from "./hostcalls/mod.ts";
 import type { Hostcall } from "./hostcalls/types.ts";
 import { Op } from "./protocol.ts";
@@ -102,7 +103,7 @@ function bindHostcall(lib: WasmtimeLib, linker: Linker, rt: GuestRuntime, contex
       for (let i = 0; i < arity; i++) args[i] = raw.getInt32(i * 16, true);
       result = hc.run(...args);
     } catch (e) {
-      if (e instanceof GuestTerminated) return newTrap(lib, e.message);
+      if (e instanceof GuestTerminated || e instanceof GuestTrapped) return newTrap(lib, e.message);
       if (e instanceof HostcallError) result = e.code;
       else {
         rt.sendJson(Op.LOG, 0, { level: LogLevel.ERROR, message: `host: internal error in ${hc.name}: ${e}`, host: true });
@@ -117,9 +118,39 @@ function bindHostcall(lib: WasmtimeLib, linker: Linker, rt: GuestRuntime, contex
   });
 }
 
+const TOOL_SIGNATURE = "0,0,0,0->0"; // (i32, i32, i32, i32) -> i32
+
+/** Re-entrant calls through the guest's exported function table (tool functions). */
+function tableInvoker(lib: WasmtimeLib, instance: Instance, rt: GuestRuntime, contexts: Deno.PointerValue[]) {
+  const table = instance.table(["__indirect_function_table", "table"]);
+  return {
+    callTableI32x4(index: number, args: [number, number, number, number]): number {
+      const context = contexts[contexts.length - 1];
+      if (!table) throw new HostcallError("EIO", "guest exports no function table (link with --export-table)");
+      const func = tableFunc(lib, context, table, index);
+      if (!func) throw new HostcallError("EIO", `no function at table index ${index}`);
+      const sig = funcSignature(lib, context, func);
+      if (`${sig.params}->${sig.results}` !== TOOL_SIGNATURE) {
+        throw new HostcallError("EIO", `table index ${index} is not (i32,i32,i32,i32)->i32`);
+      }
+      const raw = new Uint8Array(4 * 16);
+      const view = new DataView(raw.buffer);
+      args.forEach((a, i) => view.setInt32(i * 16, a, true));
+      const outcome = callRaw(lib, context, func, raw);
+      rt.mem.refresh();
+      if (outcome.error) {
+        if (outcome.error.kind === "exit") rt.exitFromNestedCall = outcome.error.exitCode ?? 0;
+        throw new GuestTrapped(outcome.error.message);
+      }
+      return view.getInt32(0, true);
+    },
+  };
+}
+
 function classifyTrap(error: WasmError, instance: Instance | undefined, rt: GuestRuntime, init: GuestInit): GuestResult {
   if (rt.link.toGuest.terminateRequested) return { exitCode: 137, failure: { kind: "terminated", message: error.message } };
   if (error.kind === "exit") return { exitCode: error.exitCode ?? 1 };
+  if (rt.exitFromNestedCall !== undefined) return { exitCode: rt.exitFromNestedCall };
   const memory = instance?.export("memory");
   if (memory && rt.mem.size + 65536 > init.memoryBytes) {
     return {
@@ -174,6 +205,7 @@ export async function runGuest(init: GuestInit): Promise<GuestResult> {
       return { exitCode: 1, failure: { kind: "link", message: "guest does not export its memory as \"memory\"" } };
     }
     memoryHandle = memory.handle;
+    rt.invoker = tableInvoker(lib, instance, rt, contexts);
     const start = instance.export("_start");
     if (start?.kind !== ExternKind.FUNC) {
       return { exitCode: 1, failure: { kind: "link", message: "guest has no _start export (not a WASI command)" } };
@@ -182,6 +214,8 @@ export async function runGuest(init: GuestInit): Promise<GuestResult> {
     if (sig.params.length || sig.results.length) {
       return { exitCode: 1, failure: { kind: "link", message: "_start must take no parameters and return nothing" } };
     }
+    // The deadline is armed; a stop requested before this point would otherwise be missed.
+    if (link.toGuest.terminateRequested) return { exitCode: 137, failure: { kind: "terminated", message: "terminated before start" } };
     contexts.push(store.context);
     const outcome = callRaw(lib, store.context, start.handle, new Uint8Array(16));
     contexts.pop();

@@ -1,5 +1,6 @@
 /** Assembles every `spear` import: the built families plus -ENOSYS for the rest. */
 import type { GuestRuntime } from "../guest.ts";
+import { cchatHostcalls } from "./cchat.ts";
 import { coreHostcalls } from "./core.ts";
 import { fdHostcalls } from "./fd.ts";
 import { notBuiltHostcalls } from "./not_built.ts";
@@ -20,7 +21,7 @@ export type { Hostcall };
 
 /** All hostcalls for one guest, exactly one per SPEAR import. */
 export function spearHostcalls(rt: GuestRuntime): Hostcall[] {
-  const built = [...coreHostcalls(rt), ...fdHostcalls(rt)];
+  const built = [...coreHostcalls(rt), ...fdHostcalls(rt), ...cchatHostcalls(rt)];
   const all = [...built, ...notBuiltHostcalls(new Set(built.map((h) => h.name)))];
   const names = all.map((h) => h.name).sort();
   const expected = [...SPEAR_IMPORTS].sort();

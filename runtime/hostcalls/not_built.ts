@@ -7,13 +7,6 @@ import type { Hostcall } from "./types.ts";
 
 /** [name, arity] of the imports still answering -ENOSYS. */
 export const NOT_BUILT: readonly [string, number][] = [
-  ["cchat_create", 0],
-  ["cchat_write_msg", 5],
-  ["cchat_write_fn", 4],
-  ["cchat_ctl", 4],
-  ["cchat_send", 2],
-  ["cchat_recv", 3],
-  ["cchat_close", 1],
   ["mic_create", 0],
   ["mic_ctl", 4],
   ["mic_read", 3],

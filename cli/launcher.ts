@@ -1,0 +1,60 @@
+/**
+ * `deno task spear …`: reads the config, then re-runs cli/main.ts in a fresh Deno with only
+ * the permissions that config needs (DESIGN.md "Least privilege"): --allow-net to the
+ * configured hosts only, --allow-env to the named key variables only, --allow-read of the
+ * guest, config, mic file and install, --allow-write of the module cache, and --allow-ffi.
+ */
+import { netHosts } from "../runtime/config.ts";
+import { defaultCacheDir } from "../runtime/native.ts";
+import { main as runInProcess, parseArgs, resolveConfig, UsageError } from "./main.ts";
+
+const root = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
+
+/** The Deno permission flags for one invocation. */
+export async function permissionFlags(argv: string[]): Promise<string[]> {
+  const cmd = parseArgs(argv);
+  const configPath = cmd.command === "help" ? undefined : cmd.configPath;
+  const config = await resolveConfig(configPath);
+  const cacheDir = defaultCacheDir();
+  const reads = [root, cacheDir, Deno.cwd() + "/spear.json"];
+  if (configPath) reads.push(configPath);
+  if (cmd.command === "run") reads.push(cmd.guest);
+  if (config.mic.file) reads.push(config.mic.file);
+  // ALSA and PortAudio read their own configuration and device nodes.
+  reads.push("/usr/share/alsa", "/etc/asound.conf", "/dev/snd", "/proc/asound");
+  const alsaConfig = Deno.env.get("ALSA_CONFIG_PATH");
+  if (alsaConfig) reads.push(alsaConfig);
+  const envNames = ["HOME", "XDG_CACHE_HOME", "SPEARHOST_CACHE_DIR", "SPEARHOST_WASMTIME_LIB", "ALSA_CONFIG_PATH"];
+  for (const b of config.backends) if (b.api_key_env) envNames.push(b.api_key_env);
+  const hosts = netHosts(config);
+  return [
+    "--allow-ffi",
+    `--allow-read=${reads.join(",")}`,
+    `--allow-write=${cacheDir}`,
+    `--allow-env=${envNames.join(",")}`,
+    ...(hosts.length ? [`--allow-net=${hosts.join(",")}`] : []),
+  ];
+}
+
+async function launch(argv: string[]): Promise<number> {
+  let flags: string[];
+  try {
+    flags = await permissionFlags(argv);
+  } catch (e) {
+    // Usage and config errors read the same whether reported here or by the child.
+    if (e instanceof UsageError || (e as Error).name === "ConfigError" || e instanceof Error) return await runInProcess(argv);
+    throw e;
+  }
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", "--no-prompt", ...flags, `${root}/cli/main.ts`, ...argv],
+    stdin: "inherit",
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn();
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => child.kill(signal));
+  }
+  return (await child.status).code;
+}
+
+if (import.meta.main) Deno.exit(await launch(Deno.args));

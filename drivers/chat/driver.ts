@@ -1,0 +1,68 @@
+/**
+ * The cchat family's main-thread driver: runs each CHAT_REQUEST from a guest as one
+ * backend round trip and sends the result back as CHAT_RESULT. A CHAT_CANCEL (the guest
+ * closed the response fd) or the guest ending aborts the request.
+ */
+import { decodeJson, type Message } from "../../runtime/channel.ts";
+import type { HostConfig } from "../../runtime/config.ts";
+import type { Driver, GuestSession } from "../../runtime/host.ts";
+import { MAX_CHAT_MESSAGE_BYTES } from "../../runtime/hostcalls/cchat.ts";
+import { Op } from "../../runtime/protocol.ts";
+import { type ChatRoundTripRequest, type ChatRoundTripResult, runChatRoundTrip } from "./mod.ts";
+
+const encoder = new TextEncoder();
+
+export function chatDriver(config: HostConfig): Driver {
+  /** Requests in flight, per guest session, by response fd. */
+  const inflight = new Map<GuestSession, Map<number, AbortController>>();
+
+  const requestsOf = (session: GuestSession) => {
+    let requests = inflight.get(session);
+    if (!requests) {
+      const created = new Map<number, AbortController>();
+      inflight.set(session, created);
+      session.onEnd(() => {
+        for (const c of created.values()) c.abort();
+        inflight.delete(session);
+      });
+      requests = created;
+    }
+    return requests;
+  };
+
+  const deliver = (session: GuestSession, fd: number, result: ChatRoundTripResult) => {
+    let payload = encoder.encode(JSON.stringify(result));
+    if (payload.length > MAX_CHAT_MESSAGE_BYTES) {
+      const tooLarge: ChatRoundTripResult = {
+        ok: false,
+        error: { message: `response of ${payload.length} bytes exceeds the host limit of ${MAX_CHAT_MESSAGE_BYTES} bytes` },
+        latencyMs: result.latencyMs,
+      };
+      payload = encoder.encode(JSON.stringify(tooLarge));
+    }
+    session.send(Op.CHAT_RESULT, fd, payload);
+  };
+
+  const start = (session: GuestSession, fd: number, request: ChatRoundTripRequest) => {
+    const controller = new AbortController();
+    const requests = requestsOf(session);
+    requests.set(fd, controller);
+    runChatRoundTrip(config, request, controller.signal).then((result) => {
+      if (requests.get(fd) !== controller) return;
+      requests.delete(fd);
+      if (!controller.signal.aborted) deliver(session, fd, result);
+    });
+  };
+
+  return {
+    family: "cchat",
+    handle(session: GuestSession, m: Message) {
+      if (m.op === Op.CHAT_REQUEST) start(session, m.fd, decodeJson<ChatRoundTripRequest>(m.payload));
+      else if (m.op === Op.CHAT_CANCEL) {
+        const requests = inflight.get(session);
+        requests?.get(m.fd)?.abort();
+        requests?.delete(m.fd);
+      }
+    },
+  };
+}

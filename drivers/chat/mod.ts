@@ -1,0 +1,217 @@
+/**
+ * Main-thread chat driver: one backend round trip for a guest's cchat session.
+ *
+ * The worker owns the session (messages, tools, params, the AUTO_TOOL_CALL loop) and hands
+ * one request at a time here; `runChatRoundTrip` routes it (reference §5.4), calls the
+ * backend (`stub` in-process, `openai_chat_completion` over HTTP) and resolves with the
+ * backend JSON or an error. It never rejects.
+ *
+ * Error messages are SPEAR's error displays, ready for `{"error":{"message":…}}`:
+ * routing failures read `Operation not supported: no candidate backend…`, backend failures
+ * `Runtime error: upstream status: 401: …`, `Runtime error: missing model`,
+ * `Runtime error: timeout after 500 ms`. `code` carries the machine-readable cause.
+ */
+
+import type { BackendConfig, HostConfig } from "../../runtime/config.ts";
+import { netHosts } from "../../runtime/config.ts";
+import { openaiChatCompletion } from "./openai.ts";
+import { selectBackend } from "./router.ts";
+import { stubChatCompletion } from "./stub.ts";
+
+export { chatCompletionsUrl, forwardedParams } from "./openai.ts";
+export { selectBackend } from "./router.ts";
+export { stubChatCompletion } from "./stub.ts";
+
+/** Backend kinds that serve chat completions. */
+export const CHAT_BACKEND_KINDS: readonly string[] = ["stub", "openai_chat_completion"];
+
+export interface ChatRoundTripRequest {
+  /** The ChatSession fd (the stub's reply id is `chatcmpl_<sessionFd>`). */
+  sessionFd: number;
+  /** OpenAI message objects (`{role, content, tool_call_id?, tool_calls?, name?}`), sent as-is. */
+  messages: Record<string, unknown>[];
+  /** Parsed OpenAI tool objects, sent verbatim; non-empty adds `supports_tools`. */
+  tools: unknown[];
+  /** Every SET_PARAM value; structural/`mcp.*`/streaming keys are stripped before sending. */
+  params: Record<string, unknown>;
+  /** Request model ("" = take the chosen backend's bound model). */
+  model: string;
+  /** Force the backend with this configured name. */
+  backend?: string;
+  /** HTTP timeout; defaults to params.timeout_ms; none when both are absent (as SPEAR). */
+  timeoutMs?: number;
+}
+
+export interface ChatRoundTripError {
+  message: string;
+  /** e.g. no_candidate_backend, invalid_request, upstream_error, invalid_response, network_error,
+   * timeout, cancelled, net_denied, credential_error, unsupported_operation, internal_error. */
+  code?: string;
+}
+
+export interface ChatRoundTripOk {
+  ok: true;
+  /** The backend JSON (a non-object JSON value comes wrapped as `{result: value}`, as SPEAR). */
+  body: Record<string, unknown>;
+  /** Name of the chosen backend. */
+  backend: string;
+  /** Request model, or the response's `model` when the request model was empty (for `_spear`). */
+  model: string;
+  /** Upstream `usage` block, when the backend sent one. */
+  usage?: Record<string, unknown>;
+  /** Request start to body parsed, milliseconds. */
+  latencyMs: number;
+}
+
+export interface ChatRoundTripFailure {
+  ok: false;
+  error: ChatRoundTripError;
+  backend?: string;
+  latencyMs: number;
+}
+
+export type ChatRoundTripResult = ChatRoundTripOk | ChatRoundTripFailure;
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function nonNegativeInt(v: unknown): number | undefined {
+  return typeof v === "number" && Number.isSafeInteger(v) && v >= 0 ? v : undefined;
+}
+
+/** Routing requirements of a request: `supports_tools`, `supports_json_schema`. */
+export function requiredFeaturesFor(req: Pick<ChatRoundTripRequest, "tools" | "params">): string[] {
+  const features: string[] = [];
+  if (req.tools.length > 0) features.push("supports_tools");
+  const rf = req.params.response_format;
+  if (isPlainObject(rf) && rf.type === "json_schema") features.push("supports_json_schema");
+  return features;
+}
+
+/**
+ * The JSON the guest reads from the response fd (reference §5.5): the body plus
+ * `_spear: {backend, model}` on success, `{"error": {"message"}}` on failure.
+ */
+export function responseJson(result: ChatRoundTripResult): Record<string, unknown> {
+  if (result.ok) return { ...result.body, _spear: { backend: result.backend, model: result.model } };
+  return { error: { message: result.error.message } };
+}
+
+/** Runs one backend round trip. Never rejects; `random` drives the weighted pick. */
+export async function runChatRoundTrip(
+  config: HostConfig,
+  req: ChatRoundTripRequest,
+  signal?: AbortSignal,
+  random: () => number = Math.random,
+): Promise<ChatRoundTripResult> {
+  const start = performance.now();
+  const elapsed = () => Math.round((performance.now() - start) * 1000) / 1000;
+  let chosen: BackendConfig | undefined;
+  try {
+    const params = isPlainObject(req.params) ? req.params : {};
+    const messages = Array.isArray(req.messages) ? req.messages : [];
+    const tools = Array.isArray(req.tools) ? req.tools : [];
+    const requestModel = typeof req.model === "string"
+      ? req.model
+      : typeof params.model === "string"
+      ? params.model
+      : "";
+    const backendName = typeof req.backend === "string"
+      ? req.backend
+      : typeof params.backend === "string"
+      ? params.backend
+      : undefined;
+    const timeoutMs = nonNegativeInt(req.timeoutMs) ?? nonNegativeInt(params.timeout_ms);
+
+    const route = selectBackend(
+      config.backends.filter((b) => CHAT_BACKEND_KINDS.includes(b.kind)),
+      { model: requestModel, backend: backendName, requiredFeatures: requiredFeaturesFor({ tools, params }) },
+      random,
+    );
+    if ("error" in route) {
+      return {
+        ok: false,
+        error: { message: `Operation not supported: ${route.error}`, code: "no_candidate_backend" },
+        latencyMs: elapsed(),
+      };
+    }
+    chosen = route.backend;
+    const backend = route.backend;
+
+    let body: unknown;
+    let usage: Record<string, unknown> | undefined;
+    let latencyMs: number;
+    if (backend.kind === "stub") {
+      if (signal?.aborted) {
+        return {
+          ok: false,
+          error: { message: "Runtime error: request cancelled", code: "cancelled" },
+          backend: backend.name,
+          latencyMs: elapsed(),
+        };
+      }
+      body = stubChatCompletion({ sessionFd: req.sessionFd, model: route.model, messages, tools });
+      latencyMs = elapsed();
+    } else if (backend.kind === "openai_chat_completion") {
+      const r = await openaiChatCompletion({
+        backend,
+        model: route.model,
+        messages,
+        tools,
+        params,
+        timeoutMs,
+        signal,
+        allowedHosts: netHosts(config),
+      });
+      if (!r.ok) {
+        return {
+          ok: false,
+          error: { message: `Runtime error: ${r.error.message}`, code: r.error.code },
+          backend: backend.name,
+          latencyMs: r.latencyMs,
+        };
+      }
+      body = r.body;
+      usage = r.usage;
+      latencyMs = r.latencyMs;
+    } else {
+      return {
+        ok: false,
+        error: {
+          message:
+            `Runtime error: backend ${backend.name} (kind ${backend.kind}) does not serve chat_completions`,
+          code: "unsupported_operation",
+        },
+        backend: backend.name,
+        latencyMs: elapsed(),
+      };
+    }
+
+    const obj = isPlainObject(body) ? body : { result: body };
+    let model = requestModel;
+    if (requestModel.trim() === "") {
+      const respModel = typeof obj.model === "string" ? obj.model.trim() : "";
+      model = respModel !== "" ? respModel : route.model;
+    }
+    return {
+      ok: true,
+      body: obj,
+      backend: backend.name,
+      model,
+      ...(usage ? { usage } : {}),
+      latencyMs,
+    };
+  } catch (e) {
+    // Defensive: nothing above should throw, but a driver bug must not take the host down.
+    return {
+      ok: false,
+      error: {
+        message: `Runtime error: internal error: ${(e as Error)?.message ?? String(e)}`,
+        code: "internal_error",
+      },
+      ...(chosen ? { backend: chosen.name } : {}),
+      latencyMs: elapsed(),
+    };
+  }
+}

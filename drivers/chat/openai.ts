@@ -1,0 +1,273 @@
+/**
+ * OpenAI Chat Completions over HTTP (backend kind `openai_chat_completion`, reference §5.3).
+ *
+ * Runs on the main thread with `fetch`. Never throws for backend problems: every failure
+ * (allow-list, permissions, network, timeout, cancellation, non-2xx, bad JSON) comes back as
+ * `{ok: false, error: {message, code}}`. The API key is read from the environment at request
+ * time, sent only as `authorization: Bearer …`, and redacted from every error text.
+ */
+
+import type { BackendConfig } from "../../runtime/config.ts";
+
+/** SPEAR's structural SET_PARAM keys: consumed by the host, never sent upstream. */
+export const STRUCTURAL_PARAM_KEYS: ReadonlySet<string> = new Set([
+  "model",
+  "backend",
+  "timeout_ms",
+  "messages",
+  "tools",
+  "tool_arena_ptr",
+  "tool_arena_len",
+  "max_tool_output_bytes",
+  "max_total_tool_calls",
+  "max_tool_calls",
+  "max_iterations",
+]);
+
+/**
+ * Keys spearhost drops on top of SPEAR's: the host parses one JSON body, so streaming is
+ * refused (`stream_options` goes too, since upstreams reject it without `stream: true`).
+ */
+export const STREAMING_PARAM_KEYS: ReadonlySet<string> = new Set(["stream", "stream_options"]);
+
+/** Longest redirect chain followed (307/308 only, each hop checked against the allow-list). */
+const MAX_REDIRECTS = 10;
+
+export type ChatDriverErrorCode =
+  | "invalid_request"
+  | "credential_error"
+  | "net_denied"
+  | "network_error"
+  | "timeout"
+  | "cancelled"
+  | "upstream_error"
+  | "invalid_response";
+
+export interface ChatDriverError {
+  message: string;
+  code: ChatDriverErrorCode;
+}
+
+export type OpenAIChatResult =
+  | { ok: true; status: number; body: unknown; usage?: Record<string, unknown>; latencyMs: number }
+  | { ok: false; error: ChatDriverError; status?: number; latencyMs: number };
+
+export interface OpenAIChatCall {
+  backend: BackendConfig;
+  /** Effective model (after the backend default); blank → `missing model`. */
+  model: string;
+  messages: readonly unknown[];
+  tools: readonly unknown[];
+  /** All SET_PARAM values; structural, `mcp.*` and streaming keys are stripped here. */
+  params: Record<string, unknown>;
+  /** Whole-request timeout (connect + body); none when undefined, as SPEAR. */
+  timeoutMs?: number;
+  /** Cancellation, e.g. when the guest closes the response fd. */
+  signal?: AbortSignal;
+  /** `host:port` entries the request may reach (see `netHosts`); unchecked when undefined. */
+  allowedHosts?: readonly string[];
+}
+
+/** SPEAR's URL rule: base containing `/v1` → base + `/chat/completions`, else + `/v1/chat/completions`. */
+export function chatCompletionsUrl(baseUrl: string): string {
+  const base = baseUrl.replace(/\/+$/, "");
+  return base + (baseUrl.includes("/v1") ? "/chat/completions" : "/v1/chat/completions");
+}
+
+/** The params that go into the request body as top-level fields. */
+export function forwardedParams(params: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(params)) {
+    if (STRUCTURAL_PARAM_KEYS.has(k) || STREAMING_PARAM_KEYS.has(k) || k.startsWith("mcp.")) continue;
+    out[k] = v;
+  }
+  return out;
+}
+
+/** `{model, messages, tools? (non-empty only), ...forwarded params}`; params cannot override the first three. */
+export function buildChatBody(
+  model: string,
+  messages: readonly unknown[],
+  tools: readonly unknown[],
+  params: Record<string, unknown>,
+): Record<string, unknown> {
+  const body: Record<string, unknown> = { model, messages };
+  if (tools.length > 0) body.tools = tools;
+  return Object.assign(body, forwardedParams(params));
+}
+
+/** `host:port` of a URL, spelled as `netHosts` spells it. */
+export function hostPortOf(url: URL): string {
+  const port = url.port || (url.protocol === "https:" || url.protocol === "wss:" ? "443" : "80");
+  return `${url.hostname}:${port}`;
+}
+
+/** `: type: code: message` from an OpenAI error body, parts that exist (SPEAR's format). */
+export function openaiErrorDetail(json: unknown): string | undefined {
+  if (typeof json !== "object" || json === null) return undefined;
+  const e = (json as Record<string, unknown>).error;
+  if (typeof e === "string") return e === "" ? undefined : e;
+  if (typeof e !== "object" || e === null) return undefined;
+  const err = e as Record<string, unknown>;
+  const parts: string[] = [];
+  if (typeof err.type === "string" && err.type !== "") parts.push(err.type);
+  if (typeof err.code === "string" && err.code !== "") parts.push(err.code);
+  else if (typeof err.code === "number" && Number.isInteger(err.code)) parts.push(String(err.code));
+  if (typeof err.message === "string" && err.message !== "") parts.push(err.message);
+  return parts.length > 0 ? parts.join(": ") : undefined;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function roundMs(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}
+
+class Timeout extends Error {}
+class Cancelled extends Error {}
+
+/** One chat completion request. Resolves (never rejects) with the parsed body or an error. */
+export async function openaiChatCompletion(call: OpenAIChatCall): Promise<OpenAIChatResult> {
+  const start = performance.now();
+  const elapsed = () => roundMs(performance.now() - start);
+  const secrets: string[] = [];
+  const redact = (text: string) => secrets.reduce((t, s) => t.split(s).join("***"), text);
+  const fail = (code: ChatDriverErrorCode, message: string, status?: number): OpenAIChatResult => ({
+    ok: false,
+    error: { code, message: redact(message) },
+    ...(status === undefined ? {} : { status }),
+    latencyMs: elapsed(),
+  });
+
+  const { backend } = call;
+  const model = call.model.trim();
+  if (model === "") return fail("invalid_request", "missing model");
+  if (call.messages.length === 0) return fail("invalid_request", "missing messages");
+  if (!backend.base_url) return fail("invalid_request", `backend "${backend.name}" has no base_url`);
+
+  let key: string | undefined;
+  if (backend.api_key_env) {
+    let raw: string | undefined;
+    try {
+      raw = Deno.env.get(backend.api_key_env);
+    } catch (e) {
+      return fail(
+        "credential_error",
+        `cannot read API key variable ${backend.api_key_env}: ${(e as Error).name}`,
+      );
+    }
+    if (raw !== undefined && raw.trim() !== "") {
+      key = raw.trim();
+      secrets.push(raw);
+      if (key !== raw) secrets.push(key);
+      secrets.sort((a, b) => b.length - a.length);
+    }
+  }
+
+  let url: URL;
+  try {
+    url = new URL(chatCompletionsUrl(backend.base_url));
+  } catch {
+    return fail("invalid_request", `backend "${backend.name}" has an invalid base_url`);
+  }
+
+  let bodyText: string;
+  try {
+    bodyText = JSON.stringify(buildChatBody(model, call.messages, call.tools, call.params));
+  } catch (e) {
+    return fail("invalid_request", `cannot serialize request: ${(e as Error).message}`);
+  }
+
+  if (call.signal?.aborted) return fail("cancelled", "request cancelled");
+
+  const ctrl = new AbortController();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeoutMs = call.timeoutMs;
+  if (timeoutMs !== undefined) {
+    timer = setTimeout(() => ctrl.abort(new Timeout()), Math.max(0, timeoutMs));
+  }
+  const onAbort = () => ctrl.abort(new Cancelled());
+  call.signal?.addEventListener("abort", onAbort, { once: true });
+
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  if (key !== undefined) headers.authorization = `Bearer ${key}`;
+
+  try {
+    let res: Response;
+    for (let hop = 0;; hop++) {
+      if (url.protocol !== "http:" && url.protocol !== "https:") {
+        return fail("net_denied", `refusing non-http URL scheme ${url.protocol}`);
+      }
+      const hostPort = hostPortOf(url);
+      if (call.allowedHosts !== undefined && !call.allowedHosts.includes(hostPort)) {
+        return fail("net_denied", `network access to ${hostPort} is not allowed (not in net.allow)`);
+      }
+      try {
+        res = await fetch(url, {
+          method: "POST",
+          headers,
+          body: bodyText,
+          signal: ctrl.signal,
+          redirect: "manual",
+        });
+      } catch (e) {
+        if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
+          return fail("net_denied", `network access to ${hostPort} denied by the host's permissions`);
+        }
+        throw e;
+      }
+      const location = res.headers.get("location");
+      if ((res.status === 307 || res.status === 308) && location !== null && hop < MAX_REDIRECTS) {
+        await res.body?.cancel();
+        const next = new URL(location, url);
+        if (next.origin !== url.origin) delete headers.authorization;
+        url = next;
+        continue;
+      }
+      break;
+    }
+
+    const text = await res.text();
+    if (!res.ok) {
+      let json: unknown;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        json = undefined;
+      }
+      const detail = openaiErrorDetail(json);
+      return fail(
+        "upstream_error",
+        detail === undefined ? `upstream status: ${res.status}` : `upstream status: ${res.status}: ${detail}`,
+        res.status,
+      );
+    }
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch (e) {
+      return fail(
+        "invalid_response",
+        `invalid response: upstream body (status ${res.status}) is not JSON: ${(e as Error).message}`,
+        res.status,
+      );
+    }
+    const usage = isPlainObject(body) && isPlainObject(body.usage) ? body.usage : undefined;
+    return { ok: true, status: res.status, body, ...(usage ? { usage } : {}), latencyMs: elapsed() };
+  } catch (e) {
+    if (ctrl.signal.aborted && ctrl.signal.reason instanceof Timeout) {
+      return fail("timeout", `timeout after ${timeoutMs} ms`);
+    }
+    if (ctrl.signal.aborted) return fail("cancelled", "request cancelled");
+    const err = e as Error;
+    const cause = err.cause instanceof Error && !err.message.includes(err.cause.message)
+      ? `: ${err.cause.message}`
+      : "";
+    return fail("network_error", `network error: ${err.message}${cause}`);
+  } finally {
+    clearTimeout(timer);
+    call.signal?.removeEventListener("abort", onAbort);
+  }
+}

@@ -1,0 +1,386 @@
+/**
+ * cchat_*: chat-completion sessions on the fd table (SPEC.md §4, reference §5).
+ *
+ * Sessions and responses are fds. `cchat_send` is asynchronous (seed 000, route B): it
+ * hands one backend round trip to the host's chat driver and returns the response fd at
+ * once; EPOLLIN rises when the response is complete. With AUTO_TOOL_CALL the tool loop
+ * runs here: tool calls from the backend are executed by calling the guest's function
+ * table, but only at a blocking point (cchat_recv, spear_epoll_wait, sleep_ms), where the
+ * guest is parked in a hostcall and can be re-entered safely.
+ */
+import { CchatCtl, CchatSendFlag, fail, HostcallError, Poll } from "../abi.ts";
+import { decodeJson } from "../channel.ts";
+import type { FdEntry } from "../fd_table.ts";
+import type { GuestRuntime } from "../guest.ts";
+import { Op } from "../protocol.ts";
+import { type Hostcall, i32call } from "./types.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+/** Largest request or response that crosses to the host in one message. */
+export const MAX_CHAT_MESSAGE_BYTES = 4 << 20;
+
+type Json = Record<string, unknown>;
+
+interface Tool {
+  offset: number;
+  /** The OpenAI tool object, sent verbatim. */
+  spec: unknown;
+  name?: string;
+}
+
+export interface ChatSession {
+  messages: Json[];
+  tools: Tool[];
+  params: Map<string, unknown>;
+  sends: number;
+}
+
+interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+export interface ChatResponse {
+  session: FdEntry<ChatSession>;
+  flags: number;
+  bytes?: Uint8Array;
+  roundTrips: number;
+  toolCalls: number;
+  latencyMs: number;
+  usage?: Usage;
+  backend?: string;
+  model?: string;
+  failed: boolean;
+}
+
+/** The result the chat driver sends back for one round trip (drivers/chat/mod.ts). */
+interface RoundTripResult {
+  ok: boolean;
+  body?: Json;
+  backend?: string;
+  model?: string;
+  usage?: Json;
+  latencyMs: number;
+  error?: { message: string; code?: string };
+}
+
+const LIMITS = {
+  max_tool_output_bytes: { fallback: 65536, max: 1 << 20 },
+  max_total_tool_calls: { fallback: 32, max: 10000 },
+  max_iterations: { fallback: 8, max: 128 },
+};
+
+/** Keys the host interprets, with the JSON type each must have. */
+const TYPED_KEYS: Record<string, "string" | "number" | "boolean"> = {
+  model: "string",
+  backend: "string",
+  timeout_ms: "number",
+  tool_arena_ptr: "number",
+  tool_arena_len: "number",
+  max_tool_output_bytes: "number",
+  max_total_tool_calls: "number",
+  max_tool_calls: "number",
+  max_iterations: "number",
+  "mcp.enabled": "boolean",
+};
+
+function isObject(v: unknown): v is Json {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function parseJson(bytes: Uint8Array, what: string): unknown {
+  try {
+    return JSON.parse(decoder.decode(bytes));
+  } catch {
+    throw fail("EINVAL", `${what}: invalid JSON`);
+  }
+}
+
+/** Validates one SET_PARAM {key, value}; EINVAL/EACCES as SPEC.md §4 and reference §5.2. */
+function parseParam(bytes: Uint8Array): { key: string; value: unknown } {
+  const json = parseJson(bytes, "SET_PARAM");
+  if (!isObject(json) || typeof json.key !== "string" || json.key === "") {
+    throw fail("EINVAL", "SET_PARAM: expected {\"key\": non-empty string, \"value\": …}");
+  }
+  const { key, value } = json as { key: string; value: unknown };
+  if (key.startsWith("mcp.task_")) throw fail("EACCES", `${key} is reserved for the task policy`);
+  const type = TYPED_KEYS[key];
+  if (type && typeof value !== type) throw fail("EINVAL", `${key} must be a ${type}`);
+  if (type === "number" && (!Number.isFinite(value as number) || (value as number) < 0)) {
+    throw fail("EINVAL", `${key} must be a non-negative number`);
+  }
+  return { key, value };
+}
+
+function numberParam(session: ChatSession, key: keyof typeof LIMITS, alias?: string): number {
+  const { fallback, max } = LIMITS[key];
+  const raw = session.params.get(key) ?? (alias ? session.params.get(alias) : undefined);
+  return typeof raw === "number" ? Math.min(Math.floor(raw), max) : fallback;
+}
+
+function toolName(spec: unknown): string | undefined {
+  if (!isObject(spec)) return undefined;
+  const fn = spec.function;
+  if (isObject(fn) && typeof fn.name === "string") return fn.name;
+  return typeof spec.name === "string" ? spec.name : undefined;
+}
+
+function addUsage(total: Usage | undefined, usage: Json | undefined): Usage | undefined {
+  if (!usage) return total;
+  const n = (k: string) => (typeof usage[k] === "number" ? usage[k] as number : 0);
+  const t = total ?? { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
+  return {
+    prompt_tokens: t.prompt_tokens + n("prompt_tokens"),
+    completion_tokens: t.completion_tokens + n("completion_tokens"),
+    total_tokens: t.total_tokens + n("total_tokens"),
+  };
+}
+
+const align8 = (n: number) => (n + 7) & ~7;
+
+export function cchatHostcalls(rt: GuestRuntime): Hostcall[] {
+  const { fds, mem } = rt;
+
+  const sessionOf = (fd: number) => fds.getOpen<ChatSession>(fd, "ChatSession");
+
+  const complete = (entry: FdEntry<ChatResponse>, json: Json) => {
+    const resp = entry.state;
+    const bytes = encoder.encode(JSON.stringify(json));
+    resp.bytes = bytes;
+    fds.updateMask(entry, Poll.EPOLLIN);
+  };
+
+  const failResponse = (entry: FdEntry<ChatResponse>, error: Json) => {
+    entry.state.failed = true;
+    complete(entry, { error });
+  };
+
+  /** Sends the next backend round trip for a response, or fails it if it is too large. */
+  const request = (entry: FdEntry<ChatResponse>) => {
+    const session = entry.state.session.state;
+    const params = Object.fromEntries(session.params);
+    const payload = encoder.encode(JSON.stringify({
+      sessionFd: entry.state.session.fd,
+      messages: session.messages,
+      tools: session.tools.map((t) => t.spec),
+      params,
+      model: typeof params.model === "string" ? params.model : "",
+      backend: typeof params.backend === "string" ? params.backend : undefined,
+      timeoutMs: typeof params.timeout_ms === "number" ? params.timeout_ms : undefined,
+    }));
+    if (payload.length > MAX_CHAT_MESSAGE_BYTES) {
+      failResponse(entry, {
+        message: `request of ${payload.length} bytes exceeds the host limit of ${MAX_CHAT_MESSAGE_BYTES} bytes`,
+      });
+      return;
+    }
+    entry.state.roundTrips++;
+    rt.send(Op.CHAT_REQUEST, entry.fd, payload);
+  };
+
+  /**
+   * Runs one guest tool with the arena layout of reference §5.7 and returns its output,
+   * or throws HostcallError whose code becomes the "tool rc".
+   */
+  const runTool = (session: ChatSession, offset: number, args: string): string => {
+    const arenaPtr = Number(session.params.get("tool_arena_ptr") ?? 0);
+    const arenaLen = Number(session.params.get("tool_arena_len") ?? 0);
+    if (!(arenaPtr > 0 && arenaLen > 0) || offset < 0) throw fail("EFAULT", "no tool arena");
+    const maxOut = numberParam(session, "max_tool_output_bytes");
+    const argBytes = encoder.encode(args);
+    const arenaEnd = arenaPtr + arenaLen;
+    mem.check(arenaPtr, arenaLen);
+    const outPtr = arenaPtr + align8(argBytes.length + 1);
+    let capacity = Math.min(arenaEnd - outPtr - 8, maxOut);
+    for (let attempt = 0; attempt < 2; attempt++) {
+      if (capacity <= 0) throw fail("ENOSPC");
+      const lenPtr = outPtr + align8(capacity);
+      if (lenPtr + 4 > arenaEnd) throw fail("ENOSPC");
+      mem.write(arenaPtr, argBytes);
+      mem.write(arenaPtr + argBytes.length, new Uint8Array(1));
+      mem.setU32(lenPtr, capacity);
+      const rc = rt.invoker!.callTableI32x4(offset, [arenaPtr, argBytes.length, outPtr, lenPtr]);
+      mem.refresh();
+      const written = mem.u32(lenPtr);
+      if (rc === 0) {
+        if (written > capacity) throw fail("EIO", "tool wrote more than its capacity");
+        try {
+          return decoder.decode(mem.slice(outPtr, written));
+        } catch {
+          throw fail("EIO", "tool output is not UTF-8");
+        }
+      }
+      if (rc !== -28) throw new HostcallError("EIO", `tool rc: ${rc}`, rc);
+      if (written > maxOut || outPtr + align8(written) + 4 > arenaEnd) throw fail("ENOSPC");
+      capacity = written;
+    }
+    throw fail("EIO", "tool asked for more room twice");
+  };
+
+  /** Executes the tool calls of one assistant turn, then continues the loop. */
+  const runToolTurn = (entry: FdEntry<ChatResponse>, message: Json, calls: Json[]) => {
+    if (entry.closed) return;
+    const resp = entry.state;
+    const session = resp.session.state;
+    const maxCalls = numberParam(session, "max_total_tool_calls", "max_tool_calls");
+    session.messages.push(message);
+    for (const call of calls) {
+      if (resp.toolCalls >= maxCalls) {
+        failResponse(entry, { code: "tool_call_limit", message: "exceeded max_total_tool_calls" });
+        return;
+      }
+      resp.toolCalls++;
+      const fn = isObject(call.function) ? call.function : {};
+      const name = typeof fn.name === "string" ? fn.name : "";
+      const args = typeof fn.arguments === "string" ? fn.arguments : JSON.stringify(fn.arguments ?? {});
+      const tool = session.tools.find((t) => t.name === name);
+      let result: string;
+      if (tool) {
+        try {
+          result = runTool(session, tool.offset, args);
+        } catch (e) {
+          if (!(e instanceof HostcallError)) throw e; // a trap in the tool ends the guest
+          result = JSON.stringify({ error: { code: "tool_exec_failed", message: `tool rc: ${e.rc ?? e.code}` } });
+        }
+      } else if (name.startsWith("mcp.") || name.startsWith("mcp__")) {
+        result = JSON.stringify({ error: { code: "mcp_tool_failed", message: "MCP servers are not available" } });
+      } else {
+        result = JSON.stringify({ error: { code: "unknown_tool", message: `unknown tool: ${name}` } });
+      }
+      session.messages.push({ role: "tool", content: result, tool_call_id: call.id });
+    }
+    if (resp.roundTrips >= numberParam(session, "max_iterations")) {
+      failResponse(entry, { code: "tool_call_limit", message: "exceeded max_iterations" });
+      return;
+    }
+    request(entry);
+  };
+
+  rt.on(Op.CHAT_RESULT, (m) => {
+    let entry: FdEntry<ChatResponse>;
+    try {
+      entry = fds.getOpen<ChatResponse>(m.fd, "ChatResponse");
+    } catch {
+      return; // closed meanwhile: the request was cancelled
+    }
+    const result = decodeJson<RoundTripResult>(m.payload);
+    const resp = entry.state;
+    resp.latencyMs += result.latencyMs;
+    resp.usage = addUsage(resp.usage, result.usage);
+    if (!result.ok || !result.body) {
+      failResponse(entry, { message: result.error?.message ?? "chat backend failed", ...(result.error?.code ? { code: result.error.code } : {}) });
+      return;
+    }
+    resp.backend = result.backend;
+    resp.model = result.model;
+    const choice = Array.isArray(result.body.choices) ? result.body.choices[0] : undefined;
+    const message = isObject(choice) && isObject(choice.message) ? choice.message : undefined;
+    const calls = message && Array.isArray(message.tool_calls) ? message.tool_calls.filter(isObject) : [];
+    const auto = (resp.flags & CchatSendFlag.AUTO_TOOL_CALL) !== 0;
+    if (auto && message && calls.length > 0) {
+      const turn: Json = { role: message.role ?? "assistant", content: message.content ?? null, tool_calls: calls };
+      if (typeof message.name === "string") turn.name = message.name;
+      rt.defer(() => runToolTurn(entry, turn, calls));
+      return;
+    }
+    if (auto && message) {
+      resp.session.state.messages.push({ role: message.role ?? "assistant", content: message.content ?? null });
+    }
+    complete(entry, { ...result.body, _spear: { backend: result.backend, model: result.model } });
+  });
+
+  const responseMetrics = (resp: ChatResponse): Json => {
+    if (!(resp.flags & CchatSendFlag.ENABLE_METRICS) || !resp.bytes) return {};
+    return {
+      ...(resp.usage ?? {}),
+      latency_ms: Math.round(resp.latencyMs * 1000) / 1000,
+      round_trips: resp.roundTrips,
+      tool_calls: resp.toolCalls,
+      backend: resp.backend ?? null,
+      model: resp.model ?? null,
+      error: resp.failed,
+    };
+  };
+
+  return [
+    i32call("cchat_create", 0, () =>
+      fds.alloc<ChatSession>("ChatSession", { messages: [], tools: [], params: new Map(), sends: 0 }, {
+        metrics: (e) => ({ messages: e.state.messages.length, tools: e.state.tools.length, sends: e.state.sends }),
+      }).fd),
+
+    i32call("cchat_write_msg", 5, (fd, rolePtr, roleLen, contentPtr, contentLen) => {
+      const role = mem.string(rolePtr, roleLen);
+      const content = mem.string(contentPtr, contentLen);
+      sessionOf(fd).state.messages.push({ role, content });
+      return 0;
+    }),
+
+    i32call("cchat_write_fn", 4, (fd, offset, ptr, len) => {
+      const text = mem.slice(ptr, len);
+      const session = sessionOf(fd).state;
+      if (offset < 0) throw fail("EINVAL", "negative function offset");
+      const spec = parseJson(text, "cchat_write_fn");
+      if (!isObject(spec)) throw fail("EINVAL", "cchat_write_fn: tool must be a JSON object");
+      const name = toolName(spec);
+      // First registration of a name wins, as in SPEAR.
+      session.tools.push({ offset, spec, name: session.tools.some((t) => t.name === name) ? undefined : name });
+      return 0;
+    }),
+
+    i32call("cchat_ctl", 4, (fd, cmd, argPtr, lenPtr) => {
+      const entry = fds.get(fd);
+      if (cmd === CchatCtl.SET_PARAM) {
+        if (entry.closed || (entry.kind !== "ChatSession" && entry.kind !== "ChatResponse")) throw fail("EBADF");
+        const { key, value } = parseParam(mem.slice(argPtr, mem.u32(lenPtr)));
+        if (entry.kind === "ChatSession") (entry.state as ChatSession).params.set(key, value);
+        return 0; // on a response fd: accepted and ignored, as SPEAR
+      }
+      if (cmd === CchatCtl.GET_METRICS) {
+        if (entry.kind !== "ChatResponse") throw fail("EBADF");
+        return mem.writeOut(argPtr, lenPtr, encoder.encode(JSON.stringify(responseMetrics(entry.state as ChatResponse))));
+      }
+      throw fail("EINVAL", `unknown cchat ctl ${cmd}`);
+    }),
+
+    i32call("cchat_send", 2, (fd, flags) => {
+      const session = sessionOf(fd);
+      session.state.sends++;
+      const entry = fds.alloc<ChatResponse>("ChatResponse", {
+        session,
+        flags,
+        roundTrips: 0,
+        toolCalls: 0,
+        latencyMs: 0,
+        failed: false,
+      }, {
+        onClose: (e) => {
+          if (!e.state.bytes) rt.send(Op.CHAT_CANCEL, e.fd);
+        },
+        metrics: (e) => responseMetrics(e.state),
+      });
+      request(entry);
+      return entry.fd;
+    }),
+
+    i32call("cchat_recv", 3, (fd, outPtr, lenPtr) => {
+      const entry = fds.getOpen<ChatResponse>(fd, "ChatResponse");
+      mem.u32(lenPtr); // validate before possibly blocking
+      rt.pump();
+      if (!entry.state.bytes) {
+        if (fds.isNonBlocking(entry)) throw fail("EAGAIN");
+        rt.block(() => entry.state.bytes !== undefined || entry.closed, -1);
+        if (entry.closed) throw fail("EBADF", "response closed while waiting");
+        mem.refresh();
+      }
+      return mem.writeOut(outPtr, lenPtr, entry.state.bytes!);
+    }),
+
+    i32call("cchat_close", 1, (fd) => {
+      fds.close(fd);
+      return 0;
+    }),
+  ];
+}
