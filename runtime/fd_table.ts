@@ -92,6 +92,7 @@ export class FdTable {
    * close call closes any kind, as in SPEAR.
    */
   close(fd: number): void {
+    if (!this.entries.has(fd) && fd >= FIRST_FD && fd < this.nextFd) return; // closed and released
     const entry = this.get(fd);
     if (entry.closed) return;
     entry.closed = true;
