@@ -24,7 +24,13 @@ export async function permissionFlags(argv: string[]): Promise<string[]> {
   reads.push("/usr/share/alsa", "/etc/asound.conf", "/dev/snd", "/proc/asound");
   const alsaConfig = Deno.env.get("ALSA_CONFIG_PATH");
   if (alsaConfig) reads.push(alsaConfig);
-  const envNames = ["HOME", "XDG_CACHE_HOME", "SPEARHOST_CACHE_DIR", "SPEARHOST_WASMTIME_LIB", "ALSA_CONFIG_PATH"];
+  const envNames = [
+    "HOME",
+    "XDG_CACHE_HOME",
+    "SPEARHOST_CACHE_DIR",
+    "SPEARHOST_WASMTIME_LIB",
+    "ALSA_CONFIG_PATH",
+  ];
   for (const b of config.backends) if (b.api_key_env) envNames.push(b.api_key_env);
   const hosts = netHosts(config);
   return [
@@ -42,7 +48,9 @@ async function launch(argv: string[]): Promise<number> {
     flags = await permissionFlags(argv);
   } catch (e) {
     // Usage and config errors read the same whether reported here or by the child.
-    if (e instanceof UsageError || (e as Error).name === "ConfigError" || e instanceof Error) return await runInProcess(argv);
+    if (e instanceof UsageError || (e as Error).name === "ConfigError" || e instanceof Error) {
+      return await runInProcess(argv);
+    }
     throw e;
   }
   const child = new Deno.Command(Deno.execPath(), {

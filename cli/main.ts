@@ -41,15 +41,21 @@ export type Command = RunCommand | { command: "devices"; configPath?: string } |
 function positiveInt(flag: string, value: string | undefined): number {
   if (value === undefined) throw new UsageError(`${flag} needs a value`);
   const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new UsageError(`${flag} must be a positive integer, got "${value}"`);
+  if (!Number.isInteger(n) || n <= 0) {
+    throw new UsageError(`${flag} must be a positive integer, got "${value}"`);
+  }
   return n;
 }
 
 /** Parses argv into a command; throws UsageError with a one-line reason. */
 export function parseArgs(argv: string[]): Command {
   const [command, ...rest] = argv;
-  if (command === undefined || command === "--help" || command === "-h" || command === "help") return { command: "help" };
-  if (command !== "run" && command !== "devices") throw new UsageError(`unknown command "${command}" (try --help)`);
+  if (command === undefined || command === "--help" || command === "-h" || command === "help") {
+    return { command: "help" };
+  }
+  if (command !== "run" && command !== "devices") {
+    throw new UsageError(`unknown command "${command}" (try --help)`);
+  }
   const parsed: Partial<RunCommand> = {};
   let guest: string | undefined;
   let args: string[] = [];
@@ -60,7 +66,9 @@ export function parseArgs(argv: string[]): Command {
       break;
     }
     if (arg === "--help" || arg === "-h") return { command: "help" };
-    const [flag, inline] = arg.startsWith("--") && arg.includes("=") ? arg.split(/=(.*)/s, 2) : [arg, undefined];
+    const [flag, inline] = arg.startsWith("--") && arg.includes("=")
+      ? arg.split(/=(.*)/s, 2)
+      : [arg, undefined];
     const value = () => inline ?? rest[++i];
     switch (flag) {
       case "--config":
@@ -133,7 +141,11 @@ async function runCommand(cmd: RunCommand): Promise<number> {
     if (!info.isFile) throw new UsageError(`${cmd.guest} is not a file`);
   } catch (e) {
     if (e instanceof UsageError) throw e;
-    throw new UsageError(`cannot read ${cmd.guest}: ${e instanceof Deno.errors.NotFound ? "no such file" : (e as Error).message}`);
+    throw new UsageError(
+      `cannot read ${cmd.guest}: ${
+        e instanceof Deno.errors.NotFound ? "no such file" : (e as Error).message
+      }`,
+    );
   }
   const host = new SpearHost({ config, drivers: defaultDrivers(config) });
   const result = await host.run(cmd.guest, {

@@ -45,7 +45,9 @@ export class Channel {
 
   /** A new channel with a power-of-two data capacity. */
   static create(capacity = 1 << 20): Channel {
-    if (capacity & (capacity - 1) || capacity < 64) throw new Error("channel capacity must be a power of two ≥ 64");
+    if (capacity & (capacity - 1) || capacity < 64) {
+      throw new Error("channel capacity must be a power of two ≥ 64");
+    }
     return new Channel(new SharedArrayBuffer(HEADER_BYTES + capacity));
   }
 
@@ -96,7 +98,9 @@ export class Channel {
   private tryWrite(op: number, fd: number, payload: Uint8Array): boolean {
     const body = BODY_HEAD + payload.length;
     const frame = (FRAME_HEAD + body + 3) & ~3;
-    if (frame > this.capacity / 2) throw new Error(`message of ${payload.length} bytes exceeds channel capacity`);
+    if (frame > this.capacity / 2) {
+      throw new Error(`message of ${payload.length} bytes exceeds channel capacity`);
+    }
     let write = Atomics.load(this.header, WRITE) >>> 0;
     const read = Atomics.load(this.header, READ) >>> 0;
     const index = write & this.mask;

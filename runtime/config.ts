@@ -63,7 +63,9 @@ function rejectUnknownKeys(obj: Json, allowed: readonly string[], where: string)
 function optString(obj: Json, key: string, where: string): string | undefined {
   const v = obj[key];
   if (v === undefined) return undefined;
-  if (typeof v !== "string" || v === "") throw new ConfigError(`${where}.${key}`, "must be a non-empty string");
+  if (typeof v !== "string" || v === "") {
+    throw new ConfigError(`${where}.${key}`, "must be a non-empty string");
+  }
   return v;
 }
 
@@ -88,7 +90,11 @@ function positiveInt(obj: Json, key: string, where: string, fallback: number, ma
 function parseBackend(raw: unknown, index: number, names: Set<string>): BackendConfig {
   const where = `backends[${index}]`;
   if (!isObject(raw)) throw new ConfigError(where, "must be an object");
-  rejectUnknownKeys(raw, ["name", "kind", "base_url", "model", "api_key_env", "ops", "features", "weight"], where);
+  rejectUnknownKeys(
+    raw,
+    ["name", "kind", "base_url", "model", "api_key_env", "ops", "features", "weight"],
+    where,
+  );
   const name = optString(raw, "name", where);
   if (!name) throw new ConfigError(`${where}.name`, "is required");
   if (names.has(name)) throw new ConfigError(`${where}.name`, `duplicate backend name "${name}"`);
@@ -166,7 +172,12 @@ export function parseConfig(raw: unknown): HostConfig {
   if (!isObject(micRaw)) throw new ConfigError("mic", "must be an object");
   rejectUnknownKeys(micRaw, ["file"], "mic");
 
-  return { backends, limits, net: { allow: parseNetAllow(netRaw) }, mic: { file: optString(micRaw, "file", "mic") } };
+  return {
+    backends,
+    limits,
+    net: { allow: parseNetAllow(netRaw) },
+    mic: { file: optString(micRaw, "file", "mic") },
+  };
 }
 
 /** Reads and validates a config file; errors name the file and the field. */

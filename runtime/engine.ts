@@ -4,7 +4,14 @@
  * functions, instance exports, and trap/error decoding. Every native object has exactly
  * one owner and one `delete()`.
  */
-import { ExternKind, Sizes, TRAP_CODE_INTERRUPT, ValKind, type WasmtimeLib, WASMTIME_FUNCREF } from "../ffi/wasmtime.ts";
+import {
+  ExternKind,
+  Sizes,
+  TRAP_CODE_INTERRUPT,
+  ValKind,
+  WASMTIME_FUNCREF,
+  type WasmtimeLib,
+} from "../ffi/wasmtime.ts";
 
 type Ptr = Deno.PointerValue;
 const encoder = new TextEncoder();
@@ -39,6 +46,21 @@ function readNameAt(p: Ptr): string {
   return decoder.decode(new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(data, size)));
 }
 
+/**
+ * Wasmtime's messages can span many lines: a context line (or "error while executing at wasm
+ * backtrace:" and the frames), then the causes under "Caused by:". Keeps one line: the context
+ * (unless it is only the backtrace header) and the causes, joined by ": ".
+ */
+export function oneLine(text: string): string {
+  const [head, causes = ""] = text.split(/\n\s*Caused by:\s*\n/, 2);
+  const first = head.split("\n")[0].trim();
+  const parts = causes.split("\n").map((l) => l.trim().replace(/^\d+: /, "")).filter((l) =>
+    l && !l.startsWith("note:")
+  );
+  if (!/^error while executing at wasm backtrace:?$/.test(first) || parts.length === 0) parts.unshift(first);
+  return parts.map((p) => p.replace(/^wasm trap: /, "")).join(": ");
+}
+
 /** A failure reported by Wasmtime, with a category the CLI can explain. */
 export class WasmError extends Error {
   constructor(
@@ -55,7 +77,7 @@ export class WasmError extends Error {
 export function takeError(lib: WasmtimeLib, err: Ptr): { message: string; exitCode?: number } {
   const vec = new Uint8Array(Sizes.VEC);
   lib.wasmtime_error_message(err, vec);
-  const message = readVecText(vec);
+  const message = oneLine(readVecText(vec));
   lib.wasm_byte_vec_delete(vec);
   const status = new Int32Array(1);
   const isExit = lib.wasmtime_error_exit_status(err, new Uint8Array(status.buffer));
@@ -90,7 +112,7 @@ export function takeTrap(lib: WasmtimeLib, trap: Ptr): { message: string; code?:
   lib.wasm_frame_vec_delete(fvec);
   lib.wasm_trap_delete(trap);
   // Wasmtime appends a multi-line backtrace to the message; the frames carry it instead.
-  message = message.split("\n")[0].replace(/^wasm trap: /, "");
+  message = oneLine(message);
   return { message, code: hasCode ? code[0] : undefined, frames };
 }
 
@@ -147,14 +169,27 @@ export class Module {
 
   static compile(engine: Engine, wasm: Uint8Array<ArrayBuffer>): Module {
     const out = new BigUint64Array(1);
-    check(engine.lib, engine.lib.wasmtime_module_new(engine.ptr, wasm, BigInt(wasm.length), new Uint8Array(out.buffer)), "invalid_module");
+    check(
+      engine.lib,
+      engine.lib.wasmtime_module_new(engine.ptr, wasm, BigInt(wasm.length), new Uint8Array(out.buffer)),
+      "invalid_module",
+    );
     return new Module(engine.lib, Deno.UnsafePointer.create(out[0]));
   }
 
   /** Loads code produced by `serialize()` with the same Wasmtime version and engine settings. */
   static deserialize(engine: Engine, bytes: Uint8Array<ArrayBuffer>): Module {
     const out = new BigUint64Array(1);
-    check(engine.lib, engine.lib.wasmtime_module_deserialize(engine.ptr, bytes, BigInt(bytes.length), new Uint8Array(out.buffer)), "invalid_module");
+    check(
+      engine.lib,
+      engine.lib.wasmtime_module_deserialize(
+        engine.ptr,
+        bytes,
+        BigInt(bytes.length),
+        new Uint8Array(out.buffer),
+      ),
+      "invalid_module",
+    );
     return new Module(engine.lib, Deno.UnsafePointer.create(out[0]));
   }
 
@@ -290,7 +325,9 @@ const HOST_CALLBACK = {
 
 function valtypeVec(lib: WasmtimeLib, types: readonly WasmType[]): Uint8Array {
   const ptrs = new BigUint64Array(Math.max(1, types.length));
-  types.forEach((t, i) => ptrs[i] = pointerAddress(lib.wasm_valtype_new(t === "i32" ? ValKind.I32 : ValKind.I64)));
+  types.forEach((t, i) =>
+    ptrs[i] = pointerAddress(lib.wasm_valtype_new(t === "i32" ? ValKind.I32 : ValKind.I64))
+  );
   const vec = new Uint8Array(Sizes.VEC);
   lib.wasm_valtype_vec_new(vec, BigInt(types.length), new Uint8Array(ptrs.buffer));
   return vec;
@@ -309,7 +346,13 @@ export class Linker {
     check(this.engine.lib, this.engine.lib.wasmtime_linker_define_wasi(this.ptr), "internal");
   }
 
-  define(module: string, name: string, params: readonly WasmType[], results: readonly WasmType[], fn: HostFunction): void {
+  define(
+    module: string,
+    name: string,
+    params: readonly WasmType[],
+    results: readonly WasmType[],
+    fn: HostFunction,
+  ): void {
     const lib = this.engine.lib;
     const slots = Math.max(params.length, results.length);
     const callback = new Deno.UnsafeCallback(HOST_CALLBACK, (_env, caller, raw, _n) => {
@@ -320,7 +363,15 @@ export class Linker {
     const m = encoder.encode(module);
     const n = encoder.encode(name);
     const err = lib.wasmtime_linker_define_func_unchecked(
-      this.ptr, m, BigInt(m.length), n, BigInt(n.length), type, callback.pointer, null, null,
+      this.ptr,
+      m,
+      BigInt(m.length),
+      n,
+      BigInt(n.length),
+      type,
+      callback.pointer,
+      null,
+      null,
     );
     lib.wasm_functype_delete(type);
     check(lib, err, "internal");
@@ -330,7 +381,13 @@ export class Linker {
     const lib = this.engine.lib;
     const instance = new Uint8Array(Sizes.INSTANCE);
     const trapOut = new BigUint64Array(1);
-    const err = lib.wasmtime_linker_instantiate(this.ptr, store.context, module.ptr, instance, new Uint8Array(trapOut.buffer));
+    const err = lib.wasmtime_linker_instantiate(
+      this.ptr,
+      store.context,
+      module.ptr,
+      instance,
+      new Uint8Array(trapOut.buffer),
+    );
     if (err !== null) {
       const { message, exitCode } = takeError(lib, err);
       throw new WasmError(exitCode === undefined ? "link" : "exit", message, exitCode);
@@ -367,7 +424,9 @@ export class Instance {
   export(name: string): ExternHandle | undefined {
     const n = encoder.encode(name);
     const ext = new Uint8Array(Sizes.EXTERN);
-    if (!this.lib.wasmtime_instance_export_get(this.store.context, this.handle, n, BigInt(n.length), ext)) return undefined;
+    if (!this.lib.wasmtime_instance_export_get(this.store.context, this.handle, n, BigInt(n.length), ext)) {
+      return undefined;
+    }
     return { kind: ext[0], handle: ext.slice(Sizes.UNION_OFFSET, Sizes.UNION_OFFSET + Sizes.HANDLE) };
   }
 
@@ -382,17 +441,26 @@ export class Instance {
 }
 
 /** Reads the wasm types of a function (params, results) as valkind numbers. */
-export function funcSignature(lib: WasmtimeLib, context: Ptr, func: Uint8Array): { params: number[]; results: number[] } {
+export function funcSignature(
+  lib: WasmtimeLib,
+  context: Ptr,
+  func: Uint8Array,
+): { params: number[]; results: number[] } {
   const type = lib.wasmtime_func_type(context, func);
   const kinds = (vec: Ptr) => {
     const view = new Deno.UnsafePointerView(vec!);
     const size = Number(view.getBigUint64(0));
     const data = view.getPointer(8);
     const out: number[] = [];
-    for (let i = 0; i < size; i++) out.push(lib.wasm_valtype_kind(new Deno.UnsafePointerView(data!).getPointer(i * 8)));
+    for (let i = 0; i < size; i++) {
+      out.push(lib.wasm_valtype_kind(new Deno.UnsafePointerView(data!).getPointer(i * 8)));
+    }
     return out;
   };
-  const sig = { params: kinds(lib.wasm_functype_params(type)), results: kinds(lib.wasm_functype_results(type)) };
+  const sig = {
+    params: kinds(lib.wasm_functype_params(type)),
+    results: kinds(lib.wasm_functype_results(type)),
+  };
   lib.wasm_functype_delete(type);
   return sig;
 }
@@ -404,7 +472,13 @@ export function funcSignature(lib: WasmtimeLib, context: Ptr, func: Uint8Array):
  */
 export function callRaw(lib: WasmtimeLib, context: Ptr, func: Uint8Array, raw: Uint8Array): CallOutcome {
   const trapOut = new BigUint64Array(1);
-  const err = lib.wasmtime_func_call_unchecked(context, func, raw, BigInt(raw.length / Sizes.VAL_RAW), new Uint8Array(trapOut.buffer));
+  const err = lib.wasmtime_func_call_unchecked(
+    context,
+    func,
+    raw,
+    BigInt(raw.length / Sizes.VAL_RAW),
+    new Uint8Array(trapOut.buffer),
+  );
   if (err !== null) {
     const { message, exitCode } = takeError(lib, err);
     return { error: new WasmError(exitCode === undefined ? "trap" : "exit", message, exitCode) };
@@ -418,7 +492,12 @@ export function callRaw(lib: WasmtimeLib, context: Ptr, func: Uint8Array, raw: U
 }
 
 /** Looks up a funcref in a table; undefined for out-of-range or null entries. */
-export function tableFunc(lib: WasmtimeLib, context: Ptr, table: Uint8Array, index: number): Uint8Array | undefined {
+export function tableFunc(
+  lib: WasmtimeLib,
+  context: Ptr,
+  table: Uint8Array,
+  index: number,
+): Uint8Array | undefined {
   if (index < 0 || BigInt(index) >= lib.wasmtime_table_size(context, table)) return undefined;
   const val = new Uint8Array(Sizes.VAL);
   if (!lib.wasmtime_table_get(context, table, BigInt(index), val)) return undefined;

@@ -4,7 +4,7 @@
  * and is released after that. Readiness lives in each entry's `mask`; changing it through
  * `setMask` keeps every watching epoll set's ready list current, so waits cost O(ready).
  */
-import { fail, FIRST_FD, type FdKind, FdFlag, Poll } from "./abi.ts";
+import { fail, FdFlag, type FdKind, FIRST_FD, Poll } from "./abi.ts";
 
 /** What an epoll set must hear about the fds it watches. */
 export interface FdWatcher {
@@ -52,7 +52,15 @@ export class FdTable {
   alloc<S>(kind: FdKind, state: S, hooks: FdHooks<S> = {}, mask = 0): FdEntry<S> {
     if (this.open >= this.maxFds) throw fail("EMFILE", `more than ${this.maxFds} open fds`);
     if (this.nextFd > 0x7fffffff) throw fail("EMFILE", "fd numbers exhausted");
-    const entry: FdEntry<S> = { fd: this.nextFd++, kind, flags: 0, closed: false, mask, watchers: new Set(), state };
+    const entry: FdEntry<S> = {
+      fd: this.nextFd++,
+      kind,
+      flags: 0,
+      closed: false,
+      mask,
+      watchers: new Set(),
+      state,
+    };
     this.entries.set(entry.fd, entry);
     this.hooks.set(entry.fd, hooks as FdHooks<unknown>);
     this.open++;

@@ -6,7 +6,7 @@
 import { Engine } from "./engine.ts";
 import { openWasmtime } from "../ffi/wasmtime.ts";
 import { decodeJson, Link, type Message } from "./channel.ts";
-import { type HostConfig, defaultConfig, netHosts } from "./config.ts";
+import { defaultConfig, type HostConfig, netHosts } from "./config.ts";
 import type { FailureKind, GuestInit, GuestResult } from "./instance.ts";
 import { type LogRecord, Op, opFamily } from "./protocol.ts";
 import { defaultCacheDir, resolveWasmtimeLib } from "./native.ts";
@@ -182,13 +182,20 @@ export class SpearHost {
         worker.onmessage = (e: MessageEvent<GuestResult>) => resolve(e.data);
         worker.onerror = (e) => {
           e.preventDefault();
-          resolve({ exitCode: 1, failure: { kind: "internal", message: `guest worker failed: ${e.message}` } });
+          resolve({
+            exitCode: 1,
+            failure: { kind: "internal", message: `guest worker failed: ${e.message}` },
+          });
         };
         worker.postMessage(init);
       });
       const durationMs = performance.now() - started;
       if (timedOut && result.failure?.kind === "terminated") {
-        return { exitCode: 124, failure: { kind: "timeout", message: `timeout after ${timeoutMs} ms` }, durationMs };
+        return {
+          exitCode: 124,
+          failure: { kind: "timeout", message: `timeout after ${timeoutMs} ms` },
+          durationMs,
+        };
       }
       return { ...result, durationMs };
     } finally {
@@ -239,7 +246,10 @@ export class SpearHost {
       reply({ error: `no host method ${call.method}` });
       return;
     }
-    driver.calls![call.method](session, call.params).then(reply, (e) => reply({ error: String(e?.message ?? e) }));
+    driver.calls![call.method](session, call.params).then(
+      reply,
+      (e) => reply({ error: String(e?.message ?? e) }),
+    );
   }
 
   /** Frees the engine. Call when no guest is running and the host is no longer needed. */

@@ -5,11 +5,10 @@
  * way out, whatever happened.
  */
 import { HostcallError } from "./abi.ts";
-import { openWasmtime, type WasmtimeLib, WASMTIME_VERSION } from "../ffi/wasmtime.ts";
+import { openWasmtime, WASMTIME_VERSION, type WasmtimeLib } from "../ffi/wasmtime.ts";
 import {
   callRaw,
   Engine,
-  tableFunc,
   ExternKind,
   funcSignature,
   type Instance,
@@ -17,6 +16,7 @@ import {
   Module,
   newTrap,
   Store,
+  tableFunc,
   WasmError,
 } from "./engine.ts";
 import { Link } from "./channel.ts";
@@ -59,7 +59,11 @@ async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
 }
 
 /** Compiles, or loads Wasmtime's compiled code for the same bytes from the cache dir. */
-export async function loadModule(engine: Engine, wasm: Uint8Array<ArrayBuffer>, cacheDir?: string): Promise<Module> {
+export async function loadModule(
+  engine: Engine,
+  wasm: Uint8Array<ArrayBuffer>,
+  cacheDir?: string,
+): Promise<Module> {
   if (wasm.length < 8 || !WASM_MAGIC.every((b, i) => wasm[i] === b)) {
     throw new WasmError("invalid_module", "not a WebAssembly module (missing \\0asm header)");
   }
@@ -91,8 +95,17 @@ function missingImport(module: Module, provided: Set<string>): string | undefine
   return undefined;
 }
 
-/** Binds a family's hostcall to Wasmtime: decode i32 args, run, encode result or errno. */
-function bindHostcall(lib: WasmtimeLib, linker: Linker, rt: GuestRuntime, contexts: Deno.PointerValue[], hc: Hostcall) {
+/**
+ * Binds a family's hostcall to Wasmtime: decode i32 args, run, encode result or errno.
+ * Exported for benches (bench/support/harness.ts) that drive a guest's exports directly.
+ */
+export function bindHostcall(
+  lib: WasmtimeLib,
+  linker: Linker,
+  rt: GuestRuntime,
+  contexts: Deno.PointerValue[],
+  hc: Hostcall,
+) {
   const arity = hc.params.length;
   const args: number[] = new Array(arity);
   linker.define("spear", hc.name, hc.params, hc.result ? [hc.result] : [], (caller, raw) => {
@@ -106,7 +119,11 @@ function bindHostcall(lib: WasmtimeLib, linker: Linker, rt: GuestRuntime, contex
       if (e instanceof GuestTerminated || e instanceof GuestTrapped) return newTrap(lib, e.message);
       if (e instanceof HostcallError) result = e.code;
       else {
-        rt.sendJson(Op.LOG, 0, { level: LogLevel.ERROR, message: `host: internal error in ${hc.name}: ${e}`, host: true });
+        rt.sendJson(Op.LOG, 0, {
+          level: LogLevel.ERROR,
+          message: `host: internal error in ${hc.name}: ${e}`,
+          host: true,
+        });
         result = -5; // EIO
       }
     } finally {
@@ -126,7 +143,9 @@ function tableInvoker(lib: WasmtimeLib, instance: Instance, rt: GuestRuntime, co
   return {
     callTableI32x4(index: number, args: [number, number, number, number]): number {
       const context = contexts[contexts.length - 1];
-      if (!table) throw new HostcallError("EIO", "guest exports no function table (link with --export-table)");
+      if (!table) {
+        throw new HostcallError("EIO", "guest exports no function table (link with --export-table)");
+      }
       const func = tableFunc(lib, context, table, index);
       if (!func) throw new HostcallError("EIO", `no function at table index ${index}`);
       const sig = funcSignature(lib, context, func);
@@ -147,22 +166,41 @@ function tableInvoker(lib: WasmtimeLib, instance: Instance, rt: GuestRuntime, co
   };
 }
 
-function classifyTrap(error: WasmError, instance: Instance | undefined, rt: GuestRuntime, init: GuestInit): GuestResult {
-  if (rt.link.toGuest.terminateRequested) return { exitCode: 137, failure: { kind: "terminated", message: error.message } };
+function classifyTrap(
+  error: WasmError,
+  instance: Instance | undefined,
+  rt: GuestRuntime,
+  init: GuestInit,
+): GuestResult {
+  if (rt.link.toGuest.terminateRequested) {
+    return { exitCode: 137, failure: { kind: "terminated", message: error.message } };
+  }
   if (error.kind === "exit") return { exitCode: error.exitCode ?? 1 };
   if (rt.exitFromNestedCall !== undefined) return { exitCode: rt.exitFromNestedCall };
   const memory = instance?.export("memory");
-  if (memory && rt.mem.size + 65536 > init.memoryBytes) {
+  // The limiter makes memory.grow fail without saying so; a trap with less room left than a
+  // typical allocation (malloc grows in steps of its request plus headers) is blamed on the limit.
+  const headroom = Math.max(2 << 20, init.memoryBytes / 16);
+  if (memory && rt.mem.size + headroom > init.memoryBytes) {
     return {
       exitCode: 1,
-      failure: { kind: "memory", message: `memory limit of ${init.memoryBytes >> 20} MiB reached: ${error.message}` },
+      failure: {
+        kind: "memory",
+        message: `memory limit of ${init.memoryBytes >> 20} MiB reached: ${error.message}`,
+      },
     };
   }
   return { exitCode: 1, failure: { kind: "trap", message: error.message } };
 }
 
+/** Test and bench hooks of `runGuest`; production never passes any. */
+export interface GuestHooks {
+  /** Runs once the guest's runtime exists, before the module loads (pre-populate fds, add ops). */
+  setup?: (rt: GuestRuntime) => void;
+}
+
 /** Runs the guest; never throws for guest faults. */
-export async function runGuest(init: GuestInit): Promise<GuestResult> {
+export async function runGuest(init: GuestInit, hooks: GuestHooks = {}): Promise<GuestResult> {
   const lib = openWasmtime(init.libPath);
   const engine = Engine.fromAddress(lib, init.engineAddress);
   const link = Link.attach(init.link);
@@ -187,6 +225,7 @@ export async function runGuest(init: GuestInit): Promise<GuestResult> {
   let linker: Linker | undefined;
   let instance: Instance | undefined;
   try {
+    hooks.setup?.(rt);
     module = await loadModule(engine, init.wasm, init.cacheDir);
     const hostcalls = spearHostcalls(rt);
     const missing = missingImport(module, new Set(hostcalls.map((h) => h.name)));
@@ -194,7 +233,12 @@ export async function runGuest(init: GuestInit): Promise<GuestResult> {
 
     store = new Store(engine, { memoryBytes: init.memoryBytes });
     store.onEpoch(() => (link.toGuest.terminateRequested ? "terminated by host" : null));
-    store.setWasi({ args: init.args, env: init.env, stdoutFile: init.stdoutFile, stderrFile: init.stderrFile });
+    store.setWasi({
+      args: init.args,
+      env: init.env,
+      stdoutFile: init.stdoutFile,
+      stderrFile: init.stderrFile,
+    });
     linker = new Linker(engine);
     linker.defineWasi();
     for (const hc of hostcalls) bindHostcall(lib, linker, rt, contexts, hc);
@@ -202,30 +246,51 @@ export async function runGuest(init: GuestInit): Promise<GuestResult> {
     instance = linker.instantiate(store, module);
     const memory = instance.export("memory");
     if (memory?.kind !== ExternKind.MEMORY) {
-      return { exitCode: 1, failure: { kind: "link", message: "guest does not export its memory as \"memory\"" } };
+      return {
+        exitCode: 1,
+        failure: { kind: "link", message: 'guest does not export its memory as "memory"' },
+      };
     }
     memoryHandle = memory.handle;
     rt.invoker = tableInvoker(lib, instance, rt, contexts);
     const start = instance.export("_start");
     if (start?.kind !== ExternKind.FUNC) {
-      return { exitCode: 1, failure: { kind: "link", message: "guest has no _start export (not a WASI command)" } };
+      return {
+        exitCode: 1,
+        failure: { kind: "link", message: "guest has no _start export (not a WASI command)" },
+      };
     }
     const sig = funcSignature(lib, store.context, start.handle);
     if (sig.params.length || sig.results.length) {
-      return { exitCode: 1, failure: { kind: "link", message: "_start must take no parameters and return nothing" } };
+      return {
+        exitCode: 1,
+        failure: { kind: "link", message: "_start must take no parameters and return nothing" },
+      };
     }
     // The deadline is armed; a stop requested before this point would otherwise be missed.
-    if (link.toGuest.terminateRequested) return { exitCode: 137, failure: { kind: "terminated", message: "terminated before start" } };
+    if (link.toGuest.terminateRequested) {
+      return { exitCode: 137, failure: { kind: "terminated", message: "terminated before start" } };
+    }
     contexts.push(store.context);
     const outcome = callRaw(lib, store.context, start.handle, new Uint8Array(16));
+    rt.mem.refresh(); // while the store's context is still current: classifyTrap reads the size
     contexts.pop();
-    rt.mem.refresh();
     return outcome.error ? classifyTrap(outcome.error, instance, rt, init) : { exitCode: 0 };
   } catch (e) {
     if (e instanceof WasmError) {
       if (e.kind === "exit") return { exitCode: e.exitCode ?? 1 };
-      const memoryLimit = /memory minimum size|exceeds memory limits|resource limit exceeded/i.test(e.message);
-      const kind: FailureKind = memoryLimit ? "memory" : e.kind === "trap" ? "trap" : e.kind === "link" ? "link" : e.kind === "invalid_module" ? "invalid_module" : "internal";
+      const memoryLimit = /memory minimum size|exceeds memory limits|resource limit exceeded/i.test(
+        e.message,
+      );
+      const kind: FailureKind = memoryLimit
+        ? "memory"
+        : e.kind === "trap"
+        ? "trap"
+        : e.kind === "link"
+        ? "link"
+        : e.kind === "invalid_module"
+        ? "invalid_module"
+        : "internal";
       return { exitCode: 1, failure: { kind, message: e.message.split("\n")[0] } };
     }
     return { exitCode: 1, failure: { kind: "internal", message: String(e) } };

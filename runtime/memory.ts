@@ -29,7 +29,9 @@ export class GuestMemory {
     if (address === 0n || size === 0) {
       this.bytes = new Uint8Array(0);
     } else {
-      this.bytes = new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(Deno.UnsafePointer.create(address)!, size));
+      this.bytes = new Uint8Array(
+        Deno.UnsafePointerView.getArrayBuffer(Deno.UnsafePointer.create(address)!, size),
+      );
     }
     this.view = new DataView(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength);
   }
@@ -40,7 +42,9 @@ export class GuestMemory {
 
   /** Throws EFAULT unless [ptr, ptr+len) lies inside memory. Pointers are signed i32 as in SPEAR. */
   check(ptr: number, len: number): void {
-    if (ptr < 0 || len < 0 || ptr + len > this.bytes.length) throw fail("EFAULT", `bad guest range ${ptr}+${len}`);
+    if (ptr < 0 || len < 0 || ptr + len > this.bytes.length) {
+      throw fail("EFAULT", `bad guest range ${ptr}+${len}`);
+    }
   }
 
   /** A view (not a copy) of guest bytes; valid until the guest runs again. */

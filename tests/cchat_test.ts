@@ -1,3 +1,4 @@
+// deno-lint-ignore-file no-explicit-any -- JSON from the guest is checked field by field
 /**
  * cchat end to end: a C guest (tests/guests/chat_probe.c) on real Wasmtime talks through
  * the host's chat driver to a scripted OpenAI-compatible server on loopback.
@@ -147,7 +148,10 @@ for (const scenario of ["tools", "tools_epoll"]) {
       assert.deepEqual(tools.map((m) => m.tool_call_id), ["call_1", "call_2", "call_3", "call_4"]);
       assert.deepEqual(JSON.parse(tools[0].content), { sum: 42 });
       assert.deepEqual(JSON.parse(tools[1].content), { sum: 3 });
-      assert.deepEqual(JSON.parse(tools[2].content).error, { code: "tool_exec_failed", message: "tool rc: -7" });
+      assert.deepEqual(JSON.parse(tools[2].content).error, {
+        code: "tool_exec_failed",
+        message: "tool rc: -7",
+      });
       assert.equal(JSON.parse(tools[3].content).error.code, "unknown_tool");
       const assistant = third.messages.filter((m) => m.role === "assistant");
       assert.equal(assistant.length, 2);

@@ -35,7 +35,10 @@ export function chatDriver(config: HostConfig): Driver {
     if (payload.length > MAX_CHAT_MESSAGE_BYTES) {
       const tooLarge: ChatRoundTripResult = {
         ok: false,
-        error: { message: `response of ${payload.length} bytes exceeds the host limit of ${MAX_CHAT_MESSAGE_BYTES} bytes` },
+        error: {
+          message:
+            `response of ${payload.length} bytes exceeds the host limit of ${MAX_CHAT_MESSAGE_BYTES} bytes`,
+        },
         latencyMs: result.latencyMs,
       };
       payload = encoder.encode(JSON.stringify(tooLarge));

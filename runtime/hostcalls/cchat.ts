@@ -103,7 +103,7 @@ function parseJson(bytes: Uint8Array, what: string): unknown {
 function parseParam(bytes: Uint8Array): { key: string; value: unknown } {
   const json = parseJson(bytes, "SET_PARAM");
   if (!isObject(json) || typeof json.key !== "string" || json.key === "") {
-    throw fail("EINVAL", "SET_PARAM: expected {\"key\": non-empty string, \"value\": …}");
+    throw fail("EINVAL", 'SET_PARAM: expected {"key": non-empty string, "value": …}');
   }
   const { key, value } = json as { key: string; value: unknown };
   if (key.startsWith("mcp.task_")) throw fail("EACCES", `${key} is reserved for the task policy`);
@@ -173,7 +173,8 @@ export function cchatHostcalls(rt: GuestRuntime): Hostcall[] {
     }));
     if (payload.length > MAX_CHAT_MESSAGE_BYTES) {
       failResponse(entry, {
-        message: `request of ${payload.length} bytes exceeds the host limit of ${MAX_CHAT_MESSAGE_BYTES} bytes`,
+        message:
+          `request of ${payload.length} bytes exceeds the host limit of ${MAX_CHAT_MESSAGE_BYTES} bytes`,
       });
       return;
     }
@@ -243,10 +244,14 @@ export function cchatHostcalls(rt: GuestRuntime): Hostcall[] {
           result = runTool(session, tool.offset, args);
         } catch (e) {
           if (!(e instanceof HostcallError)) throw e; // a trap in the tool ends the guest
-          result = JSON.stringify({ error: { code: "tool_exec_failed", message: `tool rc: ${e.rc ?? e.code}` } });
+          result = JSON.stringify({
+            error: { code: "tool_exec_failed", message: `tool rc: ${e.rc ?? e.code}` },
+          });
         }
       } else if (name.startsWith("mcp.") || name.startsWith("mcp__")) {
-        result = JSON.stringify({ error: { code: "mcp_tool_failed", message: "MCP servers are not available" } });
+        result = JSON.stringify({
+          error: { code: "mcp_tool_failed", message: "MCP servers are not available" },
+        });
       } else {
         result = JSON.stringify({ error: { code: "unknown_tool", message: `unknown tool: ${name}` } });
       }
@@ -271,7 +276,10 @@ export function cchatHostcalls(rt: GuestRuntime): Hostcall[] {
     resp.latencyMs += result.latencyMs;
     resp.usage = addUsage(resp.usage, result.usage);
     if (!result.ok || !result.body) {
-      failResponse(entry, { message: result.error?.message ?? "chat backend failed", ...(result.error?.code ? { code: result.error.code } : {}) });
+      failResponse(entry, {
+        message: result.error?.message ?? "chat backend failed",
+        ...(result.error?.code ? { code: result.error.code } : {}),
+      });
       return;
     }
     resp.backend = result.backend;
@@ -281,13 +289,20 @@ export function cchatHostcalls(rt: GuestRuntime): Hostcall[] {
     const calls = message && Array.isArray(message.tool_calls) ? message.tool_calls.filter(isObject) : [];
     const auto = (resp.flags & CchatSendFlag.AUTO_TOOL_CALL) !== 0;
     if (auto && message && calls.length > 0) {
-      const turn: Json = { role: message.role ?? "assistant", content: message.content ?? null, tool_calls: calls };
+      const turn: Json = {
+        role: message.role ?? "assistant",
+        content: message.content ?? null,
+        tool_calls: calls,
+      };
       if (typeof message.name === "string") turn.name = message.name;
       rt.defer(() => runToolTurn(entry, turn, calls));
       return;
     }
     if (auto && message) {
-      resp.session.state.messages.push({ role: message.role ?? "assistant", content: message.content ?? null });
+      resp.session.state.messages.push({
+        role: message.role ?? "assistant",
+        content: message.content ?? null,
+      });
     }
     complete(entry, { ...result.body, _spear: { backend: result.backend, model: result.model } });
   });
@@ -306,10 +321,18 @@ export function cchatHostcalls(rt: GuestRuntime): Hostcall[] {
   };
 
   return [
-    i32call("cchat_create", 0, () =>
-      fds.alloc<ChatSession>("ChatSession", { messages: [], tools: [], params: new Map(), sends: 0 }, {
-        metrics: (e) => ({ messages: e.state.messages.length, tools: e.state.tools.length, sends: e.state.sends }),
-      }).fd),
+    i32call(
+      "cchat_create",
+      0,
+      () =>
+        fds.alloc<ChatSession>("ChatSession", { messages: [], tools: [], params: new Map(), sends: 0 }, {
+          metrics: (e) => ({
+            messages: e.state.messages.length,
+            tools: e.state.tools.length,
+            sends: e.state.sends,
+          }),
+        }).fd,
+    ),
 
     i32call("cchat_write_msg", 5, (fd, rolePtr, roleLen, contentPtr, contentLen) => {
       const role = mem.string(rolePtr, roleLen);
@@ -326,21 +349,31 @@ export function cchatHostcalls(rt: GuestRuntime): Hostcall[] {
       if (!isObject(spec)) throw fail("EINVAL", "cchat_write_fn: tool must be a JSON object");
       const name = toolName(spec);
       // First registration of a name wins, as in SPEAR.
-      session.tools.push({ offset, spec, name: session.tools.some((t) => t.name === name) ? undefined : name });
+      session.tools.push({
+        offset,
+        spec,
+        name: session.tools.some((t) => t.name === name) ? undefined : name,
+      });
       return 0;
     }),
 
     i32call("cchat_ctl", 4, (fd, cmd, argPtr, lenPtr) => {
       const entry = fds.get(fd);
       if (cmd === CchatCtl.SET_PARAM) {
-        if (entry.closed || (entry.kind !== "ChatSession" && entry.kind !== "ChatResponse")) throw fail("EBADF");
+        if (entry.closed || (entry.kind !== "ChatSession" && entry.kind !== "ChatResponse")) {
+          throw fail("EBADF");
+        }
         const { key, value } = parseParam(mem.slice(argPtr, mem.u32(lenPtr)));
         if (entry.kind === "ChatSession") (entry.state as ChatSession).params.set(key, value);
         return 0; // on a response fd: accepted and ignored, as SPEAR
       }
       if (cmd === CchatCtl.GET_METRICS) {
         if (entry.kind !== "ChatResponse") throw fail("EBADF");
-        return mem.writeOut(argPtr, lenPtr, encoder.encode(JSON.stringify(responseMetrics(entry.state as ChatResponse))));
+        return mem.writeOut(
+          argPtr,
+          lenPtr,
+          encoder.encode(JSON.stringify(responseMetrics(entry.state as ChatResponse))),
+        );
       }
       throw fail("EINVAL", `unknown cchat ctl ${cmd}`);
     }),

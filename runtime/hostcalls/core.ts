@@ -19,7 +19,9 @@ export function coreHostcalls(rt: GuestRuntime): Hostcall[] {
       },
     },
     i32call("log", 3, (level, ptr, len) => {
-      if (len < 0 || len > MAX_LOG_BYTES) throw fail("EINVAL", `log length ${len} out of 0..${MAX_LOG_BYTES}`);
+      if (len < 0 || len > MAX_LOG_BYTES) {
+        throw fail("EINVAL", `log length ${len} out of 0..${MAX_LOG_BYTES}`);
+      }
       const text = rt.mem.string(ptr, len);
       const known = level >= LogLevel.TRACE && level <= LogLevel.ERROR;
       rt.sendJson(Op.LOG, 0, { level: known ? level : LogLevel.INFO, message: text });

@@ -1,6 +1,6 @@
 /** spear_epoll_* and spear_fd_ctl: the generic fd layer every family shares. */
 import { EPOLL_RECORD_BYTES, fail, FdCtl, FdFlag, pollNames } from "../abi.ts";
-import { Epoll, encodeRecords } from "../epoll.ts";
+import { encodeRecords, Epoll } from "../epoll.ts";
 import type { FdEntry } from "../fd_table.ts";
 import type { GuestRuntime } from "../guest.ts";
 import { type Hostcall, i32call } from "./types.ts";
@@ -20,7 +20,9 @@ function parseFlagChange(text: string): { set: number; clear: number } {
   } catch {
     throw fail("EINVAL", "SET_FLAGS: invalid JSON");
   }
-  if (typeof json !== "object" || json === null || Array.isArray(json)) throw fail("EINVAL", "SET_FLAGS: not an object");
+  if (typeof json !== "object" || json === null || Array.isArray(json)) {
+    throw fail("EINVAL", "SET_FLAGS: not an object");
+  }
   const bits = (key: string): number => {
     const list = (json as Record<string, unknown>)[key];
     if (list === undefined) return 0;

@@ -1,0 +1,62 @@
+/**
+ * spearhost: run WebAssembly guests built for SPEAR's C SDK (import module `spear`) on
+ * Wasmtime, from Deno, with an fd table and level-triggered epoll per guest.
+ *
+ * ```ts
+ * import { defaultDrivers, loadConfig, SpearHost } from "./mod.ts";
+ *
+ * const config = await loadConfig("guests/configs/stub.json");
+ * const host = new SpearHost({ config, drivers: defaultDrivers(config) });
+ * const result = await host.run("guests/build/chat_completion.wasm", { timeoutMs: 10_000 });
+ * console.log(result.exitCode, result.failure?.message);
+ * host.close();
+ * ```
+ *
+ * Each `run` starts the guest in its own Worker; many guests can run at once in one host,
+ * and one guest's trap, timeout or memory exhaustion never affects another.
+ * @module
+ */
+
+export {
+  /** Runs guests: one Worker and one Wasmtime store per guest, sharing one engine. */
+  SpearHost,
+  /** The default log sink: `[guest] LEVEL message` lines on stderr. */
+  stderrLogSink,
+} from "./runtime/host.ts";
+export type {
+  /** A main-thread driver for one hostcall family (how the host talks to the world). */
+  Driver,
+  /** The main-thread view of a running guest, handed to drivers. */
+  GuestSession,
+  /** Options of a SpearHost: config, drivers, log sink, module cache, libwasmtime path. */
+  HostOptions,
+  /** Where guest log lines go. */
+  LogSink,
+  /** Per-run options: args, env, limits, stdout/stderr files. */
+  RunOptions,
+  /** Exit code, or the failure (trap, timeout, memory, link, invalid module) and duration. */
+  RunResult,
+} from "./runtime/host.ts";
+export {
+  /** A config problem, with the field it concerns. */
+  ConfigError,
+  /** The config used when none is given. */
+  defaultConfig,
+  /** Reads and validates a JSON config file; throws ConfigError naming the bad field. */
+  loadConfig,
+  /** Validates an already-parsed config object. */
+  parseConfig,
+} from "./runtime/config.ts";
+export type { BackendConfig, HostConfig, Limits } from "./runtime/config.ts";
+export {
+  /** The drivers for every built family (cchat, mic), configured from the host config. */
+  defaultDrivers,
+  /** Audio input devices seen by PortAudio. */
+  listDevices,
+} from "./drivers/mod.ts";
+export {
+  /** Linux errno numbers returned negated by hostcalls. */
+  Errno,
+  /** EPOLLIN / EPOLLOUT / EPOLLERR / EPOLLHUP. */
+  Poll,
+} from "./runtime/abi.ts";
