@@ -2,6 +2,7 @@
 # Builds the C guests:
 #   guests/src/*.c    -> guests/build/<name>.wasm
 #   tests/guests/*.c  -> guests/build/test/<name>.wasm
+#   bench/guests/*.c, bench/guests/reactor/*.c (reactors, no main) -> guests/build/bench/<name>.wasm
 # A .wasm is rebuilt only when it is older than its .c, any guests/include/*.h, or this script.
 # Prints one line per rebuilt guest on stdout; errors go to stderr; exit status 1 if any failed.
 # Environment: CC (default clang-14), WASI_SYSROOT (default /usr).
@@ -34,8 +35,9 @@ for f in "${deps[@]}"; do
 done
 
 failed=0
-build_dir() { # build_dir SRC_DIR OUT_DIR
+build_dir() { # build_dir SRC_DIR OUT_DIR [EXTRA_CFLAGS...]
   local src_dir="$1" out_dir="$2" src name out tmp
+  local extra=("${@:3}")
   local sources=("$src_dir"/*.c)
   ((${#sources[@]})) || return 0
   mkdir -p "$out_dir"
@@ -46,7 +48,7 @@ build_dir() { # build_dir SRC_DIR OUT_DIR
       continue
     fi
     tmp="$out.tmp.$$"
-    if "$CC" "${CFLAGS[@]}" "$src" -o "$tmp"; then
+    if "$CC" "${CFLAGS[@]}" ${extra[@]+"${extra[@]}"} "$src" -o "$tmp"; then
       mv -f "$tmp" "$out"
       echo "built ${out#"$root"/}"
     else
@@ -59,4 +61,6 @@ build_dir() { # build_dir SRC_DIR OUT_DIR
 
 build_dir "$root/guests/src" "$root/guests/build"
 build_dir "$root/tests/guests" "$root/guests/build/test"
+build_dir "$root/bench/guests" "$root/guests/build/bench"
+build_dir "$root/bench/guests/reactor" "$root/guests/build/bench" -mexec-model=reactor
 exit "$failed"

@@ -346,6 +346,11 @@ export class Linker {
     check(this.engine.lib, this.engine.lib.wasmtime_linker_define_wasi(this.ptr), "internal");
   }
 
+  /**
+   * Defines a host function implemented in TypeScript. The raw-slot view is cached per
+   * address: Wasmtime passes the same slots for repeated calls from one call site, and
+   * building a view is the largest fixed cost of a hostcall.
+   */
   define(
     module: string,
     name: string,
@@ -353,12 +358,30 @@ export class Linker {
     results: readonly WasmType[],
     fn: HostFunction,
   ): void {
-    const lib = this.engine.lib;
-    const slots = Math.max(params.length, results.length);
+    const bytes = Math.max(params.length, results.length, 1) * Sizes.VAL_RAW;
+    let lastAddress: number | bigint = -1;
+    let lastView = new DataView(new ArrayBuffer(0));
     const callback = new Deno.UnsafeCallback(HOST_CALLBACK, (_env, caller, raw, _n) => {
-      return fn(caller, new DataView(Deno.UnsafePointerView.getArrayBuffer(raw!, slots * Sizes.VAL_RAW)));
+      const address = Deno.UnsafePointer.value(raw);
+      if (address !== lastAddress) {
+        lastView = new DataView(Deno.UnsafePointerView.getArrayBuffer(raw!, bytes));
+        lastAddress = address;
+      }
+      return fn(caller, lastView);
     });
     this.callbacks.push(callback);
+    this.defineRaw(module, name, params, results, callback.pointer);
+  }
+
+  /** Defines a host function implemented natively (a wasmtime_func_unchecked_callback_t). */
+  defineRaw(
+    module: string,
+    name: string,
+    params: readonly WasmType[],
+    results: readonly WasmType[],
+    fn: Ptr,
+  ): void {
+    const lib = this.engine.lib;
     const type = lib.wasm_functype_new(valtypeVec(lib, params), valtypeVec(lib, results)); // takes the vecs
     const m = encoder.encode(module);
     const n = encoder.encode(name);
@@ -369,7 +392,7 @@ export class Linker {
       n,
       BigInt(n.length),
       type,
-      callback.pointer,
+      fn,
       null,
       null,
     );

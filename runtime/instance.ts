@@ -4,9 +4,10 @@
  * `_start`, and report the exit code or the failure. Every native object is freed on the
  * way out, whatever happened.
  */
-import { HostcallError } from "./abi.ts";
-import { openWasmtime, WASMTIME_VERSION, type WasmtimeLib } from "../ffi/wasmtime.ts";
+import { Errno, HostcallError, LogLevel } from "./abi.ts";
+import { openWasmtime, Sizes, WASMTIME_VERSION, type WasmtimeLib } from "../ffi/wasmtime.ts";
 import {
+  type CallOutcome,
   callRaw,
   Engine,
   ExternKind,
@@ -17,6 +18,7 @@ import {
   newTrap,
   Store,
   tableFunc,
+  type WasiOptions,
   WasmError,
 } from "./engine.ts";
 import { Link } from "./channel.ts";
@@ -24,7 +26,6 @@ import { GuestRuntime, GuestTerminated, GuestTrapped } from "./guest.ts";
 import { spearHostcalls } from "./hostcalls/mod.ts";
 import type { Hostcall } from "./hostcalls/types.ts";
 import { Op } from "./protocol.ts";
-import { LogLevel } from "./abi.ts";
 
 export interface GuestInit {
   libPath: string;
@@ -96,38 +97,61 @@ function missingImport(module: Module, provided: Set<string>): string | undefine
 }
 
 /**
- * Binds a family's hostcall to Wasmtime: decode i32 args, run, encode result or errno.
- * Exported for benches (bench/support/harness.ts) that drive a guest's exports directly.
+ * The Wasmtime context of the innermost active call (a hostcall's caller, or the store when
+ * the host calls in). Resolved lazily: a hostcall that never touches memory or calls back
+ * into the guest costs no extra FFI call.
  */
-export function bindHostcall(
-  lib: WasmtimeLib,
-  linker: Linker,
-  rt: GuestRuntime,
-  contexts: Deno.PointerValue[],
-  hc: Hostcall,
-) {
+export class CallStack {
+  private readonly callers: Deno.PointerValue[] = [];
+  private readonly contexts: (Deno.PointerValue | undefined)[] = [];
+
+  constructor(private readonly lib: WasmtimeLib) {}
+
+  enterHostcall(caller: Deno.PointerValue): void {
+    this.callers.push(caller);
+    this.contexts.push(undefined);
+  }
+
+  enterStore(context: Deno.PointerValue): void {
+    this.callers.push(null);
+    this.contexts.push(context);
+  }
+
+  leave(): void {
+    this.callers.pop();
+    this.contexts.pop();
+  }
+
+  /** The current context, or undefined outside any call. */
+  current(): Deno.PointerValue | undefined {
+    const top = this.contexts.length - 1;
+    if (top < 0) return undefined;
+    return this.contexts[top] ??= this.lib.wasmtime_caller_context(this.callers[top]);
+  }
+}
+
+/** Binds a family's hostcall to Wasmtime: decode i32 args, run, encode result or errno. */
+function bindHostcall(lib: WasmtimeLib, linker: Linker, rt: GuestRuntime, calls: CallStack, hc: Hostcall) {
   const arity = hc.params.length;
   const args: number[] = new Array(arity);
   linker.define("spear", hc.name, hc.params, hc.result ? [hc.result] : [], (caller, raw) => {
-    contexts.push(lib.wasmtime_caller_context(caller));
+    calls.enterHostcall(caller);
+    rt.mem.invalidate();
     let result: number | bigint | void;
     try {
-      rt.mem.refresh();
       for (let i = 0; i < arity; i++) args[i] = raw.getInt32(i * 16, true);
       result = hc.run(...args);
     } catch (e) {
       if (e instanceof GuestTerminated || e instanceof GuestTrapped) return newTrap(lib, e.message);
       if (e instanceof HostcallError) result = e.code;
       else {
-        rt.sendJson(Op.LOG, 0, {
-          level: LogLevel.ERROR,
-          message: `host: internal error in ${hc.name}: ${e}`,
-          host: true,
-        });
-        result = -5; // EIO
+        const message = `host: internal error in ${hc.name}: ${e}`;
+        rt.sendJson(Op.LOG, 0, { level: LogLevel.ERROR, message });
+        result = -Errno.EIO;
       }
     } finally {
-      contexts.pop();
+      calls.leave();
+      rt.mem.invalidate();
     }
     if (hc.result === "i32") raw.setInt32(0, Number(result), true);
     else if (hc.result === "i64") raw.setBigInt64(0, BigInt(result ?? 0), true);
@@ -138,11 +162,11 @@ export function bindHostcall(
 const TOOL_SIGNATURE = "0,0,0,0->0"; // (i32, i32, i32, i32) -> i32
 
 /** Re-entrant calls through the guest's exported function table (tool functions). */
-function tableInvoker(lib: WasmtimeLib, instance: Instance, rt: GuestRuntime, contexts: Deno.PointerValue[]) {
+function tableInvoker(lib: WasmtimeLib, instance: Instance, rt: GuestRuntime, calls: CallStack) {
   const table = instance.table(["__indirect_function_table", "table"]);
   return {
     callTableI32x4(index: number, args: [number, number, number, number]): number {
-      const context = contexts[contexts.length - 1];
+      const context = calls.current() ?? null;
       if (!table) {
         throw new HostcallError("EIO", "guest exports no function table (link with --export-table)");
       }
@@ -156,7 +180,7 @@ function tableInvoker(lib: WasmtimeLib, instance: Instance, rt: GuestRuntime, co
       const view = new DataView(raw.buffer);
       args.forEach((a, i) => view.setInt32(i * 16, a, true));
       const outcome = callRaw(lib, context, func, raw);
-      rt.mem.refresh();
+      rt.mem.invalidate(); // the guest may have grown its memory
       if (outcome.error) {
         if (outcome.error.kind === "exit") rt.exitFromNestedCall = outcome.error.exitCode ?? 0;
         throw new GuestTrapped(outcome.error.message);
@@ -193,113 +217,161 @@ function classifyTrap(
   return { exitCode: 1, failure: { kind: "trap", message: error.message } };
 }
 
+export interface InstantiateOptions {
+  link: Link;
+  maxFds: number;
+  memoryBytes: number;
+  wasi: WasiOptions;
+  /** Directory for compiled modules; none disables the cache. */
+  cacheDir?: string;
+  /** Runs once the guest's runtime exists, before the module loads (tests, benches). */
+  setup?: (rt: GuestRuntime) => void;
+  /** Binds an import differently (benches: native floors); returns true when it did. */
+  bindOverride?: (linker: Linker, hc: Hostcall) => boolean;
+}
+
+/**
+ * A guest instantiated on the current thread: store, linker with WASI and every `spear`
+ * hostcall, its runtime (fd table, memory) and the call stack. `dispose()` frees it all.
+ */
+export class GuestInstance {
+  private constructor(
+    readonly rt: GuestRuntime,
+    readonly calls: CallStack,
+    readonly module: Module,
+    readonly store: Store,
+    readonly linker: Linker,
+    readonly instance: Instance,
+  ) {}
+
+  static async create(
+    engine: Engine,
+    wasm: Uint8Array<ArrayBuffer>,
+    options: InstantiateOptions,
+  ): Promise<GuestInstance> {
+    const lib = engine.lib;
+    const calls = new CallStack(lib);
+    let memoryHandle: Uint8Array | undefined;
+    const rt = new GuestRuntime({
+      link: options.link,
+      maxFds: options.maxFds,
+      memory: {
+        locate: () => {
+          const ctx = calls.current();
+          if (!memoryHandle || ctx === undefined) return [0n, 0];
+          const base = lib.wasmtime_memory_data(ctx, memoryHandle);
+          const size = Number(lib.wasmtime_memory_data_size(ctx, memoryHandle));
+          return [base === null ? 0n : BigInt(Deno.UnsafePointer.value(base)), size];
+        },
+      },
+    });
+    options.setup?.(rt);
+    const module = await loadModule(engine, wasm, options.cacheDir);
+    let store: Store | undefined;
+    let linker: Linker | undefined;
+    try {
+      const hostcalls = spearHostcalls(rt);
+      const missing = missingImport(module, new Set(hostcalls.map((h) => h.name)));
+      if (missing) throw new WasmError("link", `missing import ${missing}`);
+      store = new Store(engine, { memoryBytes: options.memoryBytes });
+      store.onEpoch(() => (options.link.toGuest.terminateRequested ? "terminated by host" : null));
+      store.setWasi(options.wasi);
+      linker = new Linker(engine);
+      linker.defineWasi();
+      for (const hc of hostcalls) {
+        if (!options.bindOverride?.(linker, hc)) bindHostcall(lib, linker, rt, calls, hc);
+      }
+      const instance = linker.instantiate(store, module);
+      const memory = instance.export("memory");
+      if (memory?.kind !== ExternKind.MEMORY) {
+        throw new WasmError("link", 'guest does not export its memory as "memory"');
+      }
+      memoryHandle = memory.handle;
+      rt.invoker = tableInvoker(lib, instance, rt, calls);
+      return new GuestInstance(rt, calls, module, store, linker, instance);
+    } catch (e) {
+      store?.delete();
+      linker?.delete();
+      module.delete();
+      throw e;
+    }
+  }
+
+  /** Calls an exported function with raw slots, from the host (not from a hostcall). */
+  call(func: Uint8Array, raw: Uint8Array): CallOutcome {
+    this.calls.enterStore(this.store.context);
+    try {
+      const outcome = callRaw(this.store.engine.lib, this.store.context, func, raw);
+      this.rt.mem.invalidate();
+      this.rt.mem.refresh(); // while the store's context is current: the size tells a memory fault
+      return outcome;
+    } finally {
+      this.calls.leave();
+    }
+  }
+
+  /** An exported function's handle, checked to be `() -> ()` (a command's `_start`). */
+  command(name: string): Uint8Array {
+    const exp = this.instance.export(name);
+    if (exp?.kind !== ExternKind.FUNC) {
+      throw new WasmError("link", `guest has no ${name} export (not a WASI command)`);
+    }
+    const sig = funcSignature(this.store.engine.lib, this.store.context, exp.handle);
+    if (sig.params.length || sig.results.length) {
+      throw new WasmError("link", `${name} must take no parameters and return nothing`);
+    }
+    return exp.handle;
+  }
+
+  dispose(): void {
+    try {
+      this.rt.fds.closeAll();
+    } catch { /* teardown must not mask the result */ }
+    this.store.delete();
+    this.linker.delete();
+    this.module.delete();
+  }
+}
+
+function failureOf(e: unknown): GuestResult {
+  if (!(e instanceof WasmError)) return { exitCode: 1, failure: { kind: "internal", message: String(e) } };
+  if (e.kind === "exit") return { exitCode: e.exitCode ?? 1 };
+  const memoryLimit = /memory minimum size|exceeds memory limits|resource limit exceeded/i.test(e.message);
+  const kinds: Record<string, FailureKind> = { trap: "trap", link: "link", invalid_module: "invalid_module" };
+  const kind = memoryLimit ? "memory" : kinds[e.kind] ?? "internal";
+  return { exitCode: 1, failure: { kind, message: e.message.split("\n")[0] } };
+}
+
 /** Test and bench hooks of `runGuest`; production never passes any. */
 export interface GuestHooks {
   /** Runs once the guest's runtime exists, before the module loads (pre-populate fds, add ops). */
   setup?: (rt: GuestRuntime) => void;
 }
 
-/** Runs the guest; never throws for guest faults. */
+/** Runs the guest to completion; never throws for guest faults. */
 export async function runGuest(init: GuestInit, hooks: GuestHooks = {}): Promise<GuestResult> {
-  const lib = openWasmtime(init.libPath);
-  const engine = Engine.fromAddress(lib, init.engineAddress);
+  const engine = Engine.fromAddress(openWasmtime(init.libPath), init.engineAddress);
   const link = Link.attach(init.link);
-  const contexts: Deno.PointerValue[] = [];
-  let memoryHandle: Uint8Array | undefined;
-  const rt = new GuestRuntime({
-    link,
-    maxFds: init.maxFds,
-    memory: {
-      locate: () => {
-        const ctx = contexts[contexts.length - 1];
-        if (!memoryHandle || ctx === undefined) return [0n, 0];
-        const base = lib.wasmtime_memory_data(ctx, memoryHandle);
-        const size = Number(lib.wasmtime_memory_data_size(ctx, memoryHandle));
-        return [base === null ? 0n : BigInt(Deno.UnsafePointer.value(base)), size];
-      },
-    },
-  });
-
-  let module: Module | undefined;
-  let store: Store | undefined;
-  let linker: Linker | undefined;
-  let instance: Instance | undefined;
+  let guest: GuestInstance | undefined;
   try {
-    hooks.setup?.(rt);
-    module = await loadModule(engine, init.wasm, init.cacheDir);
-    const hostcalls = spearHostcalls(rt);
-    const missing = missingImport(module, new Set(hostcalls.map((h) => h.name)));
-    if (missing) return { exitCode: 1, failure: { kind: "link", message: `missing import ${missing}` } };
-
-    store = new Store(engine, { memoryBytes: init.memoryBytes });
-    store.onEpoch(() => (link.toGuest.terminateRequested ? "terminated by host" : null));
-    store.setWasi({
-      args: init.args,
-      env: init.env,
-      stdoutFile: init.stdoutFile,
-      stderrFile: init.stderrFile,
+    guest = await GuestInstance.create(engine, init.wasm, {
+      link,
+      maxFds: init.maxFds,
+      memoryBytes: init.memoryBytes,
+      wasi: { args: init.args, env: init.env, stdoutFile: init.stdoutFile, stderrFile: init.stderrFile },
+      cacheDir: init.cacheDir,
+      setup: hooks.setup,
     });
-    linker = new Linker(engine);
-    linker.defineWasi();
-    for (const hc of hostcalls) bindHostcall(lib, linker, rt, contexts, hc);
-
-    instance = linker.instantiate(store, module);
-    const memory = instance.export("memory");
-    if (memory?.kind !== ExternKind.MEMORY) {
-      return {
-        exitCode: 1,
-        failure: { kind: "link", message: 'guest does not export its memory as "memory"' },
-      };
-    }
-    memoryHandle = memory.handle;
-    rt.invoker = tableInvoker(lib, instance, rt, contexts);
-    const start = instance.export("_start");
-    if (start?.kind !== ExternKind.FUNC) {
-      return {
-        exitCode: 1,
-        failure: { kind: "link", message: "guest has no _start export (not a WASI command)" },
-      };
-    }
-    const sig = funcSignature(lib, store.context, start.handle);
-    if (sig.params.length || sig.results.length) {
-      return {
-        exitCode: 1,
-        failure: { kind: "link", message: "_start must take no parameters and return nothing" },
-      };
-    }
+    const start = guest.command("_start");
     // The deadline is armed; a stop requested before this point would otherwise be missed.
     if (link.toGuest.terminateRequested) {
       return { exitCode: 137, failure: { kind: "terminated", message: "terminated before start" } };
     }
-    contexts.push(store.context);
-    const outcome = callRaw(lib, store.context, start.handle, new Uint8Array(16));
-    rt.mem.refresh(); // while the store's context is still current: classifyTrap reads the size
-    contexts.pop();
-    return outcome.error ? classifyTrap(outcome.error, instance, rt, init) : { exitCode: 0 };
+    const outcome = guest.call(start, new Uint8Array(Sizes.VAL_RAW));
+    return outcome.error ? classifyTrap(outcome.error, guest.instance, guest.rt, init) : { exitCode: 0 };
   } catch (e) {
-    if (e instanceof WasmError) {
-      if (e.kind === "exit") return { exitCode: e.exitCode ?? 1 };
-      const memoryLimit = /memory minimum size|exceeds memory limits|resource limit exceeded/i.test(
-        e.message,
-      );
-      const kind: FailureKind = memoryLimit
-        ? "memory"
-        : e.kind === "trap"
-        ? "trap"
-        : e.kind === "link"
-        ? "link"
-        : e.kind === "invalid_module"
-        ? "invalid_module"
-        : "internal";
-      return { exitCode: 1, failure: { kind, message: e.message.split("\n")[0] } };
-    }
-    return { exitCode: 1, failure: { kind: "internal", message: String(e) } };
+    return failureOf(e);
   } finally {
-    try {
-      rt.fds.closeAll();
-    } catch { /* teardown must not mask the result */ }
-    store?.delete();
-    linker?.delete();
-    module?.delete();
+    guest?.dispose();
   }
 }

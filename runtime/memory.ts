@@ -17,11 +17,21 @@ export class GuestMemory {
   private address = -1n;
   private bytes = new Uint8Array(0);
   private view = new DataView(this.bytes.buffer);
+  private stale = true;
 
   constructor(private readonly source: MemorySource | null) {}
 
-  /** Re-reads the memory location; call once per hostcall before any access. */
+  /**
+   * Marks the cached location stale (memory may have grown or moved); the next access
+   * re-reads it. Cheap, so every hostcall entry and every call into the guest does it.
+   */
+  invalidate(): void {
+    this.stale = true;
+  }
+
+  /** Re-reads the memory location now. */
   refresh(): void {
+    this.stale = false;
     if (this.source === null) return;
     const [address, size] = this.source.locate();
     if (address === this.address && size === this.bytes.length) return;
@@ -36,13 +46,18 @@ export class GuestMemory {
     this.view = new DataView(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength);
   }
 
+  private current(): Uint8Array {
+    if (this.stale) this.refresh();
+    return this.bytes;
+  }
+
   get size(): number {
-    return this.bytes.length;
+    return this.current().length;
   }
 
   /** Throws EFAULT unless [ptr, ptr+len) lies inside memory. Pointers are signed i32 as in SPEAR. */
   check(ptr: number, len: number): void {
-    if (ptr < 0 || len < 0 || ptr + len > this.bytes.length) {
+    if (ptr < 0 || len < 0 || ptr + len > this.current().length) {
       throw fail("EFAULT", `bad guest range ${ptr}+${len}`);
     }
   }

@@ -4,6 +4,7 @@
  */
 
 import { createHash } from "node:crypto";
+import { WASMTIME_VERSION } from "../ffi/wasmtime.ts";
 
 const LIB_NAME = "libwasmtime.so";
 
@@ -29,7 +30,8 @@ function exists(path: string): boolean {
 
 /** True when running inside a `deno compile` binary (modules come from its embedded fs). */
 export function isCompiledBinary(): boolean {
-  return /\/deno-compile-[^/]*\//.test(new URL(import.meta.url).pathname);
+  // Deno.build.standalone is Deno's own answer; the path test covers runtimes without it.
+  return Deno.build.standalone === true || /\/deno-compile-[^/]*\//.test(new URL(import.meta.url).pathname);
 }
 
 /**
@@ -53,8 +55,14 @@ function extractEmbedded(embedded: string): string {
 export function resolveWasmtimeLib(): string {
   const fromEnv = Deno.env.get("SPEARHOST_WASMTIME_LIB");
   if (fromEnv) return fromEnv;
+  // scripts/compile.ts embeds the real file under its versioned name: .tools/libwasmtime.so
+  // is a symlink with an absolute target, which must not leak into the binary.
+  if (isCompiledBinary()) {
+    return extractEmbedded(
+      new URL(`../.tools/wasmtime-${WASMTIME_VERSION}/${LIB_NAME}`, import.meta.url).pathname,
+    );
+  }
   const bundled = new URL(`../.tools/${LIB_NAME}`, import.meta.url).pathname;
-  if (isCompiledBinary()) return extractEmbedded(bundled);
   if (exists(bundled)) return Deno.realPathSync(bundled);
   throw new Error(`${LIB_NAME} not found: run scripts/setup.sh or set SPEARHOST_WASMTIME_LIB`);
 }

@@ -1,0 +1,52 @@
+/// <reference lib="deno.worker" />
+/**
+ * The guest thread of bench/wake_latency.ts. Phase 1 runs bench/guests/wake_guest.c through
+ * runtime/instance.ts runGuest, with a setup hook that adds one "UserStream" fd made ready by
+ * the bench's WAKE op and whose GET_METRICS hook stamps the wake time (shared clock), clears
+ * the readiness and acks the main thread. Phase 2 is the floor on this same thread: a bare
+ * Atomics.wait woken by the main thread's Atomics.notify, stamped and acked the same way.
+ */
+import { Poll } from "../../runtime/abi.ts";
+import { type GuestInit, runGuest } from "../../runtime/instance.ts";
+import { monotonicNs } from "./clock.ts";
+
+export interface WakeWorkerInit {
+  init: GuestInit;
+  /** Int32 [0] guest acks, [1] floor bell, [2] floor acks; then Float64 stamps at byte 16: [0] guest, [1] floor. */
+  shared: SharedArrayBuffer;
+  rounds: number;
+  /** Op of the message that makes the fd ready (not a runtime/protocol.ts op). */
+  wakeOp: number;
+}
+
+self.onmessage = async (event: MessageEvent<WakeWorkerInit>) => {
+  const { init, shared, rounds, wakeOp } = event.data;
+  const ints = new Int32Array(shared, 0, 4);
+  const stamps = new Float64Array(shared, 16, 2);
+  const result = await runGuest(init, {
+    setup(rt) {
+      const entry = rt.fds.alloc("UserStream", null, {
+        metrics(e) {
+          stamps[0] = monotonicNs();
+          rt.fds.setMask(e, 0);
+          Atomics.add(ints, 0, 1);
+          Atomics.notify(ints, 0);
+          return {};
+        },
+      });
+      if (String(entry.fd) !== init.args[1]) {
+        throw new Error(`bench fd is ${entry.fd}, guest expects ${init.args[1]}`);
+      }
+      rt.on(wakeOp, (m) => rt.fds.setMask(rt.fds.get(m.fd), Poll.EPOLLIN));
+    },
+  });
+  self.postMessage({ phase: "guest", result });
+  for (let i = 0; i < rounds; i++) {
+    Atomics.wait(ints, 1, i); // the main thread stores i + 1 and notifies
+    stamps[1] = monotonicNs();
+    Atomics.add(ints, 2, 1);
+    Atomics.notify(ints, 2);
+  }
+  self.postMessage({ phase: "floor" });
+  self.close();
+};
