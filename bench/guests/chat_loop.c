@@ -1,0 +1,46 @@
+/*
+ * Chat bench guest: argv[1] = "seq" (K send+recv round trips one after another) or "par"
+ * (K sends at once, answers collected with spear_epoll_wait); argv[2] = K.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "spear.h"
+
+#define MAX_PAR 1024
+
+static int32_t ask(const char *text) {
+    int32_t fd = sp_cchat_create();
+    sp_cchat_write_msg_str(fd, "user", text);
+    int32_t resp = sp_cchat_send(fd, 0);
+    sp_cchat_close(fd);
+    return resp;
+}
+
+int main(int argc, char **argv) {
+    int parallel = argc > 1 && strcmp(argv[1], "par") == 0;
+    int k = argc > 2 ? atoi(argv[2]) : 10;
+    if (k < 0 || k > MAX_PAR) return 2;
+    static uint8_t buf[1 << 16];
+    if (!parallel) {
+        for (int i = 0; i < k; i++) {
+            int32_t resp = ask("ping");
+            uint32_t len = sizeof buf;
+            if (sp_cchat_recv(resp, SP__PTR(buf), SP__PTR(&len)) < 0) return 1;
+            sp_cchat_close(resp);
+        }
+        return 0;
+    }
+    int32_t ep = sp_ep_create();
+    for (int i = 0; i < k; i++) sp_ep_ctl(ep, SPEAR_EPOLL_CTL_ADD, ask("ping"), SPEAR_EPOLLIN);
+    for (int done = 0; done < k;) {
+        sp_epoll_event_t ev[64];
+        int32_t n = sp_ep_wait_events(ep, ev, 64, 10000);
+        if (n <= 0) return 1;
+        for (int i = 0; i < n; i++) {
+            sp_ep_ctl(ep, SPEAR_EPOLL_CTL_DEL, ev[i].fd, 0);
+            sp_cchat_close(ev[i].fd);
+        }
+        done += n;
+    }
+    return 0;
+}
