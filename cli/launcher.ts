@@ -30,6 +30,8 @@ export async function permissionFlags(argv: string[]): Promise<string[]> {
     "SPEARHOST_CACHE_DIR",
     "SPEARHOST_WASMTIME_LIB",
     "ALSA_CONFIG_PATH",
+    // The mic driver sets it so PortAudio's JACK backend never spawns a JACK server.
+    "JACK_NO_START_SERVER",
   ];
   for (const b of config.backends) if (b.api_key_env) envNames.push(b.api_key_env);
   const hosts = netHosts(config);

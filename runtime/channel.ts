@@ -95,6 +95,12 @@ export class Channel {
     this.ring();
   }
 
+  /** Empties the channel for reuse; only when neither side uses it any more. */
+  reset(): void {
+    for (let i = 0; i < HEADER_INTS; i++) Atomics.store(this.header, i, 0);
+    this.pending.length = 0;
+  }
+
   private tryWrite(op: number, fd: number, payload: Uint8Array): boolean {
     const body = BODY_HEAD + payload.length;
     const frame = (FRAME_HEAD + body + 3) & ~3;
@@ -200,6 +206,13 @@ export class Link {
   /** What crosses to the worker in its init message. */
   get buffers(): [SharedArrayBuffer, SharedArrayBuffer] {
     return [this.toGuest.buffer, this.toHost.buffer];
+  }
+
+  /** Empties both channels for another guest; only once the previous guest has ended. */
+  reset(): Link {
+    this.toGuest.reset();
+    this.toHost.reset();
+    return this;
   }
 
   static attach([toGuest, toHost]: [SharedArrayBuffer, SharedArrayBuffer]): Link {

@@ -15,11 +15,17 @@ export const Op = {
   CHAT_CANCEL: 17,
   CHAT_RESULT: 18,
 
-  // mic (32–47)
+  // mic (32–47). Starting a capture is a CALL ("mic.start"), so a host without the mic
+  // driver fails at once; MIC_START stays reserved.
   MIC_START: 32,
+  /** guest → host: stop the capture of an fd; JSON {generation, closed}. */
   MIC_STOP: 33,
+  /** host → guest: one PCM frame behind a binary header (runtime/hostcalls/mic.ts). */
   MIC_FRAME: 34,
+  /** host → guest: capture ended (EOF) or failed; JSON {generation, type, error?}. */
   MIC_EVENT: 35,
+  /** guest → host: a chunk of the stub PCM buffer; u32 total, u32 offset, bytes. */
+  MIC_STUB_DATA: 36,
 } as const;
 
 /** The family an op belongs to, for routing on the main thread. */

@@ -3,6 +3,7 @@ import type { GuestRuntime } from "../guest.ts";
 import { cchatHostcalls } from "./cchat.ts";
 import { coreHostcalls } from "./core.ts";
 import { fdHostcalls } from "./fd.ts";
+import { micHostcalls } from "./mic.ts";
 import { notBuiltHostcalls } from "./not_built.ts";
 import type { Hostcall } from "./types.ts";
 
@@ -46,7 +47,7 @@ export type { Hostcall };
 
 /** All hostcalls for one guest, exactly one per SPEAR import. */
 export function spearHostcalls(rt: GuestRuntime): Hostcall[] {
-  const built = [...coreHostcalls(rt), ...fdHostcalls(rt), ...cchatHostcalls(rt)];
+  const built = [...coreHostcalls(rt), ...fdHostcalls(rt), ...cchatHostcalls(rt), ...micHostcalls(rt)];
   const all = [...built, ...notBuiltHostcalls(new Set(built.map((h) => h.name)))];
   const names = all.map((h) => h.name).sort();
   const expected = [...SPEAR_IMPORTS].sort();

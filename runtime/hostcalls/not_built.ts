@@ -7,10 +7,6 @@ import type { Hostcall } from "./types.ts";
 
 /** [name, arity] of the imports still answering -ENOSYS. */
 export const NOT_BUILT: readonly [string, number][] = [
-  ["mic_create", 0],
-  ["mic_ctl", 4],
-  ["mic_read", 3],
-  ["mic_close", 1],
   ["rtasr_create", 0],
   ["rtasr_ctl", 4],
   ["rtasr_write", 3],
