@@ -5,7 +5,9 @@
  * doorbell is the bell of its inbound channel, so anything that must wake a guest blocked
  * in `spear_epoll_wait` rings exactly that word.
  *
- * Frame: u32 body length, then body = u16 op, u16 reserved, i32 fd, payload; padded to 4.
+ * Frame: u32 body length, then body = u16 op, u16 flags, i32 fd, payload; padded to 4.
+ * A message larger than a quarter of the ring travels as several frames (flag MORE on all
+ * but the last) and is delivered whole, so message size is not bounded by the ring.
  */
 
 const WRITE = 0; // total bytes published (u32, wrapping)
@@ -18,6 +20,11 @@ const HEADER_BYTES = HEADER_INTS * 4;
 const FRAME_HEAD = 4;
 const BODY_HEAD = 8;
 const PAD = 0xffffffff;
+const MORE = 1;
+
+interface Frame extends Message {
+  flags: number;
+}
 
 export interface Message {
   op: number;
@@ -34,7 +41,9 @@ export class Channel {
   private readonly data: Uint8Array;
   private readonly dataView: DataView;
   private readonly mask: number;
-  private readonly pending: Message[] = [];
+  private readonly pending: Frame[] = [];
+  /** Fragments of a message still being received. */
+  private partial: Uint8Array[] = [];
 
   constructor(readonly buffer: SharedArrayBuffer) {
     this.header = new Int32Array(buffer, 0, HEADER_INTS);
@@ -99,14 +108,17 @@ export class Channel {
   reset(): void {
     for (let i = 0; i < HEADER_INTS; i++) Atomics.store(this.header, i, 0);
     this.pending.length = 0;
+    this.partial = [];
   }
 
-  private tryWrite(op: number, fd: number, payload: Uint8Array): boolean {
+  /** Largest payload carried by one frame. */
+  private get chunk(): number {
+    return this.capacity / 4;
+  }
+
+  private tryWrite({ op, fd, flags, payload }: Frame): boolean {
     const body = BODY_HEAD + payload.length;
     const frame = (FRAME_HEAD + body + 3) & ~3;
-    if (frame > this.capacity / 2) {
-      throw new Error(`message of ${payload.length} bytes exceeds channel capacity`);
-    }
     let write = Atomics.load(this.header, WRITE) >>> 0;
     const read = Atomics.load(this.header, READ) >>> 0;
     const index = write & this.mask;
@@ -120,7 +132,7 @@ export class Channel {
     const at = write & this.mask;
     this.dataView.setUint32(at, body, true);
     this.dataView.setUint16(at + 4, op, true);
-    this.dataView.setUint16(at + 6, 0, true);
+    this.dataView.setUint16(at + 6, flags, true);
     this.dataView.setInt32(at + 8, fd, true);
     this.data.set(payload, at + FRAME_HEAD + BODY_HEAD);
     Atomics.store(this.header, WRITE, (write + frame) | 0);
@@ -132,12 +144,19 @@ export class Channel {
    * waits in a local backlog, flushed by `flush()` once the consumer makes room.
    */
   send(op: number, fd: number, payload: Uint8Array = EMPTY): void {
-    if (this.pending.length === 0 && this.tryWrite(op, fd, payload)) {
-      this.ring();
-      return;
+    if (payload.length <= this.chunk && this.pending.length === 0) {
+      if (this.tryWrite({ op, fd, flags: 0, payload })) {
+        this.ring();
+        return;
+      }
     }
-    this.pending.push({ op, fd, payload: payload.slice() });
-    Atomics.store(this.header, SPACE_WANTED, 1);
+    for (let at = 0; at === 0 || at < payload.length; at += this.chunk) {
+      const part = payload.slice(at, at + this.chunk);
+      const flags = at + this.chunk < payload.length ? MORE : 0;
+      this.pending.push({ op, fd, flags, payload: part });
+    }
+    this.flush();
+    if (this.pending.length > 0) Atomics.store(this.header, SPACE_WANTED, 1);
   }
 
   sendJson(op: number, fd: number, value: unknown): void {
@@ -148,8 +167,7 @@ export class Channel {
   flush(): boolean {
     let moved = false;
     while (this.pending.length > 0) {
-      const m = this.pending[0];
-      if (!this.tryWrite(m.op, m.fd, m.payload)) break;
+      if (!this.tryWrite(this.pending[0])) break;
       this.pending.shift();
       moved = true;
     }
@@ -174,16 +192,33 @@ export class Channel {
         continue;
       }
       const op = this.dataView.getUint16(at + 4, true);
+      const flags = this.dataView.getUint16(at + 6, true);
       const fd = this.dataView.getInt32(at + 8, true);
       const start = at + FRAME_HEAD + BODY_HEAD;
       const payload = this.data.slice(start, start + body - BODY_HEAD);
       read = (read + ((FRAME_HEAD + body + 3) & ~3)) >>> 0;
       Atomics.store(this.header, READ, read | 0);
+      if (flags & MORE) {
+        this.partial.push(payload);
+        continue;
+      }
       count++;
-      handle({ op, fd, payload });
+      handle({ op, fd, payload: this.partial.length ? this.joinPartial(payload) : payload });
     }
     if (count > 0 && Atomics.load(this.header, SPACE_WANTED) !== 0) onSpace?.();
     return count;
+  }
+
+  private joinPartial(last: Uint8Array): Uint8Array {
+    const parts = [...this.partial, last];
+    this.partial = [];
+    const whole = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let offset = 0;
+    for (const p of parts) {
+      whole.set(p, offset);
+      offset += p.length;
+    }
+    return whole;
   }
 }
 
@@ -199,7 +234,7 @@ export function decodeText(payload: Uint8Array): string {
 export class Link {
   constructor(readonly toGuest: Channel, readonly toHost: Channel) {}
 
-  static create(capacity = 1 << 24): Link {
+  static create(capacity = 1 << 21): Link {
     return new Link(Channel.create(capacity), Channel.create(capacity));
   }
 

@@ -19,7 +19,7 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
 /** Largest request or response that crosses to the host in one message. */
-export const MAX_CHAT_MESSAGE_BYTES = 4 << 20;
+export const MAX_CHAT_MESSAGE_BYTES = 32 << 20;
 
 type Json = Record<string, unknown>;
 
