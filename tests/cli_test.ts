@@ -1,0 +1,299 @@
+/**
+ * The `spear` command line end to end, in subprocesses: through the launcher
+ * (`deno task --quiet spear run …`, the documented path, which re-runs cli/main.ts with scoped
+ * permissions) and through cli/main.ts directly. Exit codes, guest stdout/args, log lines
+ * on stderr, and "every failure prints exactly one stderr line naming its cause".
+ */
+import assert from "node:assert/strict";
+import { permissionFlags } from "../cli/launcher.ts";
+
+const root = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
+const TEST_GUESTS = `${root}/guests/build/test`;
+const HELLO = `${root}/guests/build/hello.wasm`;
+const EXIT_CODE = `${TEST_GUESTS}/exit_code.wasm`;
+const MISBEHAVE = `${TEST_GUESTS}/misbehave.wasm`;
+const MISSING_IMPORT = `${TEST_GUESTS}/missing_import.wasm`;
+
+const tmp = Deno.makeTempDirSync({ prefix: "spear-cli-test-" });
+const cacheDir = `${tmp}/cache`;
+
+interface Outcome {
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** Non-empty stderr lines. */
+  lines: string[];
+  ms: number;
+}
+
+/** Runs `spear <args>` via the launcher (`deno task --quiet spear`) or cli/main.ts. */
+async function spear(args: string[], via: "launcher" | "main" = "main"): Promise<Outcome> {
+  const denoArgs = via === "launcher"
+    ? ["task", "--quiet", "spear", ...args]
+    : ["run", "--quiet", "--allow-all", `${root}/cli/main.ts`, ...args];
+  const t0 = performance.now();
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: denoArgs,
+    cwd: root,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1", SPEARHOST_CACHE_DIR: cacheDir },
+  }).output();
+  const stdout = new TextDecoder().decode(out.stdout);
+  const stderr = new TextDecoder().decode(out.stderr);
+  return {
+    code: out.code,
+    stdout,
+    stderr,
+    lines: stderr.split("\n").filter((l) => l !== ""),
+    ms: performance.now() - t0,
+  };
+}
+
+/** Asserts a failed run: exit code, exactly one stderr line, matching `pattern`. */
+function assertFailure(o: Outcome, code: number, pattern: RegExp, what: string): void {
+  assert.equal(o.code, code, `${what}: exit code ${o.code}; stderr: ${o.stderr}`);
+  assert.equal(o.lines.length, 1, `${what}: expected one stderr line, got:\n${o.stderr}`);
+  assert.match(o.lines[0], /^spear: /, what);
+  assert.match(o.lines[0], pattern, what);
+}
+
+function writeTemp(name: string, data: string | Uint8Array): string {
+  const path = `${tmp}/${name}`;
+  if (typeof data === "string") Deno.writeTextFileSync(path, data);
+  else Deno.writeFileSync(path, data);
+  return path;
+}
+
+Deno.test("cli: hello through the launcher — exit 0, args on stdout, log lines on stderr", async () => {
+  const o = await spear(["run", HELLO, "--", "one", "two words", "--three"], "launcher");
+  assert.equal(o.code, 0, o.stderr);
+  assert.equal(o.stdout, "one two words --three\n");
+  assert.deepEqual(o.lines.length, 2, o.stderr);
+  assert.equal(o.lines[0], "[hello.wasm] INFO hello spear wasm");
+  assert.match(o.lines[1], /^\[hello\.wasm\] INFO time_now_ms: \d{13}$/);
+  // Without args nothing reaches stdout; arguments after the guest (no "--") are passed too.
+  const bare = await spear(["run", HELLO, "x"], "launcher");
+  assert.equal(bare.code, 0);
+  assert.equal(bare.stdout, "x\n");
+});
+
+Deno.test("cli: the launcher passes a scoped --allow-net built from the config", async () => {
+  const config = writeTemp(
+    "net.json",
+    JSON.stringify({
+      backends: [
+        {
+          name: "a",
+          kind: "openai_chat_completion",
+          base_url: "http://127.0.0.1:8089/v1",
+          api_key_env: "MY_TEST_KEY",
+          ops: ["chat_completions"],
+        },
+        {
+          name: "b",
+          kind: "openai_realtime_ws",
+          base_url: "wss://rt.example.com/v1/realtime",
+          ops: ["speech_to_text"],
+        },
+        { name: "c", kind: "stub", ops: ["chat_completions"] },
+      ],
+      net: { allow: ["files.example.org:8443"] },
+    }),
+  );
+  const flags = await permissionFlags(["run", "--config", config, HELLO]);
+  const net = flags.filter((f) => f.startsWith("--allow-net"));
+  assert.equal(net.length, 1, flags.join(" "));
+  assert.deepEqual(
+    net[0].slice("--allow-net=".length).split(",").sort(),
+    ["127.0.0.1:8089", "files.example.org:8443", "rt.example.com:443"],
+  );
+  assert.ok(
+    !flags.some((f) => f === "--allow-all" || f === "-A" || f === "--allow-net" || f === "--allow-run"),
+    flags.join(" "),
+  );
+  const env = flags.find((f) => f.startsWith("--allow-env="));
+  assert.ok(env?.split("=")[1].split(",").includes("MY_TEST_KEY"), env);
+  const read = flags.find((f) => f.startsWith("--allow-read="))!.split("=")[1].split(",");
+  assert.ok(read.includes(config) && read.includes(HELLO), read.join(","));
+  assert.ok(flags.some((f) => f.startsWith("--allow-write=")));
+
+  // No backends and no allow-list: no network at all.
+  const none = await permissionFlags(["run", HELLO]);
+  assert.ok(!none.some((f) => f.startsWith("--allow-net")), none.join(" "));
+
+  // And the launcher really runs a guest with such a config.
+  const o = await spear(["run", "--config", config, HELLO, "--", "net"], "launcher");
+  assert.equal(o.code, 0, o.stderr);
+  assert.equal(o.stdout, "net\n");
+});
+
+Deno.test("cli: --help exits 0 with the usage on stdout", async () => {
+  for (const args of [["--help"], ["run", "--help"]]) {
+    const o = await spear(args, "launcher");
+    assert.equal(o.code, 0);
+    assert.match(o.stdout, /Usage:\n\s+spear run /);
+    assert.match(o.stdout, /--timeout-ms N/);
+    assert.equal(o.stderr, "");
+  }
+});
+
+Deno.test("cli: the guest's exit code passes through", async () => {
+  const cases: [string[], number][] = [
+    [["0"], 0],
+    [["1"], 1],
+    [["7"], 7],
+    [["42"], 42],
+    [["125"], 125],
+    [["3", "exit"], 3], // exit() from a nested function (WASI proc_exit)
+    [["99", "exit"], 99],
+  ];
+  const outcomes = await Promise.all(cases.map(([args]) => spear(["run", EXIT_CODE, "--", ...args])));
+  outcomes.forEach((o, i) => {
+    const [args, code] = cases[i];
+    assert.equal(o.code, code, `exit_code ${args.join(" ")}: ${o.stderr}`);
+    assert.equal(o.stdout, `exit_code: ${code}\n`);
+    assert.equal(o.stderr, "", "a normal exit prints nothing on stderr");
+  });
+  const launched = await spear(["run", EXIT_CODE, "--", "42"], "launcher");
+  assert.equal(launched.code, 42);
+});
+
+Deno.test("cli: exit statuses Wasmtime's WASI rejects (≥ 126) are one clear failure line", async () => {
+  const o = await spear(["run", EXIT_CODE, "--", "200", "exit"]);
+  assert.notEqual(o.code, 0);
+  assert.notEqual(o.code, 200);
+  assertFailure(o, o.code, /exit status/, "exit 200");
+});
+
+Deno.test("cli: invalid modules and link failures → exit 3, one line naming the cause", async () => {
+  const notWasm = writeTemp("not_wasm.wasm", "this is not wasm\n");
+  const empty = writeTemp("empty.wasm", "");
+  const garbage = writeTemp(
+    "garbage.wasm",
+    new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0xff, 0xff, 0x03, 0x60, 0x99]),
+  );
+  const truncated = writeTemp("truncated.wasm", Deno.readFileSync(HELLO).subarray(0, 300));
+  const [a, b, c, d, e] = await Promise.all([
+    spear(["run", notWasm]),
+    spear(["run", empty]),
+    spear(["run", garbage]),
+    spear(["run", truncated]),
+    spear(["run", MISSING_IMPORT], "launcher"),
+  ]);
+  assertFailure(a, 3, /not_wasm\.wasm: invalid module: not a WebAssembly module/, "text file");
+  assertFailure(b, 3, /invalid module: not a WebAssembly module/, "empty file");
+  // Wasmtime's own reason follows its context ("failed to parse WebAssembly module: <why>").
+  assertFailure(
+    c,
+    3,
+    /garbage\.wasm: invalid module: failed to parse WebAssembly module: \S+/,
+    "garbage after magic",
+  );
+  assertFailure(d, 3, /truncated\.wasm: invalid module: .*\S+: \S+/, "truncated module");
+  assertFailure(
+    e,
+    3,
+    /missing_import\.wasm: cannot link: missing import env\.nonexistent$/,
+    "missing import",
+  );
+});
+
+Deno.test("cli: traps → exit 134 with Wasmtime's trap message on one line", async () => {
+  const [a, b] = await Promise.all([
+    spear(["run", MISBEHAVE, "--", "unreachable"], "launcher"),
+    spear(["run", MISBEHAVE, "--", "divzero"]),
+  ]);
+  assertFailure(a, 134, /misbehave\.wasm: trap: wasm `unreachable` instruction executed/, "unreachable");
+  assertFailure(b, 134, /misbehave\.wasm: trap: integer divide by zero/, "divide by zero");
+});
+
+Deno.test("cli: --timeout-ms ends a busy loop and a guest blocked in epoll_wait(-1) promptly", async () => {
+  const cases = [
+    { mode: "spin", via: "launcher" as const },
+    { mode: "block", via: "main" as const },
+    { mode: "sleep", via: "main" as const },
+  ];
+  const outcomes = await Promise.all(
+    cases.map((c) => spear(["run", "--timeout-ms", "400", MISBEHAVE, "--", c.mode], c.via)),
+  );
+  outcomes.forEach((o, i) => {
+    const what = cases[i].mode;
+    assertFailure(o, 124, /^spear: misbehave\.wasm: timeout after 400 ms$/, what);
+    assert.equal(o.stdout, "", `${what}: the guest must not have continued after the timeout`);
+    assert.ok(o.ms >= 400, `${what}: ended after ${o.ms.toFixed(0)} ms`);
+    assert.ok(o.ms < 8_000, `${what}: ended after ${o.ms.toFixed(0)} ms`);
+  });
+  // The config's limits.timeout_ms applies when there is no flag.
+  const config = writeTemp("timeout.json", JSON.stringify({ limits: { timeout_ms: 300 } }));
+  const o = await spear(["run", "--config", config, MISBEHAVE, "--", "block"]);
+  assertFailure(o, 124, /timeout after 300 ms$/, "limits.timeout_ms");
+});
+
+Deno.test("cli: --memory-mb caps linear memory — malloc returns NULL, or a trap is blamed on the limit", async () => {
+  const [soft, hard, roomy] = await Promise.all([
+    spear(["run", "--memory-mb", "16", MISBEHAVE, "--", "malloc"]),
+    spear(["run", "--memory-mb", "16", MISBEHAVE, "--", "malloc-trap"], "launcher"),
+    spear(["run", "--memory-mb", "40", MISBEHAVE, "--", "malloc"]),
+  ]);
+  // The guest sees malloc fail, reports how much it got and exits 42 (its own choice).
+  assert.equal(soft.code, 42, soft.stderr);
+  assert.equal(soft.stderr, "");
+  const got = Number(/^allocated (\d+) MiB\n$/.exec(soft.stdout)?.[1]);
+  assert.ok(got >= 8 && got < 16, `allocated ${got} MiB under a 16 MiB limit`);
+  const more = Number(/^allocated (\d+) MiB\n$/.exec(roomy.stdout)?.[1]);
+  assert.ok(more >= 32 && more < 40, `allocated ${more} MiB under a 40 MiB limit`);
+  // A guest that traps once memory is exhausted: exit 125 and the limit named.
+  assertFailure(
+    hard,
+    125,
+    /misbehave\.wasm: memory limit: memory limit of 16 MiB reached: .*unreachable/,
+    "malloc-trap",
+  );
+});
+
+Deno.test("cli: bad configs → exit 2 with one line naming the field", async () => {
+  const cases: [string, string, RegExp][] = [
+    ["unknown.json", '{"limits":{"timeout_ms":100},"bogus":true}', /config: bogus: unknown field/],
+    ["unknown_nested.json", '{"limits":{"timeout":100}}', /config: limits\.timeout: unknown field/],
+    ["bad_json.json", '{"limits": {', /config: .*bad_json\.json: invalid JSON/],
+    ["wrong_type.json", '{"limits":{"timeout_ms":"100"}}', /config: limits\.timeout_ms: must be an integer/],
+    ["negative.json", '{"limits":{"memory_mb":-1}}', /config: limits\.memory_mb: must be an integer/],
+    ["backends.json", '{"backends":{}}', /config: backends: must be an array/],
+    [
+      "kind.json",
+      '{"backends":[{"name":"x","kind":"gpt","ops":["chat_completions"]}]}',
+      /config: backends\[0\]\.kind:/,
+    ],
+    ["net.json", '{"net":{"allow":["no-port"]}}', /config: net\.allow\[0\]:/],
+    ["root.json", "[1,2]", /config: \(root\): must be a JSON object/],
+  ];
+  const outcomes = await Promise.all(
+    cases.map(([name, text], i) =>
+      spear(["run", "--config", writeTemp(name, text), HELLO], i < 3 ? "launcher" : "main")
+    ),
+  );
+  outcomes.forEach((o, i) => assertFailure(o, 2, cases[i][2], cases[i][0]));
+  const missing = await spear(["run", "--config", `${tmp}/nope.json`, HELLO], "launcher");
+  assertFailure(missing, 2, /nope\.json: cannot read/, "missing config");
+});
+
+Deno.test("cli: usage errors → exit 2 with one line", async () => {
+  const cases: [string[], RegExp][] = [
+    [["run", "--bogus", HELLO], /unknown option --bogus/],
+    [["run", "--timeout-ms", "0", HELLO], /--timeout-ms must be a positive integer/],
+    [["run", "--memory-mb", "lots", HELLO], /--memory-mb must be a positive integer/],
+    [["run", "--timeout-ms"], /--timeout-ms needs a value/],
+    [["run"], /missing GUEST\.wasm/],
+    [["launch", HELLO], /unknown command "launch"/],
+    [["run", `${tmp}/does_not_exist.wasm`], /cannot read .*does_not_exist\.wasm: no such file/],
+    [["run", tmp], /is not a file/],
+  ];
+  const outcomes = await Promise.all(cases.map(([args], i) => spear(args, i % 2 ? "main" : "launcher")));
+  outcomes.forEach((o, i) => assertFailure(o, 2, cases[i][1], cases[i][0].join(" ")));
+});
+
+Deno.test("cli: cleanup", () => {
+  Deno.removeSync(tmp, { recursive: true });
+});

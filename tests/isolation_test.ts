@@ -1,0 +1,131 @@
+/**
+ * Several guests at once in one SpearHost (one shared Wasmtime engine, one Worker and store
+ * per guest): a trap, a timeout, a memory-limit failure and a normal run side by side must
+ * each get their own, correct result; a slow guest must not hold up the others; and the host
+ * keeps working afterwards.
+ */
+import assert from "node:assert/strict";
+import { SpearHost } from "../runtime/host.ts";
+
+const root = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
+const HELLO = `${root}/guests/build/hello.wasm`;
+const MISBEHAVE = `${root}/guests/build/test/misbehave.wasm`;
+const EXIT_CODE = `${root}/guests/build/test/exit_code.wasm`;
+
+interface Captured {
+  guest: string;
+  level: number;
+  message: string;
+}
+
+async function withHost(
+  fn: (host: SpearHost, logs: Captured[], tmp: string) => Promise<void>,
+): Promise<void> {
+  const tmp = await Deno.makeTempDir({ prefix: "spear-isolation-" });
+  const logs: Captured[] = [];
+  const host = new SpearHost({
+    cacheDir: `${tmp}/cache`,
+    logSink: (guest, level, message) => logs.push({ guest, level, message }),
+  });
+  try {
+    await fn(host, logs, tmp);
+  } finally {
+    host.close();
+    await Deno.remove(tmp, { recursive: true });
+  }
+}
+
+Deno.test("isolation: trap, timeout, memory limit and success in parallel — each result is its own", async () => {
+  await withHost(async (host, logs, tmp) => {
+    const out = (name: string) => `${tmp}/${name}.out`;
+    const t0 = performance.now();
+    const [trap, timeout, blocked, memory, soft, ok, exit] = await Promise.all([
+      host.run(MISBEHAVE, { name: "trap", args: ["unreachable"], stdoutFile: out("trap") }),
+      host.run(MISBEHAVE, { name: "spin", args: ["spin"], timeoutMs: 600, stdoutFile: out("spin") }),
+      host.run(MISBEHAVE, { name: "block", args: ["block"], timeoutMs: 800, stdoutFile: out("block") }),
+      host.run(MISBEHAVE, { name: "memory", args: ["malloc-trap"], memoryMb: 16, stdoutFile: out("memory") }),
+      host.run(MISBEHAVE, { name: "soft", args: ["malloc"], memoryMb: 24, stdoutFile: out("soft") }),
+      host.run(HELLO, { name: "hello", args: ["isolated", "guest"], stdoutFile: out("hello") }),
+      host.run(EXIT_CODE, { name: "exit", args: ["17"], stdoutFile: out("exit") }),
+    ]);
+    const wall = performance.now() - t0;
+    assert.equal(host.activeGuests, 0);
+
+    assert.equal(trap.failure?.kind, "trap");
+    assert.match(trap.failure!.message, /unreachable/);
+    assert.notEqual(trap.exitCode, 0);
+
+    assert.equal(timeout.exitCode, 124);
+    assert.deepEqual(timeout.failure, { kind: "timeout", message: "timeout after 600 ms" });
+    assert.ok(
+      timeout.durationMs >= 600 && timeout.durationMs < 5_000,
+      `spin ended after ${timeout.durationMs} ms`,
+    );
+    assert.equal(blocked.exitCode, 124);
+    assert.deepEqual(blocked.failure, { kind: "timeout", message: "timeout after 800 ms" });
+    assert.equal(await Deno.readTextFile(out("block")), "", "the blocked guest never got past epoll_wait");
+
+    assert.equal(memory.failure?.kind, "memory");
+    assert.match(memory.failure!.message, /memory limit of 16 MiB reached/);
+    assert.match(await Deno.readTextFile(out("memory")), /^allocated \d+ MiB\n$/);
+    assert.equal(soft.failure, undefined);
+    assert.equal(soft.exitCode, 42);
+    const mib = Number(/^allocated (\d+) MiB\n$/.exec(await Deno.readTextFile(out("soft")))?.[1]);
+    assert.ok(mib >= 16 && mib < 24, `the 24 MiB guest got ${mib} MiB (limits are per guest)`);
+
+    assert.equal(ok.failure, undefined);
+    assert.equal(ok.exitCode, 0);
+    assert.equal(await Deno.readTextFile(out("hello")), "isolated guest\n");
+    assert.equal(exit.exitCode, 17);
+    assert.equal(exit.failure, undefined);
+    assert.ok(wall < 15_000, `all seven took ${wall} ms`);
+
+    // Logs are attributed to the right guest and only the logging guest logged.
+    assert.deepEqual(
+      logs.filter((l) => l.guest === "hello").map((l) => l.message.split(":")[0]),
+      ["hello spear wasm\n", "time_now_ms"],
+    );
+    assert.deepEqual(logs.filter((l) => l.guest !== "hello"), []);
+  });
+});
+
+Deno.test("isolation: guests keep running while another one spins; the host is reusable after timeouts", async () => {
+  await withHost(async (host, _logs, tmp) => {
+    const spinner = host.run(MISBEHAVE, {
+      name: "spin",
+      args: ["spin"],
+      timeoutMs: 2_500,
+      stdoutFile: `${tmp}/s`,
+    });
+    const t0 = performance.now();
+    for (let i = 0; i < 5; i++) {
+      const r = await host.run(EXIT_CODE, { args: [String(i + 1)], stdoutFile: `${tmp}/e${i}` });
+      assert.equal(r.exitCode, i + 1);
+    }
+    const elapsed = performance.now() - t0;
+    assert.ok(elapsed < 2_000, `five runs beside a spinning guest took ${elapsed} ms`);
+    assert.equal(host.activeGuests, 1, "the spinner is still running");
+    const spun = await spinner;
+    assert.equal(spun.exitCode, 124);
+    assert.ok(spun.durationMs >= 2_500);
+    // The epoch increments of the timeouts did not disturb later guests.
+    const after = await host.run(EXIT_CODE, { args: ["5"], stdoutFile: `${tmp}/after` });
+    assert.equal(after.exitCode, 5);
+    assert.equal(after.failure, undefined);
+  });
+});
+
+Deno.test("isolation: failures before start (invalid module, missing import) do not affect other guests", async () => {
+  await withHost(async (host, _logs, tmp) => {
+    const [bad, missing, good] = await Promise.all([
+      host.run(new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 0xff]), { name: "bad" }),
+      host.run(`${root}/guests/build/test/missing_import.wasm`),
+      host.run(EXIT_CODE, { args: ["9"], stdoutFile: `${tmp}/good` }),
+    ]);
+    assert.equal(bad.failure?.kind, "invalid_module");
+    assert.equal(missing.failure?.kind, "link");
+    assert.match(missing.failure!.message, /env\.nonexistent/);
+    assert.equal(good.exitCode, 9);
+    assert.equal(good.failure, undefined);
+  });
+});
