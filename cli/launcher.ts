@@ -4,7 +4,7 @@
  * configured hosts only, --allow-env to the named key variables only, --allow-read of the
  * guest, config, mic file and install, --allow-write of the module cache, and --allow-ffi.
  */
-import { netHosts } from "../runtime/config.ts";
+import { ConfigError, netHosts } from "../runtime/config.ts";
 import { defaultCacheDir } from "../runtime/native.ts";
 import { main as runInProcess, parseArgs, resolveConfig, UsageError } from "./main.ts";
 
@@ -50,10 +50,9 @@ async function launch(argv: string[]): Promise<number> {
     flags = await permissionFlags(argv);
   } catch (e) {
     // Usage and config errors read the same whether reported here or by the child.
-    if (e instanceof UsageError || (e as Error).name === "ConfigError" || e instanceof Error) {
-      return await runInProcess(argv);
-    }
-    throw e;
+    if (e instanceof UsageError || e instanceof ConfigError) return await runInProcess(argv);
+    console.error(`spear: host error: ${(e as Error)?.message ?? e}`);
+    return 70;
   }
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--quiet", "--no-prompt", ...flags, `${root}/cli/main.ts`, ...argv],

@@ -130,7 +130,9 @@ export function describeFailure(guest: string, result: RunResult): string | unde
     terminated: "terminated",
     internal: "host error",
   };
-  const message = f.kind === "timeout" ? f.message : `${label[f.kind] ?? f.kind}: ${f.message}`;
+  // Timeout and memory messages name their cause already ("timeout after…", "memory limit of…").
+  const selfExplained = f.kind === "timeout" || f.kind === "memory";
+  const message = selfExplained ? f.message : `${label[f.kind] ?? f.kind}: ${f.message}`;
   return `spear: ${guest}: ${message}`;
 }
 

@@ -55,6 +55,7 @@ export const wasmtimeSymbols = {
   wasmtime_linker_new: { parameters: [P], result: P },
   wasmtime_linker_delete: { parameters: [P], result: "void" },
   wasmtime_linker_define_wasi: { parameters: [P], result: P },
+  wasmtime_linker_allow_shadowing: { parameters: [P, "bool"], result: "void" },
   wasmtime_linker_define_func_unchecked: {
     parameters: [P, B, "usize", B, "usize", P, "function", P, P],
     result: P,

@@ -342,6 +342,11 @@ export class Linker {
     this.ptr = engine.lib.wasmtime_linker_new(engine.ptr);
   }
 
+  /** Lets a later definition replace an earlier one of the same name (WASI overrides). */
+  allowShadowing(allow: boolean): void {
+    this.engine.lib.wasmtime_linker_allow_shadowing(this.ptr, allow);
+  }
+
   defineWasi(): void {
     check(this.engine.lib, this.engine.lib.wasmtime_linker_define_wasi(this.ptr), "internal");
   }

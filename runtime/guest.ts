@@ -52,8 +52,8 @@ export class GuestRuntime {
   messagesIn = 0;
   /** Set by the instance once the guest is instantiated. */
   invoker: GuestInvoker | null = null;
-  /** A WASI exit that happened inside a re-entered call; it ends the guest with this code. */
-  exitFromNestedCall: number | undefined;
+  /** Set by `proc_exit`: the guest is unwinding to end with this exit code. */
+  exitCode: number | undefined;
 
   constructor(options: GuestOptions) {
     this.fds = new FdTable(options.maxFds);

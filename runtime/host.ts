@@ -122,9 +122,9 @@ export class SpearHost {
   private readonly calls = new Map<string, Driver>();
   private running = 0;
   /**
-   * Links of ended guests, reused: a Link is 2 × 16 MiB of SharedArrayBuffer that the
-   * allocator zero-fills (making it resident) and only GC frees, so a fresh one per run grew
-   * RSS by ~10 MiB per sequential run (tests/leak_test.ts).
+   * Links of ended guests, reused: a Link's two SharedArrayBuffers are large, the allocator
+   * zero-fills them (making them resident) and only GC frees them, so a fresh Link per run
+   * grew RSS by ~10 MiB per sequential run with 16 MiB rings (tests/leak_test.ts).
    */
   private readonly idleLinks: Link[] = [];
 

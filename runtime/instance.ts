@@ -130,6 +130,19 @@ export class CallStack {
   }
 }
 
+/**
+ * Replaces WASI's `proc_exit`, which rejects statuses of 126 and above: any status ends the
+ * guest with `status & 0xff`, as a POSIX process would. The trap unwinds the guest (from a
+ * tool call too); the recorded code wins over the trap when the run is classified.
+ */
+function defineProcExit(linker: Linker, rt: GuestRuntime) {
+  linker.allowShadowing(true);
+  linker.define("wasi_snapshot_preview1", "proc_exit", ["i32"], [], (_caller, raw) => {
+    rt.exitCode = raw.getInt32(0, true) & 0xff;
+    return newTrap(linker.engine.lib, `exit(${rt.exitCode})`);
+  });
+}
+
 /** Binds a family's hostcall to Wasmtime: decode i32 args, run, encode result or errno. */
 function bindHostcall(lib: WasmtimeLib, linker: Linker, rt: GuestRuntime, calls: CallStack, hc: Hostcall) {
   const arity = hc.params.length;
@@ -182,7 +195,6 @@ function tableInvoker(lib: WasmtimeLib, instance: Instance, rt: GuestRuntime, ca
       const outcome = callRaw(lib, context, func, raw);
       rt.mem.invalidate(); // the guest may have grown its memory
       if (outcome.error) {
-        if (outcome.error.kind === "exit") rt.exitFromNestedCall = outcome.error.exitCode ?? 0;
         throw new GuestTrapped(outcome.error.message);
       }
       return view.getInt32(0, true);
@@ -200,7 +212,7 @@ function classifyTrap(
     return { exitCode: 137, failure: { kind: "terminated", message: error.message } };
   }
   if (error.kind === "exit") return { exitCode: error.exitCode ?? 1 };
-  if (rt.exitFromNestedCall !== undefined) return { exitCode: rt.exitFromNestedCall };
+  if (rt.exitCode !== undefined) return { exitCode: rt.exitCode };
   const memory = instance?.export("memory");
   // The limiter makes memory.grow fail without saying so; a trap with less room left than a
   // typical allocation (malloc grows in steps of its request plus headers) is blamed on the limit.
@@ -278,6 +290,7 @@ export class GuestInstance {
       store.setWasi(options.wasi);
       linker = new Linker(engine);
       linker.defineWasi();
+      defineProcExit(linker, rt);
       for (const hc of hostcalls) {
         if (!options.bindOverride?.(linker, hc)) bindHostcall(lib, linker, rt, calls, hc);
       }
