@@ -19,6 +19,8 @@
  *                        f64 suggestedLatency @16; void* hostApiSpecificStreamInfo @24 } (32 bytes)
  */
 
+import { openLibrary } from "./open.ts";
+
 export const LIB_NAME = "libportaudio.so.2";
 
 /** PaSampleFormat values. */
@@ -103,15 +105,7 @@ let lib: Deno.DynamicLibrary<typeof SYMBOLS> | null = null;
  * libportaudio2", or "FFI not permitted" without --allow-ffi. Not cached; most callers want loadPortAudio().
  */
 export function dlopenPortAudio(path: string = LIB_NAME): Deno.DynamicLibrary<typeof SYMBOLS> {
-  try {
-    return Deno.dlopen(path, SYMBOLS);
-  } catch (e) {
-    const msg = e instanceof Error ? e.message : String(e);
-    if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
-      throw new Error(`cannot load ${path}: FFI not permitted (run with --allow-ffi): ${msg}`);
-    }
-    throw new Error(`${path} not found: install libportaudio2 (${msg})`);
-  }
+  return openLibrary(path, SYMBOLS, "install libportaudio2");
 }
 
 /** The library's symbols, opened lazily on first use and kept open; throws a clear Error. */

@@ -8,6 +8,8 @@
  * Frames are counted per channel group: one frame = `channels` interleaved floats.
  */
 
+import { openLibrary } from "./open.ts";
+
 export const LIB_NAME = "libsamplerate.so.0";
 
 /** Converter types (samplerate.h enum). */
@@ -39,15 +41,7 @@ let lib: Deno.DynamicLibrary<typeof SYMBOLS> | null = null;
  * libsamplerate0", or "FFI not permitted" without --allow-ffi. Not cached; most callers want loadSampleRate().
  */
 export function dlopenSampleRate(path: string = LIB_NAME): Deno.DynamicLibrary<typeof SYMBOLS> {
-  try {
-    return Deno.dlopen(path, SYMBOLS);
-  } catch (e) {
-    const msg = e instanceof Error ? e.message : String(e);
-    if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
-      throw new Error(`cannot load ${path}: FFI not permitted (run with --allow-ffi): ${msg}`);
-    }
-    throw new Error(`${path} not found: install libsamplerate0 (${msg})`);
-  }
+  return openLibrary(path, SYMBOLS, "install libsamplerate0");
 }
 
 /** The library's symbols, opened lazily on first use and kept open; throws a clear Error. */

@@ -71,6 +71,41 @@ export class GuestSession {
   }
 }
 
+/**
+ * State a driver keeps per guest fd. When a guest ends, each of its values goes to
+ * `release` (abort a request, stop a capture) and the guest's map is dropped.
+ */
+export class FdSlots<T> {
+  private readonly sessions = new Map<GuestSession, Map<number, T>>();
+
+  constructor(private readonly release: (value: T) => void) {}
+
+  /** The guest's fd → value map, created (and its cleanup registered) on first use. */
+  of(session: GuestSession): Map<number, T> {
+    let slots = this.sessions.get(session);
+    if (!slots) {
+      const created = new Map<number, T>();
+      this.sessions.set(session, created);
+      session.onEnd(() => {
+        for (const value of created.values()) this.release(value);
+        this.sessions.delete(session);
+      });
+      slots = created;
+    }
+    return slots;
+  }
+
+  /** The guest's map if it has one, without creating it. */
+  peek(session: GuestSession): Map<number, T> | undefined {
+    return this.sessions.get(session);
+  }
+
+  /** Every value of every guest. */
+  *values(): IterableIterator<T> {
+    for (const slots of this.sessions.values()) yield* slots.values();
+  }
+}
+
 /** A main-thread driver for one hostcall family. */
 export interface Driver {
   readonly family: "cchat" | "mic";

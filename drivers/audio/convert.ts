@@ -66,11 +66,22 @@ export function frameBytes(out: OutputFormat): number {
   return frameSamples(out) * out.channels * (out.format === "f32le" ? 4 : 2);
 }
 
-/** Mixes interleaved int16 samples from `inCh` to `outCh` channels (see module doc). */
-export function mixInt16(src: Int16Array, inCh: number, outCh: number): Int16Array {
+type Samples = Int16Array | Float32Array;
+
+/**
+ * Mixes interleaved samples from `inCh` to `outCh` channels (see module doc): upmix
+ * duplicates, downmix averages; `finish` turns an average into a sample (rounding for int16).
+ */
+function mix<T extends Samples>(
+  src: T,
+  inCh: number,
+  outCh: number,
+  make: (n: number) => T,
+  finish: (v: number) => number,
+): T {
   if (inCh === outCh) return src;
   const frames = Math.floor(src.length / inCh);
-  const dst = new Int16Array(frames * outCh);
+  const dst = make(frames * outCh);
   if (outCh > inCh) {
     for (let f = 0; f < frames; f++) {
       for (let j = 0; j < outCh; j++) dst[f * outCh + j] = src[f * inCh + (j % inCh)];
@@ -84,34 +95,20 @@ export function mixInt16(src: Int16Array, inCh: number, outCh: number): Int16Arr
         sum += src[f * inCh + k];
         n++;
       }
-      dst[f * outCh + j] = Math.round(sum / n);
+      dst[f * outCh + j] = finish(sum / n);
     }
   }
   return dst;
 }
 
-/** Mixes interleaved float samples from `inCh` to `outCh` channels (see module doc). */
+/** Mixes interleaved int16 samples from `inCh` to `outCh` channels. */
+export function mixInt16(src: Int16Array, inCh: number, outCh: number): Int16Array {
+  return mix(src, inCh, outCh, (n) => new Int16Array(n), Math.round);
+}
+
+/** Mixes interleaved float samples from `inCh` to `outCh` channels. */
 export function mixFloat32(src: Float32Array, inCh: number, outCh: number): Float32Array {
-  if (inCh === outCh) return src;
-  const frames = Math.floor(src.length / inCh);
-  const dst = new Float32Array(frames * outCh);
-  if (outCh > inCh) {
-    for (let f = 0; f < frames; f++) {
-      for (let j = 0; j < outCh; j++) dst[f * outCh + j] = src[f * inCh + (j % inCh)];
-    }
-    return dst;
-  }
-  for (let f = 0; f < frames; f++) {
-    for (let j = 0; j < outCh; j++) {
-      let sum = 0, n = 0;
-      for (let k = j; k < inCh; k += outCh) {
-        sum += src[f * inCh + k];
-        n++;
-      }
-      dst[f * outCh + j] = sum / n;
-    }
-  }
-  return dst;
+  return mix(src, inCh, outCh, (n) => new Float32Array(n), (v) => v);
 }
 
 export function int16ToFloat32(src: Int16Array): Float32Array<ArrayBuffer> {

@@ -5,7 +5,7 @@
  */
 import { decodeJson, type Message } from "../../runtime/channel.ts";
 import type { HostConfig } from "../../runtime/config.ts";
-import type { Driver, GuestSession } from "../../runtime/host.ts";
+import { type Driver, FdSlots, type GuestSession } from "../../runtime/host.ts";
 import { MAX_CHAT_MESSAGE_BYTES } from "../../runtime/hostcalls/cchat.ts";
 import { Op } from "../../runtime/protocol.ts";
 import { type ChatRoundTripRequest, type ChatRoundTripResult, runChatRoundTrip } from "./mod.ts";
@@ -13,22 +13,8 @@ import { type ChatRoundTripRequest, type ChatRoundTripResult, runChatRoundTrip }
 const encoder = new TextEncoder();
 
 export function chatDriver(config: HostConfig): Driver {
-  /** Requests in flight, per guest session, by response fd. */
-  const inflight = new Map<GuestSession, Map<number, AbortController>>();
-
-  const requestsOf = (session: GuestSession) => {
-    let requests = inflight.get(session);
-    if (!requests) {
-      const created = new Map<number, AbortController>();
-      inflight.set(session, created);
-      session.onEnd(() => {
-        for (const c of created.values()) c.abort();
-        inflight.delete(session);
-      });
-      requests = created;
-    }
-    return requests;
-  };
+  /** Requests in flight, per guest, by response fd. */
+  const inflight = new FdSlots<AbortController>((c) => c.abort());
 
   const deliver = (session: GuestSession, fd: number, result: ChatRoundTripResult) => {
     let payload = encoder.encode(JSON.stringify(result));
@@ -48,7 +34,7 @@ export function chatDriver(config: HostConfig): Driver {
 
   const start = (session: GuestSession, fd: number, request: ChatRoundTripRequest) => {
     const controller = new AbortController();
-    const requests = requestsOf(session);
+    const requests = inflight.of(session);
     requests.set(fd, controller);
     runChatRoundTrip(config, request, controller.signal).then((result) => {
       if (requests.get(fd) !== controller) return;
@@ -62,7 +48,7 @@ export function chatDriver(config: HostConfig): Driver {
     handle(session: GuestSession, m: Message) {
       if (m.op === Op.CHAT_REQUEST) start(session, m.fd, decodeJson<ChatRoundTripRequest>(m.payload));
       else if (m.op === Op.CHAT_CANCEL) {
-        const requests = inflight.get(session);
+        const requests = inflight.peek(session);
         requests?.get(m.fd)?.abort();
         requests?.delete(m.fd);
       }

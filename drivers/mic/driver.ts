@@ -11,7 +11,7 @@
  */
 import { decodeJson, type Message } from "../../runtime/channel.ts";
 import type { HostConfig } from "../../runtime/config.ts";
-import type { Driver, GuestSession } from "../../runtime/host.ts";
+import { type Driver, FdSlots, type GuestSession } from "../../runtime/host.ts";
 import {
   MIC_FRAME_HEADER_BYTES,
   micClock,
@@ -101,26 +101,12 @@ interface Slot {
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
 export function micDriver(config: HostConfig, options: MicDriverOptions = {}): MicDriver {
-  const sessions = new Map<GuestSession, Map<number, Slot>>();
+  const sessions = new FdSlots<Slot>((slot) => stop(slot));
   const sent = { frames: 0 };
   let active = 0;
 
-  const slotsOf = (session: GuestSession) => {
-    let slots = sessions.get(session);
-    if (!slots) {
-      const created = new Map<number, Slot>();
-      sessions.set(session, created);
-      session.onEnd(() => {
-        for (const slot of created.values()) stop(slot);
-        sessions.delete(session);
-      });
-      slots = created;
-    }
-    return slots;
-  };
-
   const slotOf = (session: GuestSession, fd: number) => {
-    const slots = slotsOf(session);
+    const slots = sessions.of(session);
     let slot = slots.get(fd);
     if (!slot) slots.set(fd, slot = { stub: null, incoming: null, capture: null });
     return slot;
@@ -238,7 +224,7 @@ export function micDriver(config: HostConfig, options: MicDriverOptions = {}): M
       if (m.op === Op.MIC_STUB_DATA) stubData(session, m.fd, m.payload);
       else if (m.op === Op.MIC_STOP) {
         const { generation, closed } = decodeJson<{ generation: number; closed: boolean }>(m.payload);
-        const slots = sessions.get(session);
+        const slots = sessions.peek(session);
         const slot = slots?.get(m.fd);
         if (!slot) return;
         if (slot.capture?.generation === generation) stop(slot);
