@@ -182,6 +182,7 @@ export class Channel {
    */
   receive(handle: (m: Message) => void, onSpace?: () => void): number {
     let count = 0;
+    let frames = 0;
     let read = Atomics.load(this.header, READ) >>> 0;
     const write = Atomics.load(this.header, WRITE) >>> 0;
     while (read !== write) {
@@ -198,6 +199,7 @@ export class Channel {
       const payload = this.data.slice(start, start + body - BODY_HEAD);
       read = (read + ((FRAME_HEAD + body + 3) & ~3)) >>> 0;
       Atomics.store(this.header, READ, read | 0);
+      frames++;
       if (flags & MORE) {
         this.partial.push(payload);
         continue;
@@ -205,7 +207,7 @@ export class Channel {
       count++;
       handle({ op, fd, payload: this.partial.length ? this.joinPartial(payload) : payload });
     }
-    if (count > 0 && Atomics.load(this.header, SPACE_WANTED) !== 0) onSpace?.();
+    if (frames > 0 && Atomics.load(this.header, SPACE_WANTED) !== 0) onSpace?.();
     return count;
   }
 

@@ -237,6 +237,25 @@ Deno.test("cchat: backend faults become error responses and the guest goes on", 
   assert.ok(json(down, "response").error.message.length > 0);
 });
 
+Deno.test("cchat: huge messages cross in fragments; past the host limit they are an error response", async () => {
+  const server = startOpenAIServer();
+  try {
+    const big = await runProbe(configFor(server), ["huge", String(6 << 20)]);
+    assert.equal(big.exitCode, 0, big.failure);
+    assert.equal(big.values.get("write_huge"), "0");
+    const sent = (server.requests[0].body as { messages: { content: string }[] }).messages[0].content;
+    assert.equal(sent.length, 6 << 20);
+    assert.ok(Number(big.values.get("response_bytes")) > 6 << 20, "the echo reply came back whole");
+
+    const tooBig = await runProbe(configFor(server), ["huge", String(33 << 20)]);
+    assert.equal(tooBig.exitCode, 0, tooBig.failure);
+    assert.match(tooBig.values.get("response_head")!, /exceeds the host limit of 33554432 bytes/);
+    assert.equal(server.requests.length, 1, "nothing was sent upstream");
+  } finally {
+    await server.close();
+  }
+});
+
 Deno.test("cchat: bad input gets errno codes, never a crash", async () => {
   const config = parseConfig({ backends: [{ name: "stub", kind: "stub", ops: ["chat_completions"] }] });
   const probe = await runProbe(config, ["bad"]);

@@ -173,6 +173,24 @@ int main(int argc, char **argv) {
         outi("close", sp_cchat_close(fd));
         outi("close_again", sp_cchat_close(fd));
         outi("write_after_close", sp_cchat_write_msg_str(fd, "user", "x"));
+    } else if (strcmp(scenario, "huge") == 0) {
+        /* one user message of argv[2] bytes */
+        size_t n = argc > 2 ? (size_t)atol(argv[2]) : 1000000;
+        char *text = malloc(n + 1);
+        if (text == NULL) return 3;
+        memset(text, 'x', n);
+        text[n] = 0;
+        int32_t fd = sp_cchat_create();
+        outi("write_huge", sp_cchat_write_msg(fd, SP__PTR("user"), 4, SP__PTR(text), (int32_t)n));
+        free(text);
+        int32_t resp = sp_cchat_send(fd, 0);
+        uint32_t len = 0;
+        uint8_t *json = sp_cchat_recv_alloc(resp, &len);
+        outi("response_bytes", (long)len);
+        /* the reply echoes the prompt: print only its head */
+        if (json != NULL && len > 200) json[200] = 0;
+        out("response_head", json ? (const char *)json : "(null)");
+        free(json);
     } else if (strcmp(scenario, "many") == 0) {
         int n = argc > 2 ? atoi(argv[2]) : 16;
         int32_t ep = sp_ep_create(), done = 0;
