@@ -16,8 +16,7 @@ export const Op = {
   CHAT_RESULT: 18,
 
   // mic (32–47). Starting a capture is a CALL ("mic.start"), so a host without the mic
-  // driver fails at once; MIC_START stays reserved.
-  MIC_START: 32,
+  // driver fails at once instead of waiting for a frame that never comes.
   /** guest → host: stop the capture of an fd; JSON {generation, closed}. */
   MIC_STOP: 33,
   /** host → guest: one PCM frame behind a binary header (runtime/hostcalls/mic.ts). */
