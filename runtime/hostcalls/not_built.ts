@@ -26,7 +26,7 @@ export function notBuiltHostcalls(skip: Set<string>): Hostcall[] {
     params: Array(arity).fill("i32"),
     result: "i32",
     run: () => {
-      throw fail("ENOSYS", `${name} is not implemented in this spearhost`);
+      throw fail("ENOSYS", `${name} is not built in this spearhost yet`);
     },
   }));
 }
