@@ -23,7 +23,7 @@ export const Op = {
   MIC_FRAME: 34,
   /** host → guest: capture ended (EOF) or failed; JSON {generation, type, error?}. */
   MIC_EVENT: 35,
-  /** guest → host: a chunk of the stub PCM buffer; u32 total, u32 offset, bytes. */
+  /** guest → host: the stub PCM buffer (`stub_pcm16_base64`, decoded). */
   MIC_STUB_DATA: 36,
 } as const;
 

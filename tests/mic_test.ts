@@ -16,7 +16,6 @@ import { SpearHost } from "../runtime/host.ts";
 import { fdHostcalls } from "../runtime/hostcalls/fd.ts";
 import {
   MIC_FRAME_HEADER_BYTES,
-  MIC_STUB_CHUNK_BYTES,
   micClock,
   micHostcalls,
   type MicStartRequest,
@@ -362,23 +361,17 @@ Deno.test("mic worker: drop_oldest and drop_newest count drops; host drops add u
   assert.ok(latency.read.p50 >= 0 && latency.read.p50 < 1000);
 });
 
-Deno.test("mic worker: stub upload in chunks, failed starts are -EIO with EPOLLERR, bad input", () => {
+Deno.test("mic worker: stub upload, failed starts are -EIO with EPOLLERR, bad input", () => {
   const h = harness();
   const fd = h.call("mic_create");
-  const stub = new Uint8Array(MIC_STUB_CHUNK_BYTES * 2 + 6);
+  const stub = new Uint8Array((3 << 20) + 6); // larger than a channel frame: sent as one message
   for (let i = 0; i < stub.length; i++) stub[i] = i * 7;
   h.reply(h.ok);
   const json = JSON.stringify({ source: "stub", stub_pcm16_base64: stub.toBase64() });
   assert.equal(h.ctl(fd, MicCtl.SET_PARAM, json).rc, 0);
-  const chunks = h.sent().filter((m) => m.op === Op.MIC_STUB_DATA);
-  assert.equal(chunks.length, 3);
-  const assembled = new Uint8Array(stub.length);
-  for (const c of chunks) {
-    const v = new DataView(c.payload.buffer, c.payload.byteOffset);
-    assert.equal(v.getUint32(0, true), stub.length);
-    assembled.set(c.payload.subarray(8), v.getUint32(4, true));
-  }
-  assert.deepEqual(assembled, stub);
+  const uploads = h.sent().filter((m) => m.op === Op.MIC_STUB_DATA);
+  assert.equal(uploads.length, 1);
+  assert.deepEqual(uploads[0].payload, stub);
 
   // The driver cannot start the source: -EIO, last_error, EPOLLERR, not running.
   h.reply({ ok: false, error: 'no input device named "nope" (available: "default")' });

@@ -94,7 +94,6 @@ class Capture {
 /** Per-fd driver state: the stub buffer (kept across SET_PARAMs) and the capture. */
 interface Slot {
   stub: Uint8Array | null;
-  incoming: Uint8Array | null;
   capture: Capture | null;
 }
 
@@ -108,7 +107,7 @@ export function micDriver(config: HostConfig, options: MicDriverOptions = {}): M
   const slotOf = (session: GuestSession, fd: number) => {
     const slots = sessions.of(session);
     let slot = slots.get(fd);
-    if (!slot) slots.set(fd, slot = { stub: null, incoming: null, capture: null });
+    if (!slot) slots.set(fd, slot = { stub: null, capture: null });
     return slot;
   };
 
@@ -205,17 +204,7 @@ export function micDriver(config: HostConfig, options: MicDriverOptions = {}): M
   };
 
   const stubData = (session: GuestSession, fd: number, payload: Uint8Array) => {
-    const slot = slotOf(session, fd);
-    const v = new DataView(payload.buffer, payload.byteOffset, 8);
-    const total = v.getUint32(0, true), offset = v.getUint32(4, true);
-    const bytes = payload.subarray(8);
-    if (offset === 0) slot.incoming = new Uint8Array(total);
-    if (!slot.incoming || offset + bytes.length > slot.incoming.length) return;
-    slot.incoming.set(bytes, offset);
-    if (offset + bytes.length === total) {
-      slot.stub = slot.incoming;
-      slot.incoming = null;
-    }
+    slotOf(session, fd).stub = payload;
   };
 
   return {

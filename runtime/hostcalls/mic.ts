@@ -49,8 +49,6 @@ export const MIC_LIMITS = {
 
 /** How long SET_PARAM waits for the driver to open the source (SPEAR allows 15 s for init). */
 export const MIC_START_TIMEOUT_MS = 20000;
-/** Stub PCM crosses to the driver in chunks of this size (the channel caps one message). */
-export const MIC_STUB_CHUNK_BYTES = 1 << 20;
 
 /** The output format a guest configured. */
 export interface MicConfig {
@@ -554,20 +552,6 @@ export function micHostcalls(rt: GuestRuntime): Hostcall[] {
     s.overflows = 0;
   };
 
-  const sendStub = (fd: number, stub: Uint8Array) => {
-    let offset = 0;
-    do {
-      const chunk = stub.subarray(offset, offset + MIC_STUB_CHUNK_BYTES);
-      const payload = new Uint8Array(8 + chunk.length);
-      const v = new DataView(payload.buffer);
-      v.setUint32(0, stub.length, true);
-      v.setUint32(4, offset, true);
-      payload.set(chunk, 8);
-      rt.send(Op.MIC_STUB_DATA, fd, payload);
-      offset += MIC_STUB_CHUNK_BYTES;
-    } while (offset < stub.length);
-  };
-
   /** A blocking request to the driver; a timeout or a host-side error becomes EIO text. */
   const callDriver = (method: string, params: unknown): { value: unknown } | { error: string } => {
     let reply: unknown;
@@ -602,7 +586,7 @@ export function micHostcalls(rt: GuestRuntime): Hostcall[] {
     s.ignoredFields = p.ignoredFields;
     refresh(entry);
     if (p.stub) {
-      sendStub(entry.fd, p.stub);
+      rt.send(Op.MIC_STUB_DATA, entry.fd, p.stub); // the channel carries any size
       s.stubBytes = p.stub.length;
     }
     const request: MicStartRequest = {
