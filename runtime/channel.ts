@@ -156,24 +156,35 @@ export class Channel {
       this.pending.push({ op, fd, flags, payload: part });
     }
     this.flush();
-    if (this.pending.length > 0) Atomics.store(this.header, SPACE_WANTED, 1);
   }
 
   sendJson(op: number, fd: number, value: unknown): void {
     this.send(op, fd, encoder.encode(JSON.stringify(value)));
   }
 
-  /** Moves backlog into the ring; returns true when the backlog is empty. */
+  /**
+   * Moves backlog into the ring; returns true when the backlog is empty. While a backlog
+   * remains, SPACE_WANTED asks the consumer to wake us when it frees room; the flag is set
+   * before a second attempt, so room freed just before the consumer saw it is not missed.
+   */
   flush(): boolean {
-    let moved = false;
-    while (this.pending.length > 0) {
-      if (!this.tryWrite(this.pending[0])) break;
-      this.pending.shift();
-      moved = true;
+    let moved = this.movePending();
+    if (this.pending.length > 0) {
+      Atomics.store(this.header, SPACE_WANTED, 1);
+      moved = this.movePending() || moved;
     }
     if (this.pending.length === 0) Atomics.store(this.header, SPACE_WANTED, 0);
     if (moved) this.ring();
     return this.pending.length === 0;
+  }
+
+  private movePending(): boolean {
+    let moved = false;
+    while (this.pending.length > 0 && this.tryWrite(this.pending[0])) {
+      this.pending.shift();
+      moved = true;
+    }
+    return moved;
   }
 
   /**
