@@ -4,6 +4,8 @@
  * one that is wrong, so a bad config is one clear line on stderr.
  */
 
+import { isJsonObject, type JsonObject } from "./json.ts";
+
 export type BackendKind = "openai_chat_completion" | "openai_realtime_ws" | "local_asr" | "stub";
 const BACKEND_KINDS: readonly BackendKind[] = [
   "openai_chat_completion",
@@ -48,11 +50,7 @@ export class ConfigError extends Error {
   }
 }
 
-type Json = Record<string, unknown>;
-
-function isObject(v: unknown): v is Json {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
+type Json = JsonObject;
 
 function rejectUnknownKeys(obj: Json, allowed: readonly string[], where: string) {
   for (const key of Object.keys(obj)) {
@@ -89,7 +87,7 @@ function positiveInt(obj: Json, key: string, where: string, fallback: number, ma
 
 function parseBackend(raw: unknown, index: number, names: Set<string>): BackendConfig {
   const where = `backends[${index}]`;
-  if (!isObject(raw)) throw new ConfigError(where, "must be an object");
+  if (!isJsonObject(raw)) throw new ConfigError(where, "must be an object");
   rejectUnknownKeys(
     raw,
     ["name", "kind", "base_url", "model", "api_key_env", "ops", "features", "weight"],
@@ -147,7 +145,7 @@ function parseNetAllow(raw: Json): string[] {
 
 /** Validates a parsed JSON value as a host config. Throws ConfigError naming the field. */
 export function parseConfig(raw: unknown): HostConfig {
-  if (!isObject(raw)) throw new ConfigError("(root)", "must be a JSON object");
+  if (!isJsonObject(raw)) throw new ConfigError("(root)", "must be a JSON object");
   rejectUnknownKeys(raw, ["backends", "limits", "net", "mic"], "");
   if (raw.backends !== undefined && !Array.isArray(raw.backends)) {
     throw new ConfigError("backends", "must be an array");
@@ -156,7 +154,7 @@ export function parseConfig(raw: unknown): HostConfig {
   const backends = ((raw.backends as unknown[]) ?? []).map((b, i) => parseBackend(b, i, names));
 
   const limitsRaw = raw.limits ?? {};
-  if (!isObject(limitsRaw)) throw new ConfigError("limits", "must be an object");
+  if (!isJsonObject(limitsRaw)) throw new ConfigError("limits", "must be an object");
   rejectUnknownKeys(limitsRaw, ["timeout_ms", "memory_mb", "max_fds"], "limits");
   const limits: Limits = {
     timeout_ms: positiveInt(limitsRaw, "timeout_ms", "limits", DEFAULT_LIMITS.timeout_ms, 2_147_483_647),
@@ -165,11 +163,11 @@ export function parseConfig(raw: unknown): HostConfig {
   };
 
   const netRaw = raw.net ?? {};
-  if (!isObject(netRaw)) throw new ConfigError("net", "must be an object");
+  if (!isJsonObject(netRaw)) throw new ConfigError("net", "must be an object");
   rejectUnknownKeys(netRaw, ["allow"], "net");
 
   const micRaw = raw.mic ?? {};
-  if (!isObject(micRaw)) throw new ConfigError("mic", "must be an object");
+  if (!isJsonObject(micRaw)) throw new ConfigError("mic", "must be an object");
   rejectUnknownKeys(micRaw, ["file"], "mic");
 
   return {

@@ -6,7 +6,7 @@
 import { Engine } from "./engine.ts";
 import { openWasmtime } from "../ffi/wasmtime.ts";
 import { decodeJson, Link, type Message } from "./channel.ts";
-import { defaultConfig, type HostConfig, netHosts } from "./config.ts";
+import { defaultConfig, type HostConfig } from "./config.ts";
 import type { FailureKind, GuestInit, GuestResult } from "./instance.ts";
 import { type LogRecord, Op, opFamily } from "./protocol.ts";
 import { defaultCacheDir, resolveWasmtimeLib } from "./native.ts";
@@ -47,11 +47,6 @@ export class GuestSession {
 
   sendJson(op: number, fd: number, value: unknown): void {
     if (!this.ended) this.link.toGuest.sendJson(op, fd, value);
-  }
-
-  /** Whether the config allows network access to host:port (SPEC.md §7 "net"). */
-  netAllowed(hostPort: string): boolean {
-    return netHosts(this.config).includes(hostPort);
   }
 
   /** Registers teardown work run when the guest ends (stop captures, abort requests). */

@@ -17,6 +17,7 @@ import { netHosts } from "../../runtime/config.ts";
 import { openaiChatCompletion } from "./openai.ts";
 import { selectBackend } from "./router.ts";
 import { stubChatCompletion } from "./stub.ts";
+import { isJsonObject } from "../../runtime/json.ts";
 
 export { chatCompletionsUrl, forwardedParams } from "./openai.ts";
 export { selectBackend } from "./router.ts";
@@ -72,10 +73,6 @@ export interface ChatRoundTripFailure {
 
 export type ChatRoundTripResult = ChatRoundTripOk | ChatRoundTripFailure;
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
 function nonNegativeInt(v: unknown): number | undefined {
   return typeof v === "number" && Number.isSafeInteger(v) && v >= 0 ? v : undefined;
 }
@@ -85,7 +82,7 @@ export function requiredFeaturesFor(req: Pick<ChatRoundTripRequest, "tools" | "p
   const features: string[] = [];
   if (req.tools.length > 0) features.push("supports_tools");
   const rf = req.params.response_format;
-  if (isPlainObject(rf) && rf.type === "json_schema") features.push("supports_json_schema");
+  if (isJsonObject(rf) && rf.type === "json_schema") features.push("supports_json_schema");
   return features;
 }
 
@@ -109,7 +106,7 @@ export async function runChatRoundTrip(
   const elapsed = () => Math.round((performance.now() - start) * 1000) / 1000;
   let chosen: BackendConfig | undefined;
   try {
-    const params = isPlainObject(req.params) ? req.params : {};
+    const params = isJsonObject(req.params) ? req.params : {};
     const messages = Array.isArray(req.messages) ? req.messages : [];
     const tools = Array.isArray(req.tools) ? req.tools : [];
     const requestModel = typeof req.model === "string"
@@ -188,7 +185,7 @@ export async function runChatRoundTrip(
       };
     }
 
-    const obj = isPlainObject(body) ? body : { result: body };
+    const obj = isJsonObject(body) ? body : { result: body };
     let model = requestModel;
     if (requestModel.trim() === "") {
       const respModel = typeof obj.model === "string" ? obj.model.trim() : "";

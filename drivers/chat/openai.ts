@@ -8,6 +8,7 @@
  */
 
 import type { BackendConfig } from "../../runtime/config.ts";
+import { isJsonObject } from "../../runtime/json.ts";
 
 /** SPEAR's structural SET_PARAM keys: consumed by the host, never sent upstream. */
 export const STRUCTURAL_PARAM_KEYS: ReadonlySet<string> = new Set([
@@ -115,10 +116,6 @@ export function openaiErrorDetail(json: unknown): string | undefined {
   else if (typeof err.code === "number" && Number.isInteger(err.code)) parts.push(String(err.code));
   if (typeof err.message === "string" && err.message !== "") parts.push(err.message);
   return parts.length > 0 ? parts.join(": ") : undefined;
-}
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
 function roundMs(ms: number): number {
@@ -254,7 +251,7 @@ export async function openaiChatCompletion(call: OpenAIChatCall): Promise<OpenAI
         res.status,
       );
     }
-    const usage = isPlainObject(body) && isPlainObject(body.usage) ? body.usage : undefined;
+    const usage = isJsonObject(body) && isJsonObject(body.usage) ? body.usage : undefined;
     return { ok: true, status: res.status, body, ...(usage ? { usage } : {}), latencyMs: elapsed() };
   } catch (e) {
     if (ctrl.signal.aborted && ctrl.signal.reason instanceof Timeout) {

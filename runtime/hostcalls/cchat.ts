@@ -12,6 +12,7 @@ import { CchatCtl, CchatSendFlag, fail, HostcallError, Poll } from "../abi.ts";
 import { decodeJson } from "../channel.ts";
 import type { FdEntry } from "../fd_table.ts";
 import type { GuestRuntime } from "../guest.ts";
+import { isJsonObject, type JsonObject, parseGuestJson } from "../json.ts";
 import { Op } from "../protocol.ts";
 import { type Hostcall, i32call } from "./types.ts";
 
@@ -21,7 +22,7 @@ const decoder = new TextDecoder("utf-8", { fatal: true });
 /** Largest request or response that crosses to the host in one message. */
 export const MAX_CHAT_MESSAGE_BYTES = 32 << 20;
 
-type Json = Record<string, unknown>;
+type Json = JsonObject;
 
 interface Tool {
   offset: number;
@@ -87,22 +88,10 @@ const TYPED_KEYS: Record<string, "string" | "number" | "boolean"> = {
   "mcp.enabled": "boolean",
 };
 
-function isObject(v: unknown): v is Json {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
-function parseJson(bytes: Uint8Array, what: string): unknown {
-  try {
-    return JSON.parse(decoder.decode(bytes));
-  } catch {
-    throw fail("EINVAL", `${what}: invalid JSON`);
-  }
-}
-
 /** Validates one SET_PARAM {key, value}; EINVAL/EACCES as SPEC.md §4 and reference §5.2. */
 function parseParam(bytes: Uint8Array): { key: string; value: unknown } {
-  const json = parseJson(bytes, "SET_PARAM");
-  if (!isObject(json) || typeof json.key !== "string" || json.key === "") {
+  const json = parseGuestJson(bytes, "SET_PARAM");
+  if (!isJsonObject(json) || typeof json.key !== "string" || json.key === "") {
     throw fail("EINVAL", 'SET_PARAM: expected {"key": non-empty string, "value": …}');
   }
   const { key, value } = json as { key: string; value: unknown };
@@ -122,9 +111,9 @@ function numberParam(session: ChatSession, key: keyof typeof LIMITS, alias?: str
 }
 
 function toolName(spec: unknown): string | undefined {
-  if (!isObject(spec)) return undefined;
+  if (!isJsonObject(spec)) return undefined;
   const fn = spec.function;
-  if (isObject(fn) && typeof fn.name === "string") return fn.name;
+  if (isJsonObject(fn) && typeof fn.name === "string") return fn.name;
   return typeof spec.name === "string" ? spec.name : undefined;
 }
 
@@ -234,7 +223,7 @@ export function cchatHostcalls(rt: GuestRuntime): Hostcall[] {
         return;
       }
       resp.toolCalls++;
-      const fn = isObject(call.function) ? call.function : {};
+      const fn = isJsonObject(call.function) ? call.function : {};
       const name = typeof fn.name === "string" ? fn.name : "";
       const args = typeof fn.arguments === "string" ? fn.arguments : JSON.stringify(fn.arguments ?? {});
       const tool = session.tools.find((t) => t.name === name);
@@ -285,8 +274,8 @@ export function cchatHostcalls(rt: GuestRuntime): Hostcall[] {
     resp.backend = result.backend;
     resp.model = result.model;
     const choice = Array.isArray(result.body.choices) ? result.body.choices[0] : undefined;
-    const message = isObject(choice) && isObject(choice.message) ? choice.message : undefined;
-    const calls = message && Array.isArray(message.tool_calls) ? message.tool_calls.filter(isObject) : [];
+    const message = isJsonObject(choice) && isJsonObject(choice.message) ? choice.message : undefined;
+    const calls = message && Array.isArray(message.tool_calls) ? message.tool_calls.filter(isJsonObject) : [];
     const auto = (resp.flags & CchatSendFlag.AUTO_TOOL_CALL) !== 0;
     if (auto && message && calls.length > 0) {
       const turn: Json = {
@@ -345,8 +334,8 @@ export function cchatHostcalls(rt: GuestRuntime): Hostcall[] {
       const text = mem.slice(ptr, len);
       const session = sessionOf(fd).state;
       if (offset < 0) throw fail("EINVAL", "negative function offset");
-      const spec = parseJson(text, "cchat_write_fn");
-      if (!isObject(spec)) throw fail("EINVAL", "cchat_write_fn: tool must be a JSON object");
+      const spec = parseGuestJson(text, "cchat_write_fn");
+      if (!isJsonObject(spec)) throw fail("EINVAL", "cchat_write_fn: tool must be a JSON object");
       const name = toolName(spec);
       // First registration of a name wins, as in SPEAR.
       session.tools.push({

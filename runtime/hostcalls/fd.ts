@@ -4,27 +4,20 @@ import { encodeRecords, Epoll } from "../epoll.ts";
 import type { FdEntry } from "../fd_table.ts";
 import type { GuestRuntime } from "../guest.ts";
 import { type Hostcall, i32call } from "./types.ts";
+import { isJsonObject, parseGuestJson } from "../json.ts";
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 
 function flagNames(flags: number): string[] {
   return flags & FdFlag.O_NONBLOCK ? ["O_NONBLOCK"] : [];
 }
 
 /** Parses SET_FLAGS JSON {"set":[...], "clear":[...]}; EINVAL on anything else. */
-function parseFlagChange(text: string): { set: number; clear: number } {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    throw fail("EINVAL", "SET_FLAGS: invalid JSON");
-  }
-  if (typeof json !== "object" || json === null || Array.isArray(json)) {
-    throw fail("EINVAL", "SET_FLAGS: not an object");
-  }
+function parseFlagChange(bytes: Uint8Array): { set: number; clear: number } {
+  const json = parseGuestJson(bytes, "SET_FLAGS");
+  if (!isJsonObject(json)) throw fail("EINVAL", "SET_FLAGS: not an object");
   const bits = (key: string): number => {
-    const list = (json as Record<string, unknown>)[key];
+    const list = json[key];
     if (list === undefined) return 0;
     if (!Array.isArray(list)) throw fail("EINVAL", `SET_FLAGS: ${key} must be an array`);
     let mask = 0;
@@ -103,7 +96,7 @@ export function fdHostcalls(rt: GuestRuntime): Hostcall[] {
       const reply = (value: unknown) => mem.writeOut(argPtr, lenPtr, encoder.encode(JSON.stringify(value)));
       switch (cmd) {
         case FdCtl.SET_FLAGS: {
-          const change = parseFlagChange(decoder.decode(mem.slice(argPtr, mem.u32(lenPtr))));
+          const change = parseFlagChange(mem.slice(argPtr, mem.u32(lenPtr)));
           entry.flags = (entry.flags | change.set) & ~change.clear;
           return 0;
         }

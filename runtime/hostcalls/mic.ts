@@ -18,9 +18,9 @@ import type { FdEntry } from "../fd_table.ts";
 import { type GuestRuntime, GuestTerminated, GuestTrapped } from "../guest.ts";
 import { Op } from "../protocol.ts";
 import { type Hostcall, i32call } from "./types.ts";
+import { isJsonObject, type JsonObject, parseGuestJson } from "../json.ts";
 
 const encoder = new TextEncoder();
-const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 export type MicSource = "device" | "file" | "stub";
 export type DropPolicy = "drop_oldest" | "drop_newest";
@@ -261,11 +261,7 @@ export interface MicState {
   readLatency: LatencyWindow;
 }
 
-type Json = Record<string, unknown>;
-
-function isObject(v: unknown): v is Json {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
+type Json = JsonObject;
 
 function intField(json: Json, key: string, [min, max]: readonly [number, number], fallback: number): number {
   const v = json[key];
@@ -329,13 +325,8 @@ export function parseMicParams(
   bytes: Uint8Array,
   current: { maxQueueBytes: number; dropPolicy: DropPolicy },
 ): MicParams {
-  let json: unknown;
-  try {
-    json = JSON.parse(utf8.decode(bytes));
-  } catch {
-    throw fail("EINVAL", "SET_PARAM: invalid JSON");
-  }
-  if (!isObject(json)) throw fail("EINVAL", "SET_PARAM: expected a JSON object");
+  const json = parseGuestJson(bytes, "SET_PARAM");
+  if (!isJsonObject(json)) throw fail("EINVAL", "SET_PARAM: expected a JSON object");
   const ignoredFields = Object.keys(json).filter((k) => !KNOWN_FIELDS.has(k));
 
   const config: MicConfig = {
@@ -353,7 +344,7 @@ export function parseMicParams(
 
   let device: string | null = null;
   if (json.device !== undefined && json.device !== null) {
-    if (!isObject(json.device)) throw fail("EINVAL", 'device must be an object {"name": …}');
+    if (!isJsonObject(json.device)) throw fail("EINVAL", 'device must be an object {"name": …}');
     const name = json.device.name;
     if (name !== undefined && name !== null && (typeof name !== "string" || name === "")) {
       throw fail("EINVAL", "device.name must be a non-empty string");
@@ -364,7 +355,7 @@ export function parseMicParams(
 
   let fallbackToStub = MIC_DEFAULTS.fallback_to_stub;
   if (json.fallback !== undefined && json.fallback !== null) {
-    if (!isObject(json.fallback)) throw fail("EINVAL", 'fallback must be an object {"to_stub": bool}');
+    if (!isJsonObject(json.fallback)) throw fail("EINVAL", 'fallback must be an object {"to_stub": bool}');
     const toStub = json.fallback.to_stub;
     if (toStub !== undefined && typeof toStub !== "boolean") {
       throw fail("EINVAL", "fallback.to_stub must be a boolean");
@@ -561,7 +552,9 @@ export function micHostcalls(rt: GuestRuntime): Hostcall[] {
       if (e instanceof GuestTerminated || e instanceof GuestTrapped) throw e;
       return { error: (e as Error).message };
     }
-    if (isObject(reply) && typeof reply.error === "string" && !("ok" in reply)) return { error: reply.error };
+    if (isJsonObject(reply) && typeof reply.error === "string" && !("ok" in reply)) {
+      return { error: reply.error };
+    }
     return { value: reply };
   };
 
