@@ -193,7 +193,6 @@ export function cchatHostcalls(rt: GuestRuntime): Hostcall[] {
       mem.write(arenaPtr + argBytes.length, new Uint8Array(1));
       mem.setU32(lenPtr, capacity);
       const rc = rt.invoker!.callTableI32x4(offset, [arenaPtr, argBytes.length, outPtr, lenPtr]);
-      mem.refresh();
       const written = mem.u32(lenPtr);
       if (rc === 0) {
         if (written > capacity) throw fail("EIO", "tool wrote more than its capacity");
@@ -395,7 +394,6 @@ export function cchatHostcalls(rt: GuestRuntime): Hostcall[] {
         if (fds.isNonBlocking(entry)) throw fail("EAGAIN");
         rt.block(() => entry.state.bytes !== undefined || entry.closed, -1);
         if (entry.closed) throw fail("EBADF", "response closed while waiting");
-        mem.refresh();
       }
       return mem.writeOut(outPtr, lenPtr, entry.state.bytes!);
     }),

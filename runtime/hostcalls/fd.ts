@@ -78,7 +78,6 @@ export function fdHostcalls(rt: GuestRuntime): Hostcall[] {
         epollOf(epfd);
         if (records.length > 0) ep.wakeups++;
       }
-      mem.refresh(); // a re-entered guest call may have grown memory
       const bytes = encodeRecords(records);
       mem.write(outPtr, bytes);
       mem.setU32(lenPtr, bytes.length);

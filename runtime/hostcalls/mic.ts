@@ -646,7 +646,6 @@ export function micHostcalls(rt: GuestRuntime): Hostcall[] {
           return mem.writeOut(argPtr, lenPtr, encoder.encode(JSON.stringify(micStatus(entry.state))));
         case MicCtl.LIST_DEVICES: {
           const json = listDevices();
-          mem.refresh();
           return mem.writeOut(argPtr, lenPtr, json);
         }
         default:
