@@ -22,7 +22,7 @@ export {
   SpearHost,
   /** The default log sink: `[guest] LEVEL message` lines on stderr. */
   stderrLogSink,
-} from "./runtime/host.ts";
+} from "./host/host.ts";
 export type {
   /** A main-thread driver for one hostcall family (how the host talks to the world). */
   Driver,
@@ -36,7 +36,7 @@ export type {
   RunOptions,
   /** Exit code, or the failure (trap, timeout, memory, link, invalid module) and duration. */
   RunResult,
-} from "./runtime/host.ts";
+} from "./host/host.ts";
 export {
   /** A config problem, with the field it concerns. */
   ConfigError,
@@ -46,14 +46,14 @@ export {
   loadConfig,
   /** Validates an already-parsed config object. */
   parseConfig,
-} from "./runtime/config.ts";
-export type { BackendConfig, HostConfig, Limits } from "./runtime/config.ts";
+} from "./host/config.ts";
+export type { BackendConfig, HostConfig, Limits } from "./host/config.ts";
 export {
   /** The drivers for every built family (cchat, mic), configured from the host config. */
   defaultDrivers,
   /** Audio input devices seen by PortAudio. */
   listDevices,
-} from "./drivers/mod.ts";
+} from "./host/drivers.ts";
 export {
   /** Linux errno numbers returned negated by hostcalls. */
   Errno,

@@ -11,9 +11,9 @@
  * Host overhead per round trip ≈ (guest − startup − floor) / K. A script (medians of 9 runs),
  * not Deno.bench: under the bench runner the in-process server's fetches stall.
  */
-import { SpearHost } from "../runtime/host.ts";
-import { parseConfig } from "../runtime/config.ts";
-import { defaultDrivers } from "../drivers/mod.ts";
+import { SpearHost } from "../host/host.ts";
+import { parseConfig } from "../host/config.ts";
+import { defaultDrivers } from "../host/drivers.ts";
 import { startOpenAIServer } from "../tests/support/openai_server.ts";
 import { benchGuest } from "./support/native.ts";
 

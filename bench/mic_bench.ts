@@ -19,19 +19,19 @@
  */
 import process from "node:process";
 import { HostcallError, MicCtl } from "../runtime/abi.ts";
-import { Channel, Link } from "../runtime/channel.ts";
-import { defaultConfig } from "../runtime/config.ts";
+import { Channel, Link } from "../protocol/channel.ts";
+import { defaultConfig } from "../host/config.ts";
 import { GuestRuntime } from "../runtime/guest.ts";
-import { SpearHost } from "../runtime/host.ts";
+import { SpearHost } from "../host/host.ts";
 import {
   MIC_FRAME_HEADER_BYTES,
   micClock,
   micHostcalls,
   writeMicFrameHeader,
-} from "../runtime/hostcalls/mic.ts";
-import { Op } from "../runtime/protocol.ts";
-import { micDriver } from "../drivers/mic/driver.ts";
-import { pace, stubFrames } from "../drivers/mic/sources.ts";
+} from "../families/mic/worker.ts";
+import { Op } from "../protocol/wire.ts";
+import { micDriver } from "../families/mic/driver.ts";
+import { pace, stubFrames } from "../families/mic/sources.ts";
 import * as pa from "../ffi/portaudio.ts";
 import { applyToCurrentProcess, createVirtualMic } from "../tests/support/alsa_virtual.ts";
 
@@ -90,7 +90,7 @@ async function hostRun(source: string, frames: number, speed: number) {
 /** Worker that drains a Channel, timestamping each message; op 2 ends it. */
 function channelWorker(): { channel: Channel; done: Promise<number[]> } {
   const channel = Channel.create(1 << 22);
-  const url = new URL("../runtime/channel.ts", import.meta.url).href;
+  const url = new URL("../protocol/channel.ts", import.meta.url).href;
   const code = `import { Channel } from ${JSON.stringify(url)};
 self.onmessage = (e) => {
   const ch = new Channel(e.data);

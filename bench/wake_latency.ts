@@ -14,11 +14,11 @@
  */
 import { Engine } from "../runtime/engine.ts";
 import { openWasmtime } from "../ffi/wasmtime.ts";
-import { Link } from "../runtime/channel.ts";
-import { GuestSession } from "../runtime/host.ts";
-import { defaultConfig } from "../runtime/config.ts";
+import { Link } from "../protocol/channel.ts";
+import { GuestSession } from "../host/host.ts";
+import { defaultConfig } from "../host/config.ts";
 import { FIRST_FD } from "../runtime/abi.ts";
-import { resolveWasmtimeLib } from "../runtime/native.ts";
+import { resolveWasmtimeLib } from "../host/native.ts";
 import type { GuestInit, GuestResult } from "../runtime/instance.ts";
 import { monotonicNs } from "./support/clock.ts";
 import { benchGuest } from "./support/native.ts";

@@ -4,8 +4,8 @@
  * configured hosts only, --allow-env to the named key variables only, --allow-read of the
  * guest, config, mic file and install, --allow-write of the module cache, and --allow-ffi.
  */
-import { ConfigError, netHosts } from "../runtime/config.ts";
-import { defaultCacheDir } from "../runtime/native.ts";
+import { ConfigError, netHosts } from "../host/config.ts";
+import { defaultCacheDir } from "../host/native.ts";
 import { main as runInProcess, parseArgs, resolveConfig, UsageError } from "./main.ts";
 
 const root = new URL("../", import.meta.url).pathname.replace(/\/$/, "");

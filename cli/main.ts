@@ -2,9 +2,9 @@
  * `spear` command line (SPEC.md §7). Usually started through cli/launcher.ts, which grants
  * only the permissions the config needs; a `deno compile` binary starts here directly.
  */
-import { ConfigError, defaultConfig, type HostConfig, loadConfig } from "../runtime/config.ts";
-import { type RunResult, SpearHost } from "../runtime/host.ts";
-import { defaultDrivers, listDevices } from "../drivers/mod.ts";
+import { ConfigError, defaultConfig, type HostConfig, loadConfig } from "../host/config.ts";
+import { type RunResult, SpearHost } from "../host/host.ts";
+import { defaultDrivers, listDevices } from "../host/drivers.ts";
 
 export const USAGE = `spear — run WebAssembly guests built for SPEAR's C SDK
 

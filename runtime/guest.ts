@@ -5,8 +5,8 @@
  */
 import { FdTable } from "./fd_table.ts";
 import { GuestMemory, type MemorySource } from "./memory.ts";
-import { decodeJson, type Link, type Message } from "./channel.ts";
-import { Op } from "./protocol.ts";
+import { decodeJson, type Link, type Message } from "../protocol/channel.ts";
+import { Op } from "../protocol/wire.ts";
 
 /** Thrown inside a hostcall when the host asked the guest to stop (timeout, shutdown). */
 export class GuestTerminated extends Error {

@@ -21,11 +21,11 @@ import {
   type WasiOptions,
   WasmError,
 } from "./engine.ts";
-import { Link } from "./channel.ts";
+import { Link } from "../protocol/channel.ts";
 import { GuestRuntime, GuestTerminated, GuestTrapped } from "./guest.ts";
-import { spearHostcalls } from "./hostcalls/mod.ts";
-import type { Hostcall } from "./hostcalls/types.ts";
-import { Op } from "./protocol.ts";
+import { spearHostcalls } from "../families/registry.ts";
+import type { Hostcall } from "./hostcall.ts";
+import { Op } from "../protocol/wire.ts";
 
 export interface GuestInit {
   libPath: string;

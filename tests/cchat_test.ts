@@ -4,13 +4,13 @@
  * the host's chat driver to a scripted OpenAI-compatible server on loopback.
  */
 import assert from "node:assert/strict";
-import { SpearHost } from "../runtime/host.ts";
-import { parseConfig } from "../runtime/config.ts";
-import { defaultDrivers } from "../drivers/mod.ts";
+import { SpearHost } from "../host/host.ts";
+import { parseConfig } from "../host/config.ts";
+import { defaultDrivers } from "../host/drivers.ts";
 import { type OpenAIServer, startOpenAIServer } from "./support/openai_server.ts";
 
 const PROBE = new URL("../guests/build/test/chat_probe.wasm", import.meta.url).pathname;
-const SAMPLES = new URL("../guests/build/", import.meta.url).pathname;
+const SAMPLES = new URL("../guests/build", import.meta.url).pathname;
 
 interface Probe {
   exitCode: number;

@@ -4,7 +4,7 @@
  * counter wrap, cross-thread delivery through a Worker, and fragmented large messages.
  */
 import assert from "node:assert/strict";
-import { Channel, decodeJson, decodeText, Link, type Message } from "../runtime/channel.ts";
+import { Channel, decodeJson, decodeText, Link, type Message } from "../protocol/channel.ts";
 import { type LinkWorkerCommand, testPayload } from "./support/link_worker.ts";
 
 function payload(seed: number, len: number): Uint8Array {

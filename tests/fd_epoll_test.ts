@@ -6,13 +6,13 @@
  */
 import assert from "node:assert/strict";
 import { EpollOp, Errno, FdCtl, HostcallError, Poll } from "../runtime/abi.ts";
-import { Link } from "../runtime/channel.ts";
+import { Link } from "../protocol/channel.ts";
 import type { Epoll } from "../runtime/epoll.ts";
 import { type FdEntry, FdTable } from "../runtime/fd_table.ts";
 import { GuestRuntime, GuestTerminated } from "../runtime/guest.ts";
-import { coreHostcalls } from "../runtime/hostcalls/core.ts";
-import { fdHostcalls } from "../runtime/hostcalls/fd.ts";
-import { Op } from "../runtime/protocol.ts";
+import { coreHostcalls } from "../families/core/worker.ts";
+import { fdHostcalls } from "../families/fd/worker.ts";
+import { Op } from "../protocol/wire.ts";
 import type { LinkWorkerCommand } from "./support/link_worker.ts";
 
 const { EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP } = Poll;

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { Errno } from "../runtime/abi.ts";
-import { SpearHost } from "../runtime/host.ts";
+import { SpearHost } from "../host/host.ts";
 
 const root = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 const BAD_INPUT = `${root}/guests/build/test/bad_input.wasm`;

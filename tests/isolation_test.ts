@@ -5,7 +5,7 @@
  * keeps working afterwards.
  */
 import assert from "node:assert/strict";
-import { SpearHost } from "../runtime/host.ts";
+import { SpearHost } from "../host/host.ts";
 
 const root = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 const HELLO = `${root}/guests/build/hello.wasm`;

@@ -7,11 +7,11 @@
  */
 import assert from "node:assert/strict";
 import { openWasmtime } from "../ffi/wasmtime.ts";
-import { Link } from "../runtime/channel.ts";
+import { Link } from "../protocol/channel.ts";
 import { Engine } from "../runtime/engine.ts";
-import { SpearHost } from "../runtime/host.ts";
+import { SpearHost } from "../host/host.ts";
 import { runGuest } from "../runtime/instance.ts";
-import { resolveWasmtimeLib } from "../runtime/native.ts";
+import { resolveWasmtimeLib } from "../host/native.ts";
 
 const root = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 const HELLO = `${root}/guests/build/hello.wasm`;

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import * as pa from "../ffi/portaudio.ts";
 import * as src from "../ffi/samplerate.ts";
-import { AudioConverter, frameBytes, frameSamples, mixFloat32, mixInt16 } from "../drivers/audio/convert.ts";
+import { AudioConverter, frameBytes, frameSamples, mixFloat32, mixInt16 } from "../host/audio/convert.ts";
 import {
   encodeWav,
   parseAudio,
@@ -11,7 +11,7 @@ import {
   parseWav,
   readAudioFile,
   WavError,
-} from "../drivers/audio/wav.ts";
+} from "../host/audio/wav.ts";
 import {
   alsaConfig,
   createVirtualMic,

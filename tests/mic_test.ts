@@ -9,22 +9,22 @@
  */
 import assert from "node:assert/strict";
 import { Errno, HostcallError, MicCtl, Poll } from "../runtime/abi.ts";
-import { Link } from "../runtime/channel.ts";
-import { defaultConfig, type HostConfig } from "../runtime/config.ts";
+import { Link } from "../protocol/channel.ts";
+import { defaultConfig, type HostConfig } from "../host/config.ts";
 import { GuestRuntime } from "../runtime/guest.ts";
-import { SpearHost } from "../runtime/host.ts";
-import { fdHostcalls } from "../runtime/hostcalls/fd.ts";
+import { SpearHost } from "../host/host.ts";
+import { fdHostcalls } from "../families/fd/worker.ts";
 import {
   MIC_FRAME_HEADER_BYTES,
   micClock,
   micHostcalls,
   type MicStartRequest,
   writeMicFrameHeader,
-} from "../runtime/hostcalls/mic.ts";
-import { Op } from "../runtime/protocol.ts";
-import { encodeWav } from "../drivers/audio/wav.ts";
-import { type MicDriver, micDriver } from "../drivers/mic/driver.ts";
-import { pace, type Timers } from "../drivers/mic/sources.ts";
+} from "../families/mic/worker.ts";
+import { Op } from "../protocol/wire.ts";
+import { encodeWav } from "../host/audio/wav.ts";
+import { type MicDriver, micDriver } from "../families/mic/driver.ts";
+import { pace, type Timers } from "../families/mic/sources.ts";
 import { createVirtualMic, hasVirtualMicTools, type VirtualMic } from "./support/alsa_virtual.ts";
 
 const { EAGAIN, EBADF, EFAULT, EINVAL, EIO, ENOSPC } = Errno;
@@ -828,9 +828,9 @@ Deno.test({
       const script = `${mic.dir}/close_probe.ts`;
       await Deno.writeTextFile(
         script,
-        `import { defaultConfig } from ${JSON.stringify(`${root}/runtime/config.ts`)};
-import { SpearHost } from ${JSON.stringify(`${root}/runtime/host.ts`)};
-import { micDriver } from ${JSON.stringify(`${root}/drivers/mic/driver.ts`)};
+        `import { defaultConfig } from ${JSON.stringify(`${root}/host/config.ts`)};
+import { SpearHost } from ${JSON.stringify(`${root}/host/host.ts`)};
+import { micDriver } from ${JSON.stringify(`${root}/families/mic/driver.ts`)};
 const config = defaultConfig();
 const driver = micDriver(config);
 const host = new SpearHost({ config, drivers: [driver], logSink: () => {} });

@@ -6,10 +6,10 @@
  */
 import { openWasmtime, Sizes } from "../../ffi/wasmtime.ts";
 import { Engine, ExternKind } from "../../runtime/engine.ts";
-import { Link } from "../../runtime/channel.ts";
+import { Link } from "../../protocol/channel.ts";
 import type { GuestRuntime } from "../../runtime/guest.ts";
 import { GuestInstance } from "../../runtime/instance.ts";
-import { resolveWasmtimeLib } from "../../runtime/native.ts";
+import { resolveWasmtimeLib } from "../../host/native.ts";
 
 type Ptr = Deno.PointerValue;
 

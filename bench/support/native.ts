@@ -3,7 +3,7 @@
  * gcc -O2, rebuilt only when the source is newer than the output (idempotent, atomic rename),
  * and the C guests through guests/build.sh (idempotent too).
  */
-const root = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
+const root = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
 export const nativeDir = `${root}/bench/native`;
 export const buildDir = `${nativeDir}/build`;
 

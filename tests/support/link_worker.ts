@@ -14,7 +14,7 @@
  *    consumer rings it when it frees room) and flushes its backlog. Reports the largest
  *    backlog it had.
  */
-import { Link } from "../../runtime/channel.ts";
+import { Link } from "../../protocol/channel.ts";
 
 export type LinkWorkerCommand =
   | { kind: "wake"; buffers: [SharedArrayBuffer, SharedArrayBuffer]; delayMs: number; op: number; fd: number }

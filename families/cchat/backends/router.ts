@@ -12,7 +12,7 @@
  * Error texts use Rust's `{:?}` rendering so they read exactly like SPEAR's.
  */
 
-import type { BackendConfig } from "../../runtime/config.ts";
+import type { BackendConfig } from "../../../host/config.ts";
 
 export const CHAT_OP = "chat_completions";
 

@@ -1,10 +1,10 @@
 /** spear_epoll_* and spear_fd_ctl: the generic fd layer every family shares. */
-import { EPOLL_RECORD_BYTES, fail, FdCtl, FdFlag, pollNames } from "../abi.ts";
-import { encodeRecords, Epoll } from "../epoll.ts";
-import type { FdEntry } from "../fd_table.ts";
-import type { GuestRuntime } from "../guest.ts";
-import { type Hostcall, i32call } from "./types.ts";
-import { isJsonObject, parseGuestJson } from "../json.ts";
+import { EPOLL_RECORD_BYTES, fail, FdCtl, FdFlag, pollNames } from "../../runtime/abi.ts";
+import { encodeRecords, Epoll } from "../../runtime/epoll.ts";
+import type { FdEntry } from "../../runtime/fd_table.ts";
+import type { GuestRuntime } from "../../runtime/guest.ts";
+import { type Hostcall, i32call } from "../../runtime/hostcall.ts";
+import { isJsonObject, parseGuestJson } from "../../runtime/json.ts";
 
 const encoder = new TextEncoder();
 

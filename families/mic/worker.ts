@@ -12,13 +12,13 @@
  * `generation` and starts the new source through a blocking "mic.start" call to the driver;
  * frames and events carry their generation, and those of an older one are ignored.
  */
-import { fail, MicCtl, Poll } from "../abi.ts";
-import { decodeJson, type Message } from "../channel.ts";
-import type { FdEntry } from "../fd_table.ts";
-import { type GuestRuntime, GuestTerminated, GuestTrapped } from "../guest.ts";
-import { Op } from "../protocol.ts";
-import { type Hostcall, i32call } from "./types.ts";
-import { isJsonObject, type JsonObject, parseGuestJson } from "../json.ts";
+import { fail, MicCtl, Poll } from "../../runtime/abi.ts";
+import { decodeJson, type Message } from "../../protocol/channel.ts";
+import type { FdEntry } from "../../runtime/fd_table.ts";
+import { type GuestRuntime, GuestTerminated, GuestTrapped } from "../../runtime/guest.ts";
+import { Op } from "../../protocol/wire.ts";
+import { type Hostcall, i32call } from "../../runtime/hostcall.ts";
+import { isJsonObject, type JsonObject, parseGuestJson } from "../../runtime/json.ts";
 
 const encoder = new TextEncoder();
 

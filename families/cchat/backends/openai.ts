@@ -7,8 +7,8 @@
  * time, sent only as `authorization: Bearer …`, and redacted from every error text.
  */
 
-import type { BackendConfig } from "../../runtime/config.ts";
-import { isJsonObject } from "../../runtime/json.ts";
+import type { BackendConfig } from "../../../host/config.ts";
+import { isJsonObject } from "../../../runtime/json.ts";
 
 /** SPEAR's structural SET_PARAM keys: consumed by the host, never sent upstream. */
 export const STRUCTURAL_PARAM_KEYS: ReadonlySet<string> = new Set([

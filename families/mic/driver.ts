@@ -9,9 +9,9 @@
  * (over half of the ring in use): those frames are dropped here, counted, and reported in
  * the next frame's header, so they still show in `dropped_frames`.
  */
-import { decodeJson, type Message } from "../../runtime/channel.ts";
-import type { HostConfig } from "../../runtime/config.ts";
-import { type Driver, FdSlots, type GuestSession } from "../../runtime/host.ts";
+import { decodeJson, type Message } from "../../protocol/channel.ts";
+import type { HostConfig } from "../../host/config.ts";
+import { type Driver, FdSlots, type GuestSession } from "../../host/host.ts";
 import {
   MIC_FRAME_HEADER_BYTES,
   micClock,
@@ -20,9 +20,9 @@ import {
   type MicStartRequest,
   type MicStartResult,
   writeMicFrameHeader,
-} from "../../runtime/hostcalls/mic.ts";
-import { Op } from "../../runtime/protocol.ts";
-import { readAudioFile } from "../audio/wav.ts";
+} from "./worker.ts";
+import { Op } from "../../protocol/wire.ts";
+import { readAudioFile } from "../../host/audio/wav.ts";
 import { listInputDevices, openDeviceStream } from "./devices.ts";
 import { fileFrames, frameDurationMs, pace, runDevice, stubFrames, type Timers } from "./sources.ts";
 

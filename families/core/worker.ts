@@ -1,8 +1,8 @@
 /** Time, randomness, logging and sleep: the hostcalls every guest has. */
-import { fail, LogLevel, MAX_LOG_BYTES } from "../abi.ts";
-import type { GuestRuntime } from "../guest.ts";
-import { Op } from "../protocol.ts";
-import { type Hostcall, i32call } from "./types.ts";
+import { fail, LogLevel, MAX_LOG_BYTES } from "../../runtime/abi.ts";
+import type { GuestRuntime } from "../../runtime/guest.ts";
+import { Op } from "../../protocol/wire.ts";
+import { type Hostcall, i32call } from "../../runtime/hostcall.ts";
 
 export function coreHostcalls(rt: GuestRuntime): Hostcall[] {
   const random = new BigInt64Array(1);

@@ -3,12 +3,12 @@
  * backend round trip and sends the result back as CHAT_RESULT. A CHAT_CANCEL (the guest
  * closed the response fd) or the guest ending aborts the request.
  */
-import { decodeJson, type Message } from "../../runtime/channel.ts";
-import type { HostConfig } from "../../runtime/config.ts";
-import { type Driver, FdSlots, type GuestSession } from "../../runtime/host.ts";
-import { MAX_CHAT_MESSAGE_BYTES } from "../../runtime/hostcalls/cchat.ts";
-import { Op } from "../../runtime/protocol.ts";
-import { type ChatRoundTripRequest, type ChatRoundTripResult, runChatRoundTrip } from "./mod.ts";
+import { decodeJson, type Message } from "../../protocol/channel.ts";
+import type { HostConfig } from "../../host/config.ts";
+import { type Driver, FdSlots, type GuestSession } from "../../host/host.ts";
+import { MAX_CHAT_MESSAGE_BYTES } from "./worker.ts";
+import { Op } from "../../protocol/wire.ts";
+import { type ChatRoundTripRequest, type ChatRoundTripResult, runChatRoundTrip } from "./backends/mod.ts";
 
 const encoder = new TextEncoder();
 

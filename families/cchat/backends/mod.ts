@@ -12,12 +12,12 @@
  * `Runtime error: timeout after 500 ms`. `code` carries the machine-readable cause.
  */
 
-import type { BackendConfig, HostConfig } from "../../runtime/config.ts";
-import { netHosts } from "../../runtime/config.ts";
+import type { BackendConfig, HostConfig } from "../../../host/config.ts";
+import { netHosts } from "../../../host/config.ts";
 import { openaiChatCompletion } from "./openai.ts";
 import { selectBackend } from "./router.ts";
 import { stubChatCompletion } from "./stub.ts";
-import { isJsonObject } from "../../runtime/json.ts";
+import { isJsonObject } from "../../../runtime/json.ts";
 
 export { chatCompletionsUrl, forwardedParams } from "./openai.ts";
 export { selectBackend } from "./router.ts";

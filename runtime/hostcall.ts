@@ -1,5 +1,5 @@
 /** The shape of a hostcall as the families define it, independent of Wasmtime. */
-import type { WasmType } from "../engine.ts";
+import type { WasmType } from "./engine.ts";
 
 export interface Hostcall {
   /** Import name in module `spear`. */

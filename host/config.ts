@@ -4,7 +4,7 @@
  * one that is wrong, so a bad config is one clear line on stderr.
  */
 
-import { isJsonObject, type JsonObject } from "./json.ts";
+import { isJsonObject, type JsonObject } from "../runtime/json.ts";
 
 export type BackendKind = "openai_chat_completion" | "openai_realtime_ws" | "local_asr" | "stub";
 const BACKEND_KINDS: readonly BackendKind[] = [

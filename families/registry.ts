@@ -1,11 +1,11 @@
 /** Assembles every `spear` import: the built families plus -ENOSYS for the rest. */
-import type { GuestRuntime } from "../guest.ts";
-import { cchatHostcalls } from "./cchat.ts";
-import { coreHostcalls } from "./core.ts";
-import { fdHostcalls } from "./fd.ts";
-import { micHostcalls } from "./mic.ts";
+import type { GuestRuntime } from "../runtime/guest.ts";
+import { cchatHostcalls } from "./cchat/worker.ts";
+import { coreHostcalls } from "./core/worker.ts";
+import { fdHostcalls } from "./fd/worker.ts";
+import { micHostcalls } from "./mic/worker.ts";
 import { notBuiltHostcalls } from "./not_built.ts";
-import type { Hostcall } from "./types.ts";
+import type { Hostcall } from "../runtime/hostcall.ts";
 
 /** The 32 import names of SPEAR's `spear` module (reference §1). */
 export const SPEAR_IMPORTS: readonly string[] = [

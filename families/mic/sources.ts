@@ -17,10 +17,10 @@
  * ahead, while the ALSA file device of the tests (no clock) would otherwise deliver seconds of
  * audio at once. `speed` > 1 runs the clock faster (benches).
  */
-import { AudioConverter } from "../audio/convert.ts";
-import type { PcmAudio } from "../audio/wav.ts";
+import { AudioConverter } from "../../host/audio/convert.ts";
+import type { PcmAudio } from "../../host/audio/wav.ts";
 import * as pa from "../../ffi/portaudio.ts";
-import { type MicConfig, micFrameBytes, micFrameSamples } from "../../runtime/hostcalls/mic.ts";
+import { type MicConfig, micFrameBytes, micFrameSamples } from "./worker.ts";
 import { closeDeviceStream, type DeviceStream } from "./devices.ts";
 
 /** Frame duration in ms from the sample count (exact even when rate * frame_ms % 1000 ≠ 0). */

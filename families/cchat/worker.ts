@@ -8,13 +8,13 @@
  * table, but only at a blocking point (cchat_recv, spear_epoll_wait, sleep_ms), where the
  * guest is parked in a hostcall and can be re-entered safely.
  */
-import { CchatCtl, CchatSendFlag, fail, HostcallError, Poll } from "../abi.ts";
-import { decodeJson } from "../channel.ts";
-import type { FdEntry } from "../fd_table.ts";
-import type { GuestRuntime } from "../guest.ts";
-import { isJsonObject, type JsonObject, parseGuestJson } from "../json.ts";
-import { Op } from "../protocol.ts";
-import { type Hostcall, i32call } from "./types.ts";
+import { CchatCtl, CchatSendFlag, fail, HostcallError, Poll } from "../../runtime/abi.ts";
+import { decodeJson } from "../../protocol/channel.ts";
+import type { FdEntry } from "../../runtime/fd_table.ts";
+import type { GuestRuntime } from "../../runtime/guest.ts";
+import { isJsonObject, type JsonObject, parseGuestJson } from "../../runtime/json.ts";
+import { Op } from "../../protocol/wire.ts";
+import { type Hostcall, i32call } from "../../runtime/hostcall.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });

@@ -3,14 +3,14 @@
  * guest, serves each guest's link (logs, driver requests) and enforces the time limit.
  * Drivers — the code that talks to the outside world — plug in per family.
  */
-import { Engine } from "./engine.ts";
+import { Engine } from "../runtime/engine.ts";
 import { openWasmtime } from "../ffi/wasmtime.ts";
-import { decodeJson, Link, type Message } from "./channel.ts";
+import { decodeJson, Link, type Message } from "../protocol/channel.ts";
 import { defaultConfig, type HostConfig } from "./config.ts";
-import type { FailureKind, GuestInit, GuestResult } from "./instance.ts";
-import { type LogRecord, Op, opFamily } from "./protocol.ts";
+import type { FailureKind, GuestInit, GuestResult } from "../runtime/instance.ts";
+import { type LogRecord, Op, opFamily } from "../protocol/wire.ts";
 import { defaultCacheDir, resolveWasmtimeLib } from "./native.ts";
-import { LogLevel } from "./abi.ts";
+import { LogLevel } from "../runtime/abi.ts";
 
 /** Where guest log lines go. */
 export type LogSink = (guest: string, level: number, message: string) => void;
@@ -206,7 +206,7 @@ export class SpearHost {
     };
 
     this.running++;
-    const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
+    const worker = new Worker(new URL("../runtime/worker.ts", import.meta.url), { type: "module" });
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;

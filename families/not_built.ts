@@ -2,8 +2,8 @@
  * Families that are not built yet. Their imports exist so every SPEAR guest links, and
  * each answers -ENOSYS (README "Status").
  */
-import { fail } from "../abi.ts";
-import type { Hostcall } from "./types.ts";
+import { fail } from "../runtime/abi.ts";
+import type { Hostcall } from "../runtime/hostcall.ts";
 
 /** [name, arity] of the imports still answering -ENOSYS. */
 export const NOT_BUILT: readonly [string, number][] = [

@@ -1,10 +1,10 @@
 /** The drivers a default host runs with, one per built family. */
-import type { HostConfig } from "../runtime/config.ts";
-import type { Driver } from "../runtime/host.ts";
-import type { MicDeviceInfo } from "../runtime/hostcalls/mic.ts";
-import { chatDriver } from "./chat/driver.ts";
-import { listInputDevices, releasePortAudio } from "./mic/devices.ts";
-import { micDriver } from "./mic/driver.ts";
+import type { HostConfig } from "./config.ts";
+import type { Driver } from "./host.ts";
+import type { MicDeviceInfo } from "../families/mic/worker.ts";
+import { chatDriver } from "../families/cchat/driver.ts";
+import { listInputDevices, releasePortAudio } from "../families/mic/devices.ts";
+import { micDriver } from "../families/mic/driver.ts";
 
 export function defaultDrivers(config: HostConfig): Driver[] {
   return [chatDriver(config), micDriver(config)];

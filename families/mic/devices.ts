@@ -8,7 +8,7 @@
  * plug has to convert), and most hardware is int16 at its default rate anyway.
  */
 import * as pa from "../../ffi/portaudio.ts";
-import type { MicDeviceInfo } from "../../runtime/hostcalls/mic.ts";
+import type { MicDeviceInfo } from "./worker.ts";
 
 let initialized = false;
 
