@@ -1,52 +1,168 @@
 /**
- * The host side (main thread): owns the shared Wasmtime engine, starts one Worker per
- * guest, serves each guest's link (logs, driver requests) and enforces the time limit.
- * Drivers — the code that talks to the outside world — plug in per family.
+ * The host side (main thread): owns the shared Wasmtime engine, its drivers (started and
+ * stopped with the host) and the registry of running guests; starts one Worker per guest and
+ * serves that guest's link: log records, requests to drivers, streams and notices. Time
+ * limits are enforced by a thread of their own (host/watchdog.ts).
  */
 import { Engine } from "../runtime/engine.ts";
 import { openWasmtime } from "../ffi/wasmtime.ts";
-import { decodeJson, Link, type Message } from "../protocol/channel.ts";
+import { type Frame, Link, type Message, TerminateReason } from "../protocol/channel.ts";
+import { HostBudget } from "../protocol/budget.ts";
+import { type Handler, RpcServer } from "../protocol/rpc.ts";
+import { decodeCredit, decodeFrame, type Flow, StreamSender } from "../protocol/stream.ts";
+import { encode } from "../protocol/schema.ts";
+import { NoticeEnvelope, Op } from "../protocol/wire.ts";
 import { defaultConfig, type HostConfig } from "./config.ts";
-import type { FailureKind, GuestInit, GuestResult } from "../runtime/instance.ts";
-import { type LogRecord, Op, opFamily } from "../protocol/wire.ts";
+import type { FailureKind, GuestEntry, GuestInit, GuestResult } from "../runtime/instance.ts";
 import { defaultCacheDir, resolveWasmtimeLib } from "./native.ts";
 import { LogLevel } from "../runtime/abi.ts";
+import { Watchdog } from "./watchdog.ts";
+import { escapeLogText } from "./log.ts";
 
-/** Where guest log lines go. */
-export type LogSink = (guest: string, level: number, message: string) => void;
+/** Where guest log lines go. A promise makes the guest wait (its log calls block) until it settles. */
+export type LogSink = (guest: string, level: number, message: string) => void | Promise<void>;
 
 const LEVEL_NAMES = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"];
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
-/** Default sink: one line per record on the host's stderr. */
-export const stderrLogSink: LogSink = (guest, level, message) => {
-  const text = message.endsWith("\n") ? message.slice(0, -1) : message;
-  const line = `[${guest}] ${LEVEL_NAMES[level] ?? "INFO"} ${text}\n`;
-  Deno.stderr.writeSync(new TextEncoder().encode(line));
+/**
+ * Default sink: one line per record on the host's stderr, control characters escaped so a
+ * guest can neither add lines nor drive the terminal. Written asynchronously: a slow reader
+ * of stderr slows the guest (its log calls wait), never the host's event loop.
+ */
+export const stderrLogSink: LogSink = async (guest, level, message) => {
+  const text = escapeLogText(message.endsWith("\n") ? message.slice(0, -1) : message);
+  const bytes = encoder.encode(`[${guest}] ${LEVEL_NAMES[level] ?? "INFO"} ${text}\n`);
+  for (let at = 0; at < bytes.length;) at += await Deno.stderr.write(bytes.subarray(at));
 };
+
+/** What a driver's request handlers get besides the fd and signal. */
+export interface SessionContext {
+  session: GuestSession;
+}
+
+/** Receives a guest → host stream. */
+export interface InboundStream {
+  data(bytes: Uint8Array, at: number): void;
+  event?(value: Record<string, unknown>): void;
+  /** The guest closed its end. */
+  closed?(): void;
+}
+
+/** Most bytes the host holds towards one guest before it stops that guest (a driver bug guard). */
+export const MAX_INBOUND_BACKLOG_BYTES = 128 << 20;
 
 /** The main-thread view of one running guest, handed to drivers. */
 export class GuestSession {
   private ended = false;
   private readonly cleanups: (() => void)[] = [];
+  private readonly senders = new Map<number, { sender: StreamSender; onClose?: () => void }>();
+  private readonly inbound = new Map<number, InboundStream>();
+  private nextHostStream = -1;
+  /** Set by the host: answers this guest's requests. */
+  rpc!: RpcServer<SessionContext>;
 
   constructor(
     readonly id: number,
     readonly name: string,
-    readonly link: Link,
+    private readonly link: Link,
     readonly config: HostConfig,
+    readonly budget: HostBudget,
   ) {}
 
   get alive(): boolean {
     return !this.ended;
   }
 
-  /** Sends a message into the guest's fd table and wakes it. */
+  /** Sends one message towards the guest; a guest that lets too much pile up is stopped. */
   send(op: number, fd: number, payload?: Uint8Array): void {
-    if (!this.ended) this.link.toGuest.send(op, fd, payload);
+    if (this.ended) return;
+    const channel = this.link.toGuest;
+    channel.send(op, fd, payload);
+    if (channel.backlogBytes > MAX_INBOUND_BACKLOG_BYTES) channel.requestTerminate(TerminateReason.OVERFLOW);
   }
 
-  sendJson(op: number, fd: number, value: unknown): void {
-    if (!this.ended) this.link.toGuest.sendJson(op, fd, value);
+  /** Opens the host end of a host → guest stream the guest asked for (its id came in a request). */
+  openStream(id: number, flow: Flow, onClose?: () => void): StreamSender {
+    const sender = new StreamSender(
+      { send: (op, fd, p) => this.send(op, fd, p), ...this.channelLevels() },
+      id,
+      flow,
+    );
+    this.senders.set(id, { sender, onClose });
+    return sender;
+  }
+
+  /** The ring levels a lossy stream checks, read live. */
+  private channelLevels() {
+    const channel = this.link.toGuest;
+    return {
+      get used() {
+        return channel.used;
+      },
+      get capacity() {
+        return channel.capacity;
+      },
+      get backlog() {
+        return channel.backlog;
+      },
+    };
+  }
+
+  /**
+   * A handle the host creates for the guest (an accepted connection): a host-allocated stream
+   * plus a notice the guest's family adopts into an fd.
+   */
+  createHandle(family: string, type: string, info: unknown, flow: Flow, onClose?: () => void): StreamSender {
+    const sender = this.openStream(this.nextHostStream--, flow, onClose);
+    this.notice(family, type, info, sender.id);
+    return sender;
+  }
+
+  /** Tells the guest's family about something the host did for it. */
+  notice(family: string, type: string, info: unknown, stream?: number): void {
+    const notice: NoticeEnvelope = { family, type, info };
+    if (stream !== undefined) notice.stream = stream;
+    this.send(Op.NOTICE, 0, encode(NoticeEnvelope, notice));
+  }
+
+  /** Receives a guest → host stream; `credit` returns room to the guest's writer. */
+  receiveStream(id: number, stream: InboundStream): void {
+    this.inbound.set(id, stream);
+  }
+
+  credit(id: number, bytes: number): void {
+    const payload = new Uint8Array(4);
+    new DataView(payload.buffer).setUint32(0, bytes, true);
+    this.send(Op.STREAM_CREDIT, id, payload);
+  }
+
+  /** Routes the stream ops of one message from the guest. */
+  applyStream(m: Message): void {
+    switch (m.op) {
+      case Op.STREAM_CREDIT:
+        this.senders.get(m.fd)?.sender.grant(decodeCredit(m.payload));
+        return;
+      case Op.STREAM_CLOSE: {
+        const out = this.senders.get(m.fd);
+        this.senders.delete(m.fd);
+        out?.sender.close();
+        out?.onClose?.();
+        const into = this.inbound.get(m.fd);
+        this.inbound.delete(m.fd);
+        into?.closed?.();
+        return;
+      }
+      case Op.STREAM_DATA: {
+        const frame = decodeFrame(m.payload);
+        this.inbound.get(m.fd)?.data(frame.bytes, frame.at);
+        return;
+      }
+      case Op.STREAM_EVENT:
+        this.inbound.get(m.fd)?.event?.(JSON.parse(decoder.decode(m.payload)));
+        return;
+    }
   }
 
   /** Registers teardown work run when the guest ends (stop captures, abort requests). */
@@ -58,6 +174,14 @@ export class GuestSession {
   end(): void {
     if (this.ended) return;
     this.ended = true;
+    this.rpc?.close();
+    for (const { sender, onClose } of this.senders.values()) {
+      sender.close();
+      try {
+        onClose?.();
+      } catch { /* one failing cleanup must not stop the others */ }
+    }
+    this.senders.clear();
     for (const cleanup of this.cleanups.splice(0)) {
       try {
         cleanup();
@@ -66,47 +190,15 @@ export class GuestSession {
   }
 }
 
-/**
- * State a driver keeps per guest fd. When a guest ends, each of its values goes to
- * `release` (abort a request, stop a capture) and the guest's map is dropped.
- */
-export class FdSlots<T> {
-  private readonly sessions = new Map<GuestSession, Map<number, T>>();
-
-  constructor(private readonly release: (value: T) => void) {}
-
-  /** The guest's fd → value map, created (and its cleanup registered) on first use. */
-  of(session: GuestSession): Map<number, T> {
-    let slots = this.sessions.get(session);
-    if (!slots) {
-      const created = new Map<number, T>();
-      this.sessions.set(session, created);
-      session.onEnd(() => {
-        for (const value of created.values()) this.release(value);
-        this.sessions.delete(session);
-      });
-      slots = created;
-    }
-    return slots;
-  }
-
-  /** The guest's map if it has one, without creating it. */
-  peek(session: GuestSession): Map<number, T> | undefined {
-    return this.sessions.get(session);
-  }
-
-  /** Every value of every guest. */
-  *values(): IterableIterator<T> {
-    for (const slots of this.sessions.values()) yield* slots.values();
-  }
-}
-
 /** A main-thread driver for one hostcall family. */
 export interface Driver {
-  readonly family: "cchat" | "mic";
-  handle(session: GuestSession, message: Message): void;
-  /** Blocking guest requests (`GuestRuntime.call`) this driver answers, by method name. */
-  readonly calls?: Record<string, (session: GuestSession, params: unknown) => Promise<unknown>>;
+  readonly family: string;
+  /** The requests this driver answers. */
+  readonly handlers?: readonly Handler<SessionContext>[];
+  /** Runs when the host starts (before its first guest). */
+  start?(host: SpearHost): void | Promise<void>;
+  /** Runs when the host closes: release devices, stop servers. */
+  stop?(): void | Promise<void>;
 }
 
 export interface HostOptions {
@@ -116,6 +208,7 @@ export interface HostOptions {
   /** Directory for compiled modules; null disables the cache. */
   cacheDir?: string | null;
   logSink?: LogSink;
+  /** The drivers; every built family's (families/registry.ts) when absent. */
   drivers?: Driver[];
 }
 
@@ -126,16 +219,38 @@ export interface RunOptions {
   timeoutMs?: number;
   memoryMb?: number;
   maxFds?: number;
+  /** What the host may keep on the guest's behalf, in MiB (limits.host_memory_mb). */
+  hostMemoryMb?: number;
   stdoutFile?: string;
   stderrFile?: string;
   /** Display name (defaults to the file name). */
   name?: string;
+  /** How the guest is entered: `_start` (default) or a named export. */
+  entry?: GuestEntry;
 }
 
 export interface RunResult {
   exitCode: number;
   failure?: { kind: FailureKind | "timeout"; message: string };
   durationMs: number;
+  /** The output of an export-call entry. */
+  output?: GuestResult["output"];
+}
+
+/** Limits an embedder may pass; anything outside is a RangeError before a guest starts. */
+export const LIMIT_RANGES = {
+  timeoutMs: [1, 2_147_483_647],
+  memoryMb: [1, 65536],
+  maxFds: [1, 1_000_000],
+  hostMemoryMb: [1, 1024],
+} as const;
+
+function checkLimit(name: keyof typeof LIMIT_RANGES, value: number): number {
+  const [min, max] = LIMIT_RANGES[name];
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new RangeError(`${name} must be an integer from ${min} to ${max}, got ${value}`);
+  }
+  return value;
 }
 
 let nextGuestId = 1;
@@ -145,12 +260,13 @@ const MAX_IDLE_LINKS = 4;
 export class SpearHost {
   readonly config: HostConfig;
   private engine?: Engine;
+  private watchdog?: Watchdog;
   private readonly libPath: string;
   private readonly cacheDir?: string;
   private readonly logSink: LogSink;
-  private readonly drivers = new Map<string, Driver>();
-  private readonly calls = new Map<string, Driver>();
-  private running = 0;
+  private drivers?: Driver[];
+  private started?: Promise<Map<string, Handler<SessionContext>>>;
+  private readonly live = new Map<number, GuestSession>();
   /**
    * Links of ended guests, reused: a Link's two SharedArrayBuffers are large, the allocator
    * zero-fills them (making them resident) and only GC frees them, so a fresh Link per run
@@ -163,32 +279,59 @@ export class SpearHost {
     this.libPath = options.wasmtimeLib ?? resolveWasmtimeLib();
     this.cacheDir = options.cacheDir === null ? undefined : options.cacheDir ?? defaultCacheDir();
     this.logSink = options.logSink ?? stderrLogSink;
-    for (const driver of options.drivers ?? []) {
-      this.drivers.set(driver.family, driver);
-      for (const method of Object.keys(driver.calls ?? {})) this.calls.set(method, driver);
-    }
+    this.drivers = options.drivers;
   }
 
   private sharedEngine(): Engine {
-    this.engine ??= Engine.create(openWasmtime(this.libPath));
+    if (!this.engine) {
+      this.engine = Engine.create(openWasmtime(this.libPath));
+      this.watchdog = new Watchdog(this.libPath, this.engine.address);
+    }
     return this.engine;
+  }
+
+  /** Starts the drivers (once); `run` does it on first use. */
+  start(): Promise<Map<string, Handler<SessionContext>>> {
+    this.started ??= (async () => {
+      if (!this.drivers) {
+        const { createDrivers } = await import("../families/registry.ts");
+        this.drivers = await createDrivers(this.config);
+      }
+      const handlers = new Map<string, Handler<SessionContext>>();
+      for (const driver of this.drivers) {
+        await driver.start?.(this);
+        for (const h of driver.handlers ?? []) handlers.set(h.method.name, h);
+      }
+      return handlers;
+    })();
+    return this.started;
   }
 
   /** Number of guests currently running. */
   get activeGuests(): number {
-    return this.running;
+    return this.live.size;
+  }
+
+  /** The running guests by id (drivers find a guest for an outside client here). */
+  get sessions(): ReadonlyMap<number, GuestSession> {
+    return this.live;
   }
 
   /** Runs a guest to completion. Never throws for guest faults; see RunResult.failure. */
   async run(wasm: string | Uint8Array<ArrayBuffer>, options: RunOptions = {}): Promise<RunResult> {
     const started = performance.now();
+    const limits = this.config.limits;
+    const timeoutMs = checkLimit("timeoutMs", options.timeoutMs ?? limits.timeout_ms);
+    const memoryMb = checkLimit("memoryMb", options.memoryMb ?? limits.memory_mb);
+    const maxFds = checkLimit("maxFds", options.maxFds ?? limits.max_fds);
+    const hostMemoryMb = checkLimit("hostMemoryMb", options.hostMemoryMb ?? limits.host_memory_mb);
+    const handlers = await this.start();
     const bytes = typeof wasm === "string" ? await Deno.readFile(wasm) : wasm;
     const name = options.name ?? (typeof wasm === "string" ? wasm.split("/").pop()! : "guest.wasm");
-    const limits = this.config.limits;
-    const timeoutMs = options.timeoutMs ?? limits.timeout_ms;
-    const memoryMb = options.memoryMb ?? limits.memory_mb;
     const link = this.idleLinks.pop()?.reset() ?? Link.create();
-    const session = new GuestSession(nextGuestId++, name, link, this.config);
+    const budget = HostBudget.create(hostMemoryMb << 20);
+    const session = new GuestSession(nextGuestId++, name, link, this.config, budget);
+    session.rpc = new RpcServer((op, fd, payload) => session.send(op, fd, payload), handlers, { session }, budget);
     const engine = this.sharedEngine();
     const init: GuestInit = {
       libPath: this.libPath,
@@ -200,25 +343,24 @@ export class SpearHost {
       stdoutFile: options.stdoutFile,
       stderrFile: options.stderrFile,
       memoryBytes: memoryMb * 1024 * 1024,
-      maxFds: options.maxFds ?? limits.max_fds,
+      maxFds,
       link: link.buffers,
+      budget: budget.buffer,
       cacheDir: this.cacheDir,
+      entry: options.entry,
     };
 
-    this.running++;
+    this.live.set(session.id, session);
     const worker = new Worker(new URL("../runtime/worker.ts", import.meta.url), { type: "module" });
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      link.toGuest.requestTerminate(); // wakes a guest parked in a hostcall
-      engine.incrementEpoch(); // interrupts a guest running wasm
-    }, timeoutMs);
-    const served = this.serve(session);
+    this.watchdog!.arm(session.id, timeoutMs, link.toGuest);
+    const served = this.serve(session, link);
     let guestDone = false; // the worker sent its result: it no longer touches the link
+    let leftover: Frame[] = [];
     try {
       const result = await new Promise<GuestResult>((resolve) => {
-        worker.onmessage = (e: MessageEvent<GuestResult>) => {
+        worker.onmessage = (e: MessageEvent<GuestResult & { outbound?: Frame[] }>) => {
           guestDone = true;
+          leftover = e.data.outbound ?? [];
           resolve(e.data);
         };
         worker.onerror = (e) => {
@@ -231,73 +373,89 @@ export class SpearHost {
         worker.postMessage(init);
       });
       const durationMs = performance.now() - started;
-      if (timedOut && result.failure?.kind === "terminated") {
+      const reason = link.toGuest.terminateReason;
+      const { outbound: _, ...plain } = result as GuestResult & { outbound?: Frame[] };
+      if (result.failure?.kind === "terminated" && reason === TerminateReason.TIMEOUT) {
         return {
           exitCode: 124,
           failure: { kind: "timeout", message: `timeout after ${timeoutMs} ms` },
           durationMs,
         };
       }
-      return { ...result, durationMs };
+      if (result.failure?.kind === "terminated" && reason === TerminateReason.OVERFLOW) {
+        return {
+          exitCode: 70,
+          failure: { kind: "internal", message: "the guest stopped reading what the host sent it" },
+          durationMs,
+        };
+      }
+      return { ...plain, durationMs };
     } finally {
-      clearTimeout(timer);
+      this.watchdog!.disarm(session.id);
       worker.terminate();
       session.end();
       link.toHost.ring(); // release the serve loop
       await served;
+      // Records the guest wrote that were still waiting for room in the ring.
+      for (const m of collect(link, leftover)) await this.dispatch(session, m);
       if (guestDone && this.idleLinks.length < MAX_IDLE_LINKS) this.idleLinks.push(link);
-      this.running--;
+      this.live.delete(session.id);
     }
   }
 
-  /** Serves the guest's outbound channel until the session ends. */
-  private async serve(session: GuestSession): Promise<void> {
-    const { toHost, toGuest } = session.link;
+  /**
+   * Serves the guest's outbound channel until the session ends. A log record is written
+   * before the next is read, so a slow sink backs up into the guest, not into host memory.
+   */
+  private async serve(session: GuestSession, link: Link): Promise<void> {
+    const { toHost, toGuest } = link;
+    const backlog: Message[] = [];
     for (;;) {
       const seen = toHost.bell;
-      toHost.receive((m) => this.dispatch(session, m), () => toGuest.ring());
+      toHost.receive((m) => backlog.push(m), () => toGuest.ring());
+      for (const m of backlog.splice(0)) await this.dispatch(session, m);
       toGuest.flush();
       if (!session.alive) {
-        toHost.receive((m) => this.dispatch(session, m)); // the last log lines
+        toHost.receive((m) => backlog.push(m)); // the last records
+        for (const m of backlog.splice(0)) await this.dispatch(session, m);
         return;
       }
-      await toHost.waitBellAsync(seen);
+      if (toHost.used === 0) await toHost.waitBellAsync(seen);
     }
   }
 
-  private dispatch(session: GuestSession, m: Message): void {
-    if (m.op === Op.LOG) {
-      const record = decodeJson<LogRecord & { host?: boolean }>(m.payload);
-      this.logSink(session.name, record.level, record.message);
-      return;
+  private dispatch(session: GuestSession, m: Message): void | Promise<void> {
+    switch (m.op) {
+      case Op.LOG: {
+        const known = m.fd >= LogLevel.TRACE && m.fd <= LogLevel.ERROR;
+        return this.logSink(session.name, known ? m.fd : LogLevel.INFO, decoder.decode(m.payload));
+      }
+      case Op.REQUEST:
+        session.rpc.receiveRequest(m.fd, m.payload);
+        return;
+      case Op.CANCEL:
+        session.rpc.receiveCancel(m.payload);
+        return;
+      default:
+        session.applyStream(m);
     }
-    if (m.op === Op.CALL) {
-      this.answerCall(session, decodeJson(m.payload));
-      return;
-    }
-    const family = opFamily(m.op);
-    const driver = this.drivers.get(family);
-    if (driver) driver.handle(session, m);
-    else this.logSink(session.name, LogLevel.ERROR, `host: no driver for ${family} (op ${m.op})`);
   }
 
-  private answerCall(session: GuestSession, call: { id: number; method: string; params: unknown }): void {
-    const driver = this.calls.get(call.method);
-    const reply = (result: unknown) => session.sendJson(Op.REPLY, 0, { id: call.id, result });
-    if (!driver) {
-      reply({ error: `no host method ${call.method}` });
-      return;
-    }
-    driver.calls![call.method](session, call.params).then(
-      reply,
-      (e) => reply({ error: String(e?.message ?? e) }),
-    );
-  }
-
-  /** Frees the engine. Call when no guest is running and the host is no longer needed. */
-  close(): void {
-    if (this.running > 0) throw new Error("guests are still running");
+  /** Stops the drivers and frees the engine. Call when no guest is running. */
+  async close(): Promise<void> {
+    if (this.live.size > 0) throw new Error("guests are still running");
+    for (const driver of this.drivers ?? []) await driver.stop?.();
+    this.watchdog?.close();
+    this.watchdog = undefined;
     this.engine?.delete();
     this.engine = undefined;
   }
+}
+
+/** The frames a finished worker handed over, reassembled into messages. */
+function collect(link: Link, frames: Frame[]): Message[] {
+  const out: Message[] = [];
+  link.toHost.receive((m) => out.push(m));
+  link.toHost.receiveFrames(frames, (m) => out.push(m));
+  return out;
 }

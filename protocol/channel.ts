@@ -14,7 +14,17 @@ const WRITE = 0; // total bytes published (u32, wrapping)
 const READ = 1; // total bytes consumed (u32, wrapping)
 const BELL = 2; // doorbell sequence, bumped on every publish
 const SPACE_WANTED = 3; // producer has messages waiting for room
-const TERMINATE = 4; // guest must stop (only used on the host→guest channel)
+const TERMINATE = 4; // guest must stop, and why (only used on the host→guest channel)
+
+/** Why a guest was stopped; set once, by whoever stopped it first. */
+export const TerminateReason = {
+  /** The host stopped it (shutdown, an embedder's request). */
+  STOP: 1,
+  /** Its time limit passed (host/watchdog.ts). */
+  TIMEOUT: 2,
+  /** It made the host hold more for it than its budget allows. */
+  OVERFLOW: 3,
+} as const;
 const HEADER_INTS = 8;
 const HEADER_BYTES = HEADER_INTS * 4;
 const FRAME_HEAD = 4;
@@ -22,7 +32,8 @@ const BODY_HEAD = 8;
 const PAD = 0xffffffff;
 const MORE = 1;
 
-interface Frame extends Message {
+/** One frame as written to the ring; a large message is several, all but the last flagged MORE. */
+export interface Frame extends Message {
   flags: number;
 }
 
@@ -42,6 +53,7 @@ export class Channel {
   private readonly dataView: DataView;
   private readonly mask: number;
   private readonly pending: Frame[] = [];
+  private pendingBytes = 0;
   /** Fragments of a message still being received. */
   private partial: Uint8Array[] = [];
 
@@ -69,9 +81,24 @@ export class Channel {
     return (Atomics.load(this.header, WRITE) - Atomics.load(this.header, READ)) >>> 0;
   }
 
-  /** Messages the producer is holding because the ring was full. */
+  /** Frames the producer is holding because the ring was full. */
   get backlog(): number {
     return this.pending.length;
+  }
+
+  /** Payload bytes the producer is holding because the ring was full (the channel's own memory). */
+  get backlogBytes(): number {
+    return this.pendingBytes;
+  }
+
+  /**
+   * Hands over the frames still held by the producer (the producer is going away); the
+   * consumer applies them with `receiveFrames` after its last `receive`, so nothing sent is lost.
+   */
+  drainBacklog(): Frame[] {
+    const frames = this.pending.splice(0);
+    this.pendingBytes = 0;
+    return frames;
   }
 
   /** Current doorbell value; wait on it with `waitBell` / `waitBellAsync`. */
@@ -99,8 +126,14 @@ export class Channel {
     return Atomics.load(this.header, TERMINATE) !== 0;
   }
 
-  requestTerminate(): void {
-    Atomics.store(this.header, TERMINATE, 1);
+  /** Why the guest was told to stop (TerminateReason), 0 if it was not. */
+  get terminateReason(): number {
+    return Atomics.load(this.header, TERMINATE);
+  }
+
+  /** Tells the guest to stop; the first reason given wins. */
+  requestTerminate(reason: number = TerminateReason.STOP): void {
+    Atomics.compareExchange(this.header, TERMINATE, 0, reason);
     this.ring();
   }
 
@@ -108,6 +141,7 @@ export class Channel {
   reset(): void {
     for (let i = 0; i < HEADER_INTS; i++) Atomics.store(this.header, i, 0);
     this.pending.length = 0;
+    this.pendingBytes = 0;
     this.partial = [];
   }
 
@@ -154,6 +188,7 @@ export class Channel {
       const part = payload.slice(at, at + this.chunk);
       const flags = at + this.chunk < payload.length ? MORE : 0;
       this.pending.push({ op, fd, flags, payload: part });
+      this.pendingBytes += part.length;
     }
     this.flush();
   }
@@ -181,7 +216,7 @@ export class Channel {
   private movePending(): boolean {
     let moved = false;
     while (this.pending.length > 0 && this.tryWrite(this.pending[0])) {
-      this.pending.shift();
+      this.pendingBytes -= this.pending.shift()!.payload.length;
       moved = true;
     }
     return moved;
@@ -219,6 +254,20 @@ export class Channel {
       handle({ op, fd, payload: this.partial.length ? this.joinPartial(payload) : payload });
     }
     if (frames > 0 && Atomics.load(this.header, SPACE_WANTED) !== 0) onSpace?.();
+    return count;
+  }
+
+  /** Applies frames taken with `drainBacklog` on the other side, after the ring's own. */
+  receiveFrames(frames: readonly Frame[], handle: (m: Message) => void): number {
+    let count = 0;
+    for (const { op, fd, flags, payload } of frames) {
+      if (flags & MORE) {
+        this.partial.push(payload);
+        continue;
+      }
+      count++;
+      handle({ op, fd, payload: this.partial.length ? this.joinPartial(payload) : payload });
+    }
     return count;
   }
 

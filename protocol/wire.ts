@@ -1,42 +1,63 @@
 /**
- * Message ops carried by the guest⇄host Link (runtime/channel.ts). Each family owns a
- * range so the main thread can route a message to its driver by op alone.
+ * The envelopes that cross between a guest's worker and the host's main thread, over the
+ * two channels of a Link (protocol/channel.ts). There are few kinds and none belongs to a
+ * family: a family speaks through typed requests (protocol/rpc.ts), streams
+ * (protocol/stream.ts) and notices, so adding a family adds no op and no routing code.
+ *
+ * The frame's `fd` field carries the subject of the message: the log level for LOG, the fd a
+ * request is about (0 if none) for REQUEST, a stream id for STREAM_*, 0 otherwise.
  */
+import * as s from "./schema.ts";
+
 export const Op = {
-  // core, guest → host
+  /** guest → host: one log record; fd = level, payload = UTF-8 text. */
   LOG: 1,
-  /** A blocking request from the guest: payload {id, method, params}; answered with REPLY. */
-  CALL: 2,
-  // core, host → guest
+  /** guest → host: a request; JSON RequestEnvelope. */
+  REQUEST: 2,
+  /** host → guest: the answer to a request; JSON ReplyEnvelope. */
   REPLY: 3,
-
-  // cchat (16–31)
-  CHAT_REQUEST: 16,
-  CHAT_CANCEL: 17,
-  CHAT_RESULT: 18,
-
-  // mic (32–47). Starting a capture is a CALL ("mic.start"), so a host without the mic
-  // driver fails at once instead of waiting for a frame that never comes.
-  /** guest → host: stop the capture of an fd; JSON {generation, closed}. */
-  MIC_STOP: 33,
-  /** host → guest: one PCM frame behind a binary header (runtime/hostcalls/mic.ts). */
-  MIC_FRAME: 34,
-  /** host → guest: capture ended (EOF) or failed; JSON {generation, type, error?}. */
-  MIC_EVENT: 35,
-  /** guest → host: the stub PCM buffer (`stub_pcm16_base64`, decoded). */
-  MIC_STUB_DATA: 36,
+  /** guest → host: the guest no longer wants the answer; JSON {id}. */
+  CANCEL: 4,
+  /** either way: one item of a stream; binary stream frame (protocol/stream.ts). */
+  STREAM_DATA: 5,
+  /** either way, against the data: the receiver consumed bytes; u32 byte count. */
+  STREAM_CREDIT: 6,
+  /** either way: a stream's typed event (end, error, family events); JSON. */
+  STREAM_EVENT: 7,
+  /** guest → host: the guest closed its end; the producer stops. */
+  STREAM_CLOSE: 8,
+  /** host → guest: something the host created for the guest (a handle to adopt); JSON Notice. */
+  NOTICE: 9,
 } as const;
+export type OpCode = typeof Op[keyof typeof Op];
 
-/** The family an op belongs to, for routing on the main thread. */
-export function opFamily(op: number): "core" | "cchat" | "mic" | "unknown" {
-  if (op < 16) return "core";
-  if (op < 32) return "cchat";
-  if (op < 48) return "mic";
-  return "unknown";
-}
+export const RequestEnvelope = s.object({
+  id: s.int,
+  /** Family-qualified method, e.g. "mic.start". */
+  method: s.string,
+  params: s.json,
+  /** Milliseconds the guest will wait; the host aborts the handler after that. */
+  timeoutMs: s.optional(s.number),
+});
+export type RequestEnvelope = s.Infer<typeof RequestEnvelope>;
 
-/** A guest's log line as it crosses to the host. */
-export interface LogRecord {
-  level: number;
-  message: string;
-}
+export const ReplyEnvelope = s.object({
+  id: s.int,
+  ok: s.boolean,
+  result: s.optional(s.json),
+  /** Set when !ok: why the request failed, one line. */
+  error: s.optional(s.string),
+});
+export type ReplyEnvelope = s.Infer<typeof ReplyEnvelope>;
+
+export const CancelEnvelope = s.object({ id: s.int });
+
+/** A handle the host created for a guest (an accepted connection, a user stream). */
+export const NoticeEnvelope = s.object({
+  family: s.string,
+  type: s.string,
+  /** The stream the handle's data arrives on (host-allocated, negative). */
+  stream: s.optional(s.int),
+  info: s.json,
+});
+export type NoticeEnvelope = s.Infer<typeof NoticeEnvelope>;

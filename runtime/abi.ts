@@ -72,15 +72,13 @@ export const MicCtl = { SET_PARAM: 1, GET_STATUS: 2, LIST_DEVICES: 3 } as const;
 
 export const LogLevel = { TRACE: 0, DEBUG: 1, INFO: 2, WARN: 3, ERROR: 4 } as const;
 
-/** fd kind names as reported by spear_fd_ctl GET_KIND (SPEAR's spelling). */
-export type FdKind =
-  | "ChatSession"
-  | "ChatResponse"
-  | "Epoll"
-  | "RtAsr"
-  | "Mic"
-  | "UserStream"
-  | "UserStreamCtl";
+/** fd kind names as reported by spear_fd_ctl GET_KIND (SPEAR's spelling); each family lists its own. */
+export type FdKind = string;
+
+/** wasm value types of import signatures. */
+export type WasmType = "i32" | "i64" | "f32" | "f64";
+/** A wasm value as the host sees it: i64 as bigint, the others as number. */
+export type WasmValue = number | bigint;
 
 /** First fd number handed out in an instance; fds are never reused. */
 export const FIRST_FD = 1000;

@@ -5,6 +5,13 @@
  * `setMask` keeps every watching epoll set's ready list current, so waits cost O(ready).
  */
 import { fail, FdFlag, type FdKind, FIRST_FD, Poll } from "./abi.ts";
+import type { HostBudget } from "../protocol/budget.ts";
+
+/**
+ * What one fd table entry costs the guest's host budget, held until the entry is released
+ * (also while a closed fd stays watched): a guest cannot grow host memory by piling up fds.
+ */
+export const FD_ENTRY_BYTES = 512;
 
 /** What an epoll set must hear about the fds it watches. */
 export interface FdWatcher {
@@ -35,8 +42,14 @@ export class FdTable {
   private readonly hooks = new Map<number, FdHooks<unknown>>();
   private nextFd = FIRST_FD;
   private open = 0;
+  private readonly closeListeners: ((fd: number) => void)[] = [];
 
-  constructor(readonly maxFds = 1024) {}
+  constructor(readonly maxFds = 1024, private readonly budget?: HostBudget) {}
+
+  /** Runs on every close, after the family's own hook (cancel what is outstanding for the fd). */
+  onClose(listener: (fd: number) => void): void {
+    this.closeListeners.push(listener);
+  }
 
   /** Number of fds that are allocated and not closed. */
   get openCount(): number {
@@ -52,6 +65,9 @@ export class FdTable {
   alloc<S>(kind: FdKind, state: S, hooks: FdHooks<S> = {}, mask = 0): FdEntry<S> {
     if (this.open >= this.maxFds) throw fail("EMFILE", `more than ${this.maxFds} open fds`);
     if (this.nextFd > 0x7fffffff) throw fail("EMFILE", "fd numbers exhausted");
+    if (this.budget && !this.budget.tryCharge(FD_ENTRY_BYTES)) {
+      throw fail("ENOMEM", "fd table: over the guest's host budget");
+    }
     const entry: FdEntry<S> = {
       fd: this.nextFd++,
       kind,
@@ -107,6 +123,7 @@ export class FdTable {
     this.open--;
     try {
       this.hooks.get(fd)?.onClose?.(entry);
+      for (const listener of this.closeListeners) listener(fd);
     } finally {
       this.setMask(entry, entry.mask | Poll.EPOLLHUP);
       this.releaseIfUnused(entry);
@@ -118,6 +135,7 @@ export class FdTable {
     if (entry.closed && entry.watchers.size === 0 && this.entries.get(entry.fd) === entry) {
       this.entries.delete(entry.fd);
       this.hooks.delete(entry.fd);
+      this.budget?.release(FD_ENTRY_BYTES);
     }
   }
 

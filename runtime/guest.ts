@@ -1,12 +1,17 @@
 /**
- * The worker-side state of one guest instance: its fd table, guest memory, the link to
- * the host, and the one blocking primitive every waiting hostcall uses (`block`). Hostcall
- * families register handlers for the messages their drivers send back.
+ * The worker-side state of one guest instance: its fd table, guest memory, host budget, and
+ * the worker's ends of the protocol (requests, streams, notices). Everything that waits goes
+ * through `block`, the one blocking primitive; everything that only looks goes through `poll`.
  */
 import { FdTable } from "./fd_table.ts";
 import { GuestMemory, type MemorySource } from "./memory.ts";
-import { decodeJson, type Link, type Message } from "../protocol/channel.ts";
-import { Op } from "../protocol/wire.ts";
+import type { Frame, Link, Message } from "../protocol/channel.ts";
+import { HostBudget } from "../protocol/budget.ts";
+import { type Method, type Outcome, type PendingCall, RpcClient } from "../protocol/rpc.ts";
+import { decodeCredit, decodeFrame, encodeCredit, type StreamFrame } from "../protocol/stream.ts";
+import { decode } from "../protocol/schema.ts";
+import { NoticeEnvelope, Op } from "../protocol/wire.ts";
+import { fail } from "./abi.ts";
 
 /** Thrown inside a hostcall when the host asked the guest to stop (timeout, shutdown). */
 export class GuestTerminated extends Error {
@@ -34,20 +39,43 @@ export interface GuestInvoker {
   callTableI32x4(index: number, args: [number, number, number, number]): number;
 }
 
+/** What a family does with the items and events of a stream it receives. */
+export interface StreamReceiver {
+  data(frame: StreamFrame): void;
+  event(value: Record<string, unknown>): void;
+}
+
 export interface GuestOptions {
   link: Link;
   memory: MemorySource | null;
   maxFds: number;
+  /** The guest's host budget (shared with the host); a private 64 MiB one if absent. */
+  budget?: HostBudget;
 }
+
+/** Default host budget of a guest: what the host may keep on its behalf. */
+export const DEFAULT_HOST_BUDGET_MB = 64;
+
+/**
+ * Largest backlog the worker lets pile up towards the host before a sending hostcall waits:
+ * a guest that logs faster than stderr drains is slowed down instead of growing host memory.
+ */
+export const MAX_OUTBOUND_BACKLOG_BYTES = 1 << 20;
 
 export class GuestRuntime {
   readonly fds: FdTable;
   readonly mem: GuestMemory;
   readonly link: Link;
-  private readonly handlers = new Map<number, (m: Message) => void>();
+  readonly budget: HostBudget;
+  readonly rpc: RpcClient;
   private readonly deferred: (() => void)[] = [];
-  private readonly replies = new Map<number, unknown>();
-  private nextCallId = 1;
+  private readonly streams = new Map<number, StreamReceiver>();
+  private readonly notices = new Map<string, (notice: NoticeEnvelope) => void>();
+  private nextStreamId = 1;
+  /** Blocking points that may not re-enter the guest (a request in flight for a hostcall). */
+  private reentryBlocked = 0;
+  /** Inside `pump`: sending must not wait there (waiting pumps, and the ring is mid-read). */
+  private pumping = false;
   /** Messages from the host handled so far (for tests and metrics). */
   messagesIn = 0;
   /** Set by the instance once the guest is instantiated. */
@@ -56,33 +84,80 @@ export class GuestRuntime {
   exitCode: number | undefined;
 
   constructor(options: GuestOptions) {
-    this.fds = new FdTable(options.maxFds);
+    this.budget = options.budget ?? HostBudget.create(DEFAULT_HOST_BUDGET_MB << 20);
+    this.fds = new FdTable(options.maxFds, this.budget);
     this.mem = new GuestMemory(options.memory);
     this.link = options.link;
-    this.on(Op.REPLY, (m) => {
-      const { id, result } = decodeJson<{ id: number; result: unknown }>(m.payload);
-      this.replies.set(id, result);
-    });
+    this.rpc = new RpcClient((op, fd, payload) => this.send(op, fd, payload));
+    this.fds.onClose((fd) => this.rpc.cancelFd(fd));
   }
 
-  /** Registers the handler for one message op from the host. */
-  on(op: number, handler: (m: Message) => void): void {
-    if (this.handlers.has(op)) throw new Error(`op ${op} already has a handler`);
-    this.handlers.set(op, handler);
-  }
-
-  /** Sends a message to the host's drivers. */
+  /** Sends a message to the host, waiting (not growing memory) while its backlog is full. */
   send(op: number, fd: number, payload?: Uint8Array): void {
-    this.link.toHost.send(op, fd, payload);
+    const out = this.link.toHost;
+    if (out.backlogBytes > MAX_OUTBOUND_BACKLOG_BYTES && !this.pumping) {
+      this.waitFor(() => out.flush() || out.backlogBytes <= MAX_OUTBOUND_BACKLOG_BYTES, -1);
+    }
+    out.send(op, fd, payload);
   }
 
-  sendJson(op: number, fd: number, value: unknown): void {
-    this.link.toHost.sendJson(op, fd, value);
+  /** Frames not yet written to the ring, handed to the host with the result at exit. */
+  takeOutbound(): Frame[] {
+    this.link.toHost.flush();
+    return this.link.toHost.drainBacklog();
+  }
+
+  /** Registers what to do with a notice of `family`/`type` (a handle the host created). */
+  onNotice(family: string, type: string, handler: (notice: NoticeEnvelope) => void): void {
+    this.notices.set(`${family}/${type}`, handler);
+  }
+
+  /** A new guest-opened stream id, routed to `receiver`. */
+  openStream(receiver: StreamReceiver): number {
+    const id = this.nextStreamId++;
+    this.streams.set(id, receiver);
+    return id;
+  }
+
+  /** Routes a host-created stream (from a notice) to `receiver`. */
+  adoptStream(id: number, receiver: StreamReceiver): void {
+    this.streams.set(id, receiver);
+  }
+
+  /** Stops receiving a stream and tells its producer to stop. */
+  closeStream(id: number): void {
+    if (this.streams.delete(id)) this.send(Op.STREAM_CLOSE, id);
+  }
+
+  /** Returns `bytes` of credit to a stream's producer (its reader consumed them). */
+  credit(id: number, bytes: number): void {
+    if (bytes > 0 && this.streams.has(id)) this.send(Op.STREAM_CREDIT, id, encodeCredit(bytes));
   }
 
   /**
-   * Queues work that may re-enter the guest (tool calls). It runs only at blocking points
-   * (`block`), where the guest is parked in a hostcall and expects to be re-entered.
+   * A blocking request to the host. Waiting does not re-enter the guest (no tool calls run):
+   * the hostcall that asked is still half done. Past `timeoutMs` the call is cancelled.
+   */
+  call<P, R>(m: Method<P, R>, params: P, options: { fd?: number; timeoutMs: number }): Outcome<R> {
+    const call = this.rpc.start(m, params, options);
+    this.reentryBlocked++;
+    try {
+      this.waitFor(() => call.done, options.timeoutMs);
+    } finally {
+      this.reentryBlocked--;
+    }
+    if (!call.done) this.rpc.cancel(call, `host request ${m.name} timed out after ${options.timeoutMs} ms`);
+    return call.outcome!;
+  }
+
+  /** An asynchronous request; `onDone` runs when the reply is applied (at a pump). */
+  start<P, R>(m: Method<P, R>, params: P, fd: number, onDone: (outcome: Outcome<R>) => void): PendingCall<R> {
+    return this.rpc.start(m, params, { fd, onDone });
+  }
+
+  /**
+   * Queues work that may re-enter the guest (tool calls). It runs only where the guest asked
+   * to wait or poll (`block`, `poll`), never in the middle of other guest code.
    */
   defer(work: () => void): void {
     this.deferred.push(work);
@@ -92,13 +167,61 @@ export class GuestRuntime {
   pump(): void {
     if (this.link.toGuest.terminateRequested) throw new GuestTerminated();
     this.link.toHost.flush();
-    this.messagesIn += this.link.toGuest.receive(
-      (m) => this.handlers.get(m.op)?.(m),
-      () => this.link.toHost.ring(), // the host's producer wants room: wake it
-    );
+    this.pumping = true;
+    try {
+      this.messagesIn += this.link.toGuest.receive(
+        (m) => this.apply(m),
+        () => this.link.toHost.ring(), // the host's producer wants room: wake it
+      );
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  /**
+   * A polling point (epoll_wait with timeout 0, a non-blocking read): applies messages and
+   * runs deferred guest re-entries, as a blocking point does, without waiting.
+   */
+  poll(): void {
+    this.pump();
+    this.runDeferred();
+  }
+
+  private apply(m: Message): void {
+    switch (m.op) {
+      case Op.REPLY:
+        this.budget.release(m.payload.length); // charged by the host when it replied
+        this.rpc.receive(m.payload);
+        return;
+      case Op.STREAM_DATA:
+        this.streams.get(m.fd)?.data(decodeFrame(m.payload));
+        return;
+      case Op.STREAM_EVENT: {
+        const receiver = this.streams.get(m.fd);
+        if (receiver) receiver.event(JSON.parse(new TextDecoder().decode(m.payload)));
+        return;
+      }
+      case Op.NOTICE: {
+        const notice = decode(NoticeEnvelope, m.payload, "notice");
+        this.notices.get(`${notice.family}/${notice.type}`)?.(notice);
+        return;
+      }
+      case Op.STREAM_CREDIT:
+        this.creditHandlers.get(m.fd)?.(decodeCredit(m.payload));
+        return;
+    }
+  }
+
+  /** Guest → host streams: credit returned by the host's consumer. */
+  private readonly creditHandlers = new Map<number, (bytes: number) => void>();
+
+  /** Registers the sender of a guest → host stream for the credit the host returns. */
+  onCredit(id: number, handler: (bytes: number) => void): void {
+    this.creditHandlers.set(id, handler);
   }
 
   private runDeferred(): void {
+    if (this.reentryBlocked > 0) return;
     while (this.deferred.length > 0) this.deferred.shift()!();
   }
 
@@ -108,27 +231,28 @@ export class GuestRuntime {
    * re-check. Returns whether `ready()` became true.
    */
   block(ready: () => boolean, timeoutMs: number): boolean {
+    return this.waitFor(ready, timeoutMs, true);
+  }
+
+  private waitFor(ready: () => boolean, timeoutMs: number, reenter = false): boolean {
     const deadline = timeoutMs < 0 ? Infinity : performance.now() + timeoutMs;
     for (;;) {
       const seen = this.link.toGuest.bell;
       this.pump();
-      this.runDeferred();
+      if (reenter) this.runDeferred();
       if (ready()) return true;
       const remaining = deadline - performance.now();
       if (remaining <= 0) return false;
-      // Re-check after the pump: a message may have arrived between pump and wait; the
-      // bell value captured before the pump makes that wait return at once.
+      // The bell value captured before the pump makes this wait return at once if a message
+      // arrived in between.
       this.link.toGuest.waitBell(seen, remaining);
     }
   }
 
-  /** A blocking request to the host (e.g. list audio devices); returns the REPLY result. */
-  call(method: string, params: unknown, timeoutMs = 10000): unknown {
-    const id = this.nextCallId++;
-    this.sendJson(Op.CALL, 0, { id, method, params });
-    if (!this.block(() => this.replies.has(id), timeoutMs)) throw new Error(`host call ${method} timed out`);
-    const result = this.replies.get(id);
-    this.replies.delete(id);
-    return result;
+  /** Charges the budget or fails the hostcall with `errno` (ENOMEM unless a queue says ENOSPC). */
+  charge(bytes: number, what: string, errno: "ENOMEM" | "ENOSPC" = "ENOMEM"): void {
+    if (!this.budget.tryCharge(bytes)) {
+      throw fail(errno, `${what}: ${bytes} bytes over the guest's host budget (${this.budget.limit >> 20} MiB)`);
+    }
   }
 }

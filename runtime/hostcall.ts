@@ -1,16 +1,24 @@
-/** The shape of a hostcall as the families define it, independent of Wasmtime. */
-import type { WasmType } from "./engine.ts";
+/**
+ * A hostcall as the instance binds it: an import (module, name, accepted signatures) and its
+ * worker-side implementation. Families declare imports in their descriptors and implement
+ * them in their worker parts; families/registry.ts pairs the two.
+ */
+import type { WasmType, WasmValue } from "./abi.ts";
+import type { HostcallFn, ImportDecl, Signature } from "../families/family.ts";
 
-export interface Hostcall {
-  /** Import name in module `spear`. */
-  name: string;
-  params: readonly WasmType[];
-  result: WasmType | null;
-  /** Arguments are the wasm i32 values; throw HostcallError to return -errno. */
-  run(...args: number[]): number | bigint | void;
+export type { HostcallFn, ImportDecl, Signature, WasmType, WasmValue };
+
+export interface Hostcall extends ImportDecl {
+  /** Throw HostcallError to return -errno. */
+  run: HostcallFn;
 }
 
-/** Hostcall helper: all-i32 parameters and an i32 result. */
-export function i32call(name: string, arity: number, run: (...args: number[]) => number): Hostcall {
-  return { name, params: Array(arity).fill("i32"), result: "i32", run };
+/** `module.name`, as link errors spell an import. */
+export function importKey(i: { module: string; name: string }): string {
+  return `${i.module}.${i.name}`;
+}
+
+/** `(i32,i32)->i32`, as link errors spell a signature. */
+export function signatureText(sig: Signature): string {
+  return `(${sig.params.join(",")})->${sig.results.length ? sig.results.join(",") : "()"}`;
 }

@@ -1,0 +1,53 @@
+/**
+ * What crosses the boundary for cchat: one request per backend round trip. The worker owns
+ * the session (messages, tools, the AUTO_TOOL_CALL loop) and asks the driver for one round
+ * trip at a time; closing the response fd cancels the request in flight.
+ */
+import * as s from "../../protocol/schema.ts";
+import { method } from "../../protocol/rpc.ts";
+
+export const CchatCtl = { SET_PARAM: 1, GET_METRICS: 2 } as const;
+export const CchatSendFlag = { ENABLE_METRICS: 1, AUTO_TOOL_CALL: 2 } as const;
+
+/** Largest request or response that crosses to the host in one message. */
+export const MAX_CHAT_MESSAGE_BYTES = 32 << 20;
+
+export const ChatRoundTripRequest = s.object({
+  /** The ChatSession fd (the stub's reply id is `chatcmpl_<sessionFd>`). */
+  sessionFd: s.int,
+  /** OpenAI message objects, sent as-is. */
+  messages: s.array(s.record),
+  /** OpenAI tool objects, sent verbatim; non-empty adds `supports_tools`. */
+  tools: s.array(s.json),
+  /** Every SET_PARAM value; structural/`mcp.*`/streaming keys are stripped before sending. */
+  params: s.record,
+  /** Request model ("" = take the chosen backend's bound model). */
+  model: s.string,
+  /** Force the backend with this configured name. */
+  backend: s.optional(s.string),
+  /** HTTP timeout; none when absent (as SPEAR). */
+  timeoutMs: s.optional(s.number),
+});
+export type ChatRoundTripRequest = s.Infer<typeof ChatRoundTripRequest>;
+
+export const ChatRoundTripError = s.object({ message: s.string, code: s.optional(s.string) });
+export type ChatRoundTripError = s.Infer<typeof ChatRoundTripError>;
+
+/** One round trip's outcome; `body` when ok, `error` when not. */
+export const ChatRoundTripResult = s.object({
+  ok: s.boolean,
+  /** The backend JSON (a non-object value comes wrapped as `{result: value}`, as SPEAR). */
+  body: s.optional(s.record),
+  /** Name of the chosen backend (also on failure when one was chosen). */
+  backend: s.optional(s.string),
+  /** Request model, or the response's `model` when the request model was empty. */
+  model: s.optional(s.string),
+  /** Upstream `usage` block, when the backend sent one. */
+  usage: s.optional(s.record),
+  /** Request start to body parsed, milliseconds. */
+  latencyMs: s.number,
+  error: s.optional(ChatRoundTripError),
+});
+export type ChatRoundTripResult = s.Infer<typeof ChatRoundTripResult>;
+
+export const chatRoundTrip = method("cchat.round_trip", ChatRoundTripRequest, ChatRoundTripResult);

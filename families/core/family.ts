@@ -1,0 +1,26 @@
+/** Time, randomness, logging and sleep: the hostcalls every guest has. */
+import { LogLevel, MAX_LOG_BYTES } from "../../runtime/abi.ts";
+import { family, spearImport } from "../family.ts";
+
+export default family({
+  name: "core",
+  status: "built",
+  summary: "`time_now_ms`, `wall_time_s`, `random_i64`, `log`, `sleep_ms`",
+  imports: [
+    spearImport("time_now_ms", 0, "i64"),
+    spearImport("wall_time_s", 0, "i64"),
+    spearImport("random_i64", 0, "i64"),
+    spearImport("log", 3),
+    spearImport("sleep_ms", 1, null),
+  ],
+  fdKinds: [],
+  abi: [
+    { title: "log levels for the `log` import", name: (k) => `SP_LOG_${k}`, values: LogLevel },
+    {
+      title: "sizes (spearhost additions)",
+      name: (k) => `SPEAR_${k}`,
+      values: { LOG_MAX_BYTES: MAX_LOG_BYTES, EPOLL_RECORD_BYTES: 8 },
+    },
+  ],
+  worker: () => import("./worker.ts"),
+});

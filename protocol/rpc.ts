@@ -1,0 +1,237 @@
+/**
+ * The one request/reply mechanism between a guest's worker and the host. A family declares
+ * each request as a `Method` (a name plus the schemas of its params and result); the worker
+ * starts calls with `RpcClient` (blocking or asynchronous; see GuestRuntime.call/start) and a
+ * driver answers them with `RpcServer` handlers.
+ *
+ * Cancel and deadline live here and only here: a cancelled call (its fd closed, the guest
+ * ending, its wait timing out) sends CANCEL, the server aborts the handler's signal and sends
+ * nothing back, and a reply that still crosses on the way is dropped by the client and
+ * counted in `lateReplies`. A request with `timeoutMs` is aborted on the host after that long
+ * and fails with a timeout error.
+ */
+import type { HostBudget } from "./budget.ts";
+import { decode, encode, ProtocolError, type Schema } from "./schema.ts";
+import { CancelEnvelope, Op, ReplyEnvelope, RequestEnvelope } from "./wire.ts";
+
+export interface Method<P, R> {
+  readonly name: string;
+  readonly params: Schema<P>;
+  readonly result: Schema<R>;
+}
+
+/** Declares a request: `name` is family-qualified ("mic.start"). */
+export function method<P, R>(name: string, params: Schema<P>, result: Schema<R>): Method<P, R> {
+  return { name, params, result };
+}
+
+export type Outcome<R> =
+  | { ok: true; value: R }
+  | { ok: false; error: string; cancelled?: boolean };
+
+export type Send = (op: number, fd: number, payload: Uint8Array) => void;
+
+/** One call in flight from the worker. */
+export class PendingCall<R> {
+  outcome?: Outcome<R>;
+
+  constructor(
+    readonly id: number,
+    readonly fd: number,
+    readonly method: Method<unknown, R>,
+    readonly onDone?: (outcome: Outcome<R>) => void,
+  ) {}
+
+  get done(): boolean {
+    return this.outcome !== undefined;
+  }
+}
+
+export interface StartOptions<R> {
+  /** The fd the call is about: closing it cancels the call. */
+  fd?: number;
+  /** The host aborts the handler after this long. */
+  timeoutMs?: number;
+  /** Runs when the reply arrives (not when the call is cancelled). */
+  onDone?: (outcome: Outcome<R>) => void;
+}
+
+/** Worker side: starts calls, matches replies, cancels. */
+export class RpcClient {
+  private readonly pending = new Map<number, PendingCall<unknown>>();
+  private nextId = 1;
+  /** Replies that arrived for calls already cancelled or finished (dropped here). */
+  lateReplies = 0;
+
+  constructor(private readonly send: Send) {}
+
+  get outstanding(): number {
+    return this.pending.size;
+  }
+
+  start<P, R>(m: Method<P, R>, params: P, options: StartOptions<R> = {}): PendingCall<R> {
+    const call = new PendingCall<R>(this.nextId++, options.fd ?? 0, m as Method<unknown, R>, options.onDone);
+    this.pending.set(call.id, call as PendingCall<unknown>);
+    const envelope: RequestEnvelope = { id: call.id, method: m.name, params };
+    if (options.timeoutMs !== undefined) envelope.timeoutMs = options.timeoutMs;
+    this.send(Op.REQUEST, call.fd, encode(RequestEnvelope, envelope));
+    return call;
+  }
+
+  /** Gives up on a call: the host aborts it and its reply, if any, is dropped. */
+  cancel(call: PendingCall<unknown>, reason = "cancelled"): void {
+    if (!this.pending.delete(call.id)) return;
+    call.outcome = { ok: false, error: reason, cancelled: true };
+    this.send(Op.CANCEL, call.fd, encode(CancelEnvelope, { id: call.id }));
+  }
+
+  /** Cancels every call about `fd` (the fd was closed). */
+  cancelFd(fd: number): void {
+    for (const call of [...this.pending.values()]) if (call.fd === fd) this.cancel(call, "fd closed");
+  }
+
+  cancelAll(reason = "guest ended"): void {
+    for (const call of [...this.pending.values()]) this.cancel(call, reason);
+  }
+
+  /** Applies one REPLY. */
+  receive(payload: Uint8Array): void {
+    const reply = decode(ReplyEnvelope, payload, "reply");
+    const call = this.pending.get(reply.id);
+    if (!call) {
+      this.lateReplies++;
+      return;
+    }
+    this.pending.delete(reply.id);
+    let outcome: Outcome<unknown>;
+    if (!reply.ok) outcome = { ok: false, error: reply.error ?? "host request failed" };
+    else {
+      try {
+        outcome = { ok: true, value: call.method.result.check(reply.result, `${call.method.name} result`) };
+      } catch (e) {
+        if (!(e instanceof ProtocolError)) throw e;
+        outcome = { ok: false, error: `invalid reply from the host: ${e.message}` };
+      }
+    }
+    call.outcome = outcome;
+    call.onDone?.(outcome);
+  }
+}
+
+export interface CallContext {
+  /** The fd the call is about (0 if none). */
+  fd: number;
+  /** Aborted when the guest cancels, the deadline passes or the guest ends. */
+  signal: AbortSignal;
+}
+
+/** A driver's implementation of one method; `C` is what the host adds to the context. */
+export interface Handler<C> {
+  readonly method: Method<unknown, unknown>;
+  run(params: unknown, ctx: CallContext & C): unknown;
+}
+
+/** Binds an implementation to a method, with the method's types. */
+export function handle<P, R, C = unknown>(
+  m: Method<P, R>,
+  run: (params: P, ctx: CallContext & C) => R | Promise<R>,
+): Handler<C> {
+  return { method: m as Method<unknown, unknown>, run: run as Handler<C>["run"] };
+}
+
+/** The timeout error text, shared so both sides word it alike. */
+export function timeoutMessage(ms: number): string {
+  return `timed out after ${ms} ms`;
+}
+
+/** Host side: runs handlers, replies, aborts on cancel, deadline and close. */
+export class RpcServer<C> {
+  private readonly inflight = new Map<number, AbortController>();
+  private closed = false;
+
+  constructor(
+    private readonly send: Send,
+    private readonly handlers: ReadonlyMap<string, Handler<C>>,
+    private readonly context: C,
+    /** The guest's budget: a reply is charged until the worker applies it (and releases it). */
+    private readonly budget?: HostBudget,
+  ) {}
+
+  get active(): number {
+    return this.inflight.size;
+  }
+
+  /** Applies one REQUEST; never throws (a bad request gets an error reply). */
+  receiveRequest(fd: number, payload: Uint8Array): void {
+    let request: RequestEnvelope;
+    try {
+      request = decode(RequestEnvelope, payload, "request");
+    } catch (e) {
+      // Without an id there is nobody to answer; the guest's call times out.
+      if (e instanceof ProtocolError) return;
+      throw e;
+    }
+    const { id } = request;
+    const handler = this.handlers.get(request.method);
+    if (!handler) return this.reply({ id, ok: false, error: `no host method ${request.method}` });
+    let params: unknown;
+    try {
+      params = handler.method.params.check(request.params, `${request.method} params`);
+    } catch (e) {
+      return this.reply({ id, ok: false, error: (e as Error).message });
+    }
+    const controller = new AbortController();
+    this.inflight.set(id, controller);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    if (request.timeoutMs !== undefined) {
+      const ms = request.timeoutMs;
+      timer = setTimeout(() => this.finish(id, controller, { id, ok: false, error: timeoutMessage(ms) }), ms);
+    }
+    const ctx = { ...this.context, fd, signal: controller.signal };
+    Promise.resolve()
+      .then(() => handler.run(params, ctx))
+      .then(
+        (result) => this.finish(id, controller, { id, ok: true, result }),
+        (e) => this.finish(id, controller, { id, ok: false, error: String((e as Error)?.message ?? e) }),
+      )
+      .finally(() => clearTimeout(timer));
+  }
+
+  /** Applies one CANCEL. */
+  receiveCancel(payload: Uint8Array): void {
+    let id: number;
+    try {
+      id = decode(CancelEnvelope, payload, "cancel").id;
+    } catch {
+      return;
+    }
+    const controller = this.inflight.get(id);
+    this.inflight.delete(id);
+    controller?.abort();
+  }
+
+  /** The guest ended: abort everything, reply to nothing. */
+  close(): void {
+    this.closed = true;
+    for (const controller of this.inflight.values()) controller.abort();
+    this.inflight.clear();
+  }
+
+  private finish(id: number, controller: AbortController, reply: ReplyEnvelope): void {
+    if (this.inflight.get(id) !== controller) return; // cancelled, timed out or closed already
+    this.inflight.delete(id);
+    if (!reply.ok) controller.abort();
+    this.reply(reply);
+  }
+
+  private reply(reply: ReplyEnvelope): void {
+    if (this.closed) return;
+    let bytes = encode(ReplyEnvelope, reply);
+    if (this.budget && !this.budget.tryCharge(bytes.length)) {
+      const error = `reply of ${bytes.length} bytes is over the guest's host budget (${this.budget.limit >> 20} MiB)`;
+      bytes = encode(ReplyEnvelope, { id: reply.id, ok: false, error });
+      this.budget.force(bytes.length);
+    }
+    this.send(Op.REPLY, 0, bytes);
+  }
+}
