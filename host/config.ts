@@ -43,6 +43,27 @@ export interface HostConfig {
 
 export const DEFAULT_LIMITS: Limits = { timeout_ms: 30000, memory_mb: 512, max_fds: 1024 };
 
+/**
+ * Largest accepted limits, wherever they come from (config, command line, `SpearHost.run`):
+ * setTimeout wraps a delay beyond 2^31-1 ms to 1 ms, and wasm32 memory ends far below 64 GiB.
+ */
+export const MAX_LIMITS: Limits = { timeout_ms: 2_147_483_647, memory_mb: 65536, max_fds: 1_000_000 };
+
+/** Throws RangeError unless every limit is an integer from 1 to its MAX_LIMITS value. */
+export function checkLimits(
+  limits: Record<keyof Limits, unknown>,
+  names?: Record<keyof Limits, string>,
+): void {
+  for (const key of Object.keys(MAX_LIMITS) as (keyof Limits)[]) {
+    const v = limits[key];
+    if (typeof v !== "number" || !Number.isInteger(v) || v < 1 || v > MAX_LIMITS[key]) {
+      throw new RangeError(
+        `${names?.[key] ?? key} must be an integer from 1 to ${MAX_LIMITS[key]}, got ${String(v)}`,
+      );
+    }
+  }
+}
+
 /** A config problem, reported as `config: <field>: <reason>`. */
 export class ConfigError extends Error {
   constructor(readonly field: string, reason: string) {
@@ -157,9 +178,15 @@ export function parseConfig(raw: unknown): HostConfig {
   if (!isJsonObject(limitsRaw)) throw new ConfigError("limits", "must be an object");
   rejectUnknownKeys(limitsRaw, ["timeout_ms", "memory_mb", "max_fds"], "limits");
   const limits: Limits = {
-    timeout_ms: positiveInt(limitsRaw, "timeout_ms", "limits", DEFAULT_LIMITS.timeout_ms, 2_147_483_647),
-    memory_mb: positiveInt(limitsRaw, "memory_mb", "limits", DEFAULT_LIMITS.memory_mb, 65536),
-    max_fds: positiveInt(limitsRaw, "max_fds", "limits", DEFAULT_LIMITS.max_fds, 1_000_000),
+    timeout_ms: positiveInt(
+      limitsRaw,
+      "timeout_ms",
+      "limits",
+      DEFAULT_LIMITS.timeout_ms,
+      MAX_LIMITS.timeout_ms,
+    ),
+    memory_mb: positiveInt(limitsRaw, "memory_mb", "limits", DEFAULT_LIMITS.memory_mb, MAX_LIMITS.memory_mb),
+    max_fds: positiveInt(limitsRaw, "max_fds", "limits", DEFAULT_LIMITS.max_fds, MAX_LIMITS.max_fds),
   };
 
   const netRaw = raw.net ?? {};

@@ -6,7 +6,7 @@
 import { Engine } from "../runtime/engine.ts";
 import { openWasmtime } from "../ffi/wasmtime.ts";
 import { decodeJson, Link, type Message } from "../protocol/channel.ts";
-import { defaultConfig, type HostConfig } from "./config.ts";
+import { checkLimits, defaultConfig, type HostConfig } from "./config.ts";
 import type { FailureKind, GuestInit, GuestResult } from "../runtime/instance.ts";
 import { type LogRecord, Op, opFamily } from "../protocol/wire.ts";
 import { defaultCacheDir, resolveWasmtimeLib } from "./native.ts";
@@ -138,6 +138,8 @@ export interface RunResult {
   durationMs: number;
 }
 
+const RUN_OPTION_NAMES = { timeout_ms: "timeoutMs", memory_mb: "memoryMb", max_fds: "maxFds" };
+
 let nextGuestId = 1;
 const MAX_IDLE_LINKS = 4;
 
@@ -187,6 +189,9 @@ export class SpearHost {
     const limits = this.config.limits;
     const timeoutMs = options.timeoutMs ?? limits.timeout_ms;
     const memoryMb = options.memoryMb ?? limits.memory_mb;
+    const maxFds = options.maxFds ?? limits.max_fds;
+    // Embedders pass these straight in: an overflowing timer would fire after 1 ms.
+    checkLimits({ timeout_ms: timeoutMs, memory_mb: memoryMb, max_fds: maxFds }, RUN_OPTION_NAMES);
     const link = this.idleLinks.pop()?.reset() ?? Link.create();
     const session = new GuestSession(nextGuestId++, name, link, this.config);
     const engine = this.sharedEngine();
@@ -200,7 +205,7 @@ export class SpearHost {
       stdoutFile: options.stdoutFile,
       stderrFile: options.stderrFile,
       memoryBytes: memoryMb * 1024 * 1024,
-      maxFds: options.maxFds ?? limits.max_fds,
+      maxFds,
       link: link.buffers,
       cacheDir: this.cacheDir,
     };

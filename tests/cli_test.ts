@@ -295,6 +295,47 @@ Deno.test("cli: usage errors → exit 2 with one line", async () => {
   outcomes.forEach((o, i) => assertFailure(o, 2, cases[i][1], cases[i][0].join(" ")));
 });
 
+Deno.test("cli: limits outside the config's ranges or not plain decimal → exit 2, one line", async () => {
+  const cases: [string[], RegExp][] = [
+    [
+      ["--timeout-ms", "2147483648"],
+      /^spear: --timeout-ms must be a positive integer no larger than 2147483647/,
+    ],
+    [["--timeout-ms=99999999999999999999"], /^spear: --timeout-ms must be a positive integer/],
+    [["--memory-mb", "1e300"], /^spear: --memory-mb must be a positive integer no larger than 65536/],
+    [["--memory-mb", "65537"], /^spear: --memory-mb must be a positive integer no larger than 65536/],
+    [["--max-fds", "1000001"], /^spear: --max-fds must be a positive integer no larger than 1000000/],
+    [["--memory-mb", "0x10"], /^spear: --memory-mb must be/],
+    [["--memory-mb", "16.0"], /^spear: --memory-mb must be/],
+    [["--timeout-ms", " 500"], /^spear: --timeout-ms must be/],
+    [["--timeout-ms", "+500"], /^spear: --timeout-ms must be/],
+    [["--max-fds", "-5"], /^spear: --max-fds must be/],
+  ];
+  const outcomes = await Promise.all(
+    cases.map(([flags], i) => spear(["run", ...flags, EXIT_CODE, "--", "5"], i % 2 ? "main" : "launcher")),
+  );
+  outcomes.forEach((o, i) => {
+    assertFailure(o, 2, cases[i][1], cases[i][0].join(" "));
+    assert.equal(o.stdout, "", `${cases[i][0].join(" ")}: the guest must not run`);
+  });
+  // The largest values are accepted and the guest runs normally.
+  const max = await spear([
+    "run",
+    "--timeout-ms",
+    "2147483647",
+    "--memory-mb",
+    "65536",
+    "--max-fds",
+    "1000000",
+    EXIT_CODE,
+    "--",
+    "5",
+  ]);
+  assert.equal(max.code, 5, max.stderr);
+  assert.equal(max.stdout, "exit_code: 5\n");
+  assert.equal(max.stderr, "");
+});
+
 Deno.test("cli: cleanup", () => {
   Deno.removeSync(tmp, { recursive: true });
 });
