@@ -5,6 +5,7 @@
 import { ConfigError, defaultConfig, type HostConfig, loadConfig, MAX_LIMITS } from "../host/config.ts";
 import { type RunResult, SpearHost } from "../host/host.ts";
 import { defaultDrivers, listDevices } from "../host/drivers.ts";
+import { escapeLogText } from "../host/log.ts";
 
 export const USAGE = `spear — run WebAssembly guests built for SPEAR's C SDK
 
@@ -135,7 +136,8 @@ export function describeFailure(guest: string, result: RunResult): string | unde
   // Timeout and memory messages name their cause already ("timeout after…", "memory limit of…").
   const selfExplained = f.kind === "timeout" || f.kind === "memory";
   const message = selfExplained ? f.message : `${label[f.kind] ?? f.kind}: ${f.message}`;
-  return `spear: ${guest}: ${message}`;
+  // The file name and a trap's function names (the module's name section) are the guest's text.
+  return `spear: ${escapeLogText(guest)}: ${escapeLogText(message)}`;
 }
 
 async function runCommand(cmd: RunCommand): Promise<number> {

@@ -11,16 +11,20 @@ import type { FailureKind, GuestInit, GuestResult } from "../runtime/instance.ts
 import { type LogRecord, Op, opFamily } from "../protocol/wire.ts";
 import { defaultCacheDir, resolveWasmtimeLib } from "./native.ts";
 import { LogLevel } from "../runtime/abi.ts";
+import { escapeLogText } from "./log.ts";
 
 /** Where guest log lines go. */
 export type LogSink = (guest: string, level: number, message: string) => void;
 
 const LEVEL_NAMES = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"];
 
-/** Default sink: one line per record on the host's stderr. */
+/**
+ * Default sink: exactly one line per record on the host's stderr (a single trailing newline
+ * is dropped, any other control character escaped; see host/log.ts).
+ */
 export const stderrLogSink: LogSink = (guest, level, message) => {
-  const text = message.endsWith("\n") ? message.slice(0, -1) : message;
-  const line = `[${guest}] ${LEVEL_NAMES[level] ?? "INFO"} ${text}\n`;
+  const text = escapeLogText(message.endsWith("\n") ? message.slice(0, -1) : message);
+  const line = `[${escapeLogText(guest)}] ${LEVEL_NAMES[level] ?? "INFO"} ${text}\n`;
   Deno.stderr.writeSync(new TextEncoder().encode(line));
 };
 

@@ -13,6 +13,7 @@ const HELLO = `${root}/guests/build/hello.wasm`;
 const EXIT_CODE = `${TEST_GUESTS}/exit_code.wasm`;
 const MISBEHAVE = `${TEST_GUESTS}/misbehave.wasm`;
 const MISSING_IMPORT = `${TEST_GUESTS}/missing_import.wasm`;
+const LOG_TEXT = `${TEST_GUESTS}/log_text.wasm`;
 
 const tmp = Deno.makeTempDirSync({ prefix: "spear-cli-test-" });
 const cacheDir = `${tmp}/cache`;
@@ -334,6 +335,24 @@ Deno.test("cli: limits outside the config's ranges or not plain decimal → exit
   assert.equal(max.code, 5, max.stderr);
   assert.equal(max.stdout, "exit_code: 5\n");
   assert.equal(max.stderr, "");
+});
+
+Deno.test("cli: a guest log record is exactly one stderr line; controls are escaped, not sent", async () => {
+  const forged = "a\nspear: x.wasm: timeout after 5 ms\x1b[31m\x07";
+  const o = await spear(["run", LOG_TEXT, "--", forged, "csi \u009b2J\rdel\x7f\ttab", "trailing\n"]);
+  assert.equal(o.code, 0, o.stderr);
+  assert.deepEqual(o.stderr.split("\n"), [
+    "[log_text.wasm] INFO a\\nspear: x.wasm: timeout after 5 ms\\x1b[31m\\x07",
+    "[log_text.wasm] INFO csi \\u009b2J\\rdel\\x7f\\ttab",
+    "[log_text.wasm] INFO trailing",
+    "",
+  ]);
+  // deno-lint-ignore no-control-regex -- looking for control characters is the point
+  assert.doesNotMatch(o.stderr, /[\x00-\x09\x0b-\x1f\x7f-\x9f]/, "no control character reaches stderr");
+  // The failure line too: a guest file named with a newline and an ESC.
+  const named = writeTemp("evil\nspear: x.wasm: ok\x1b[2J.wasm", Deno.readFileSync(MISBEHAVE));
+  const trap = await spear(["run", named, "--", "unreachable"]);
+  assertFailure(trap, 134, /^spear: evil\\nspear: x\.wasm: ok\\x1b\[2J\.wasm: trap: /, "escaped file name");
 });
 
 Deno.test("cli: cleanup", () => {
