@@ -106,6 +106,14 @@ function positiveInt(obj: Json, key: string, where: string, fallback: number, ma
   return v;
 }
 
+/** An optional top-level section: absent means empty; anything but an object (null too) is an error. */
+function section(raw: Json, key: string): Json {
+  const v = raw[key];
+  if (v === undefined) return {};
+  if (!isJsonObject(v)) throw new ConfigError(key, "must be an object");
+  return v;
+}
+
 function parseBackend(raw: unknown, index: number, names: Set<string>): BackendConfig {
   const where = `backends[${index}]`;
   if (!isJsonObject(raw)) throw new ConfigError(where, "must be an object");
@@ -174,8 +182,7 @@ export function parseConfig(raw: unknown): HostConfig {
   const names = new Set<string>();
   const backends = ((raw.backends as unknown[]) ?? []).map((b, i) => parseBackend(b, i, names));
 
-  const limitsRaw = raw.limits ?? {};
-  if (!isJsonObject(limitsRaw)) throw new ConfigError("limits", "must be an object");
+  const limitsRaw = section(raw, "limits");
   rejectUnknownKeys(limitsRaw, ["timeout_ms", "memory_mb", "max_fds"], "limits");
   const limits: Limits = {
     timeout_ms: positiveInt(
@@ -189,12 +196,10 @@ export function parseConfig(raw: unknown): HostConfig {
     max_fds: positiveInt(limitsRaw, "max_fds", "limits", DEFAULT_LIMITS.max_fds, MAX_LIMITS.max_fds),
   };
 
-  const netRaw = raw.net ?? {};
-  if (!isJsonObject(netRaw)) throw new ConfigError("net", "must be an object");
+  const netRaw = section(raw, "net");
   rejectUnknownKeys(netRaw, ["allow"], "net");
 
-  const micRaw = raw.mic ?? {};
-  if (!isJsonObject(micRaw)) throw new ConfigError("mic", "must be an object");
+  const micRaw = section(raw, "mic");
   rejectUnknownKeys(micRaw, ["file"], "mic");
 
   return {

@@ -270,6 +270,9 @@ Deno.test("cli: bad configs → exit 2 with one line naming the field", async ()
     ],
     ["net.json", '{"net":{"allow":["no-port"]}}', /config: net\.allow\[0\]:/],
     ["root.json", "[1,2]", /config: \(root\): must be a JSON object/],
+    ["mic_null.json", '{"mic":null}', /^spear: config: mic: must be an object$/],
+    ["limits_null.json", '{"limits":null}', /^spear: config: limits: must be an object$/],
+    ["net_null.json", '{"net":null}', /^spear: config: net: must be an object$/],
   ];
   const outcomes = await Promise.all(
     cases.map(([name, text], i) =>
