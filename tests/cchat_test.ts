@@ -238,6 +238,34 @@ Deno.test("cchat: backend faults become error responses and the guest goes on", 
   assert.ok(json(down, "response").error.message.length > 0);
 });
 
+Deno.test("cchat: metrics after a backend error name the backend and model that failed", async () => {
+  const server = startOpenAIServer();
+  server.enqueue({ status: 500, body: { error: { type: "server_error", message: "boom" } } });
+  try {
+    const probe = await runProbe(configFor(server), ["basic"]);
+    assert.equal(probe.exitCode, 0, probe.failure);
+    assert.match(json(probe, "response").error.message, /upstream status: 500.*boom/);
+    const metrics = json(probe, "metrics");
+    assert.equal(metrics.error, true);
+    assert.equal(metrics.backend, "mock-openai");
+    assert.equal(metrics.model, "gpt-test");
+    assert.equal(metrics.round_trips, 1);
+    assert.deepEqual(json(probe, "fd_metrics"), metrics);
+  } finally {
+    await server.close();
+  }
+  // No backend was chosen: there is none to name.
+  const unrouted = await runProbe(
+    parseConfig({
+      backends: [{ name: "bound", kind: "stub", model: "only-this", ops: ["chat_completions"] }],
+    }),
+    ["basic", "other-model"],
+  );
+  const metrics = json(unrouted, "metrics");
+  assert.equal(metrics.error, true);
+  assert.equal(metrics.backend, null);
+});
+
 Deno.test("cchat: huge messages cross in fragments; past the host limit they are an error response", async () => {
   const server = startOpenAIServer();
   try {
