@@ -2,9 +2,10 @@
  * `spear` command line (SPEC.md §7). Usually started through cli/launcher.ts, which grants
  * only the permissions the config needs; a `deno compile` binary starts here directly.
  */
-import { ConfigError, defaultConfig, type HostConfig, loadConfig } from "../host/config.ts";
+import { ConfigError, defaultConfig, type HostConfig, loadConfig, MAX_LIMITS } from "../host/config.ts";
 import { type RunResult, SpearHost } from "../host/host.ts";
 import { defaultDrivers, listDevices } from "../host/drivers.ts";
+import { escapeLogText } from "../host/log.ts";
 
 export const USAGE = `spear — run WebAssembly guests built for SPEAR's C SDK
 
@@ -38,11 +39,13 @@ export interface RunCommand {
 
 export type Command = RunCommand | { command: "devices"; configPath?: string } | { command: "help" };
 
-function positiveInt(flag: string, value: string | undefined): number {
+/** A limit flag's value: plain decimal digits within the config's range for that limit. */
+function limitValue(flag: string, value: string | undefined, max: number): number {
   if (value === undefined) throw new UsageError(`${flag} needs a value`);
-  const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) {
-    throw new UsageError(`${flag} must be a positive integer, got "${value}"`);
+  // Number() would also take "1e300", "0x10", " 5" and "16.0".
+  const n = /^[0-9]+$/.test(value) ? Number(value) : NaN;
+  if (!(n >= 1 && n <= max)) {
+    throw new UsageError(`${flag} must be a positive integer no larger than ${max}, got "${value}"`);
   }
   return n;
 }
@@ -76,13 +79,13 @@ export function parseArgs(argv: string[]): Command {
         if (!parsed.configPath) throw new UsageError("--config needs a file");
         break;
       case "--timeout-ms":
-        parsed.timeoutMs = positiveInt(flag, value());
+        parsed.timeoutMs = limitValue(flag, value(), MAX_LIMITS.timeout_ms);
         break;
       case "--memory-mb":
-        parsed.memoryMb = positiveInt(flag, value());
+        parsed.memoryMb = limitValue(flag, value(), MAX_LIMITS.memory_mb);
         break;
       case "--max-fds":
-        parsed.maxFds = positiveInt(flag, value());
+        parsed.maxFds = limitValue(flag, value(), MAX_LIMITS.max_fds);
         break;
       default:
         if (flag.startsWith("-")) throw new UsageError(`unknown option ${flag}`);
@@ -133,7 +136,8 @@ export function describeFailure(guest: string, result: RunResult): string | unde
   // Timeout and memory messages name their cause already ("timeout after…", "memory limit of…").
   const selfExplained = f.kind === "timeout" || f.kind === "memory";
   const message = selfExplained ? f.message : `${label[f.kind] ?? f.kind}: ${f.message}`;
-  return `spear: ${guest}: ${message}`;
+  // The file name and a trap's function names (the module's name section) are the guest's text.
+  return `spear: ${escapeLogText(guest)}: ${escapeLogText(message)}`;
 }
 
 async function runCommand(cmd: RunCommand): Promise<number> {

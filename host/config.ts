@@ -43,6 +43,27 @@ export interface HostConfig {
 
 export const DEFAULT_LIMITS: Limits = { timeout_ms: 30000, memory_mb: 512, max_fds: 1024 };
 
+/**
+ * Largest accepted limits, wherever they come from (config, command line, `SpearHost.run`):
+ * setTimeout wraps a delay beyond 2^31-1 ms to 1 ms, and wasm32 memory ends far below 64 GiB.
+ */
+export const MAX_LIMITS: Limits = { timeout_ms: 2_147_483_647, memory_mb: 65536, max_fds: 1_000_000 };
+
+/** Throws RangeError unless every limit is an integer from 1 to its MAX_LIMITS value. */
+export function checkLimits(
+  limits: Record<keyof Limits, unknown>,
+  names?: Record<keyof Limits, string>,
+): void {
+  for (const key of Object.keys(MAX_LIMITS) as (keyof Limits)[]) {
+    const v = limits[key];
+    if (typeof v !== "number" || !Number.isInteger(v) || v < 1 || v > MAX_LIMITS[key]) {
+      throw new RangeError(
+        `${names?.[key] ?? key} must be an integer from 1 to ${MAX_LIMITS[key]}, got ${String(v)}`,
+      );
+    }
+  }
+}
+
 /** A config problem, reported as `config: <field>: <reason>`. */
 export class ConfigError extends Error {
   constructor(readonly field: string, reason: string) {
@@ -82,6 +103,14 @@ function positiveInt(obj: Json, key: string, where: string, fallback: number, ma
   if (typeof v !== "number" || !Number.isInteger(v) || v <= 0 || v > max) {
     throw new ConfigError(`${where}.${key}`, `must be an integer from 1 to ${max}`);
   }
+  return v;
+}
+
+/** An optional top-level section: absent means empty; anything but an object (null too) is an error. */
+function section(raw: Json, key: string): Json {
+  const v = raw[key];
+  if (v === undefined) return {};
+  if (!isJsonObject(v)) throw new ConfigError(key, "must be an object");
   return v;
 }
 
@@ -153,21 +182,24 @@ export function parseConfig(raw: unknown): HostConfig {
   const names = new Set<string>();
   const backends = ((raw.backends as unknown[]) ?? []).map((b, i) => parseBackend(b, i, names));
 
-  const limitsRaw = raw.limits ?? {};
-  if (!isJsonObject(limitsRaw)) throw new ConfigError("limits", "must be an object");
+  const limitsRaw = section(raw, "limits");
   rejectUnknownKeys(limitsRaw, ["timeout_ms", "memory_mb", "max_fds"], "limits");
   const limits: Limits = {
-    timeout_ms: positiveInt(limitsRaw, "timeout_ms", "limits", DEFAULT_LIMITS.timeout_ms, 2_147_483_647),
-    memory_mb: positiveInt(limitsRaw, "memory_mb", "limits", DEFAULT_LIMITS.memory_mb, 65536),
-    max_fds: positiveInt(limitsRaw, "max_fds", "limits", DEFAULT_LIMITS.max_fds, 1_000_000),
+    timeout_ms: positiveInt(
+      limitsRaw,
+      "timeout_ms",
+      "limits",
+      DEFAULT_LIMITS.timeout_ms,
+      MAX_LIMITS.timeout_ms,
+    ),
+    memory_mb: positiveInt(limitsRaw, "memory_mb", "limits", DEFAULT_LIMITS.memory_mb, MAX_LIMITS.memory_mb),
+    max_fds: positiveInt(limitsRaw, "max_fds", "limits", DEFAULT_LIMITS.max_fds, MAX_LIMITS.max_fds),
   };
 
-  const netRaw = raw.net ?? {};
-  if (!isJsonObject(netRaw)) throw new ConfigError("net", "must be an object");
+  const netRaw = section(raw, "net");
   rejectUnknownKeys(netRaw, ["allow"], "net");
 
-  const micRaw = raw.mic ?? {};
-  if (!isJsonObject(micRaw)) throw new ConfigError("mic", "must be an object");
+  const micRaw = section(raw, "mic");
   rejectUnknownKeys(micRaw, ["file"], "mic");
 
   return {

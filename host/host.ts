@@ -12,7 +12,7 @@ import { type Handler, RpcServer } from "../protocol/rpc.ts";
 import { decodeCredit, decodeFrame, type Flow, StreamSender } from "../protocol/stream.ts";
 import { encode } from "../protocol/schema.ts";
 import { NoticeEnvelope, Op } from "../protocol/wire.ts";
-import { defaultConfig, type HostConfig } from "./config.ts";
+import { defaultConfig, type HostConfig, MAX_LIMITS } from "./config.ts";
 import type { FailureKind, GuestEntry, GuestInit, GuestResult } from "../runtime/instance.ts";
 import { defaultCacheDir, resolveWasmtimeLib } from "./native.ts";
 import { LogLevel } from "../runtime/abi.ts";
@@ -33,7 +33,7 @@ const decoder = new TextDecoder();
  */
 export const stderrLogSink: LogSink = async (guest, level, message) => {
   const text = escapeLogText(message.endsWith("\n") ? message.slice(0, -1) : message);
-  const bytes = encoder.encode(`[${guest}] ${LEVEL_NAMES[level] ?? "INFO"} ${text}\n`);
+  const bytes = encoder.encode(`[${escapeLogText(guest)}] ${LEVEL_NAMES[level] ?? "INFO"} ${text}\n`);
   for (let at = 0; at < bytes.length;) at += await Deno.stderr.write(bytes.subarray(at));
 };
 
@@ -239,10 +239,10 @@ export interface RunResult {
 
 /** Limits an embedder may pass; anything outside is a RangeError before a guest starts. */
 export const LIMIT_RANGES = {
-  timeoutMs: [1, 2_147_483_647],
-  memoryMb: [1, 65536],
-  maxFds: [1, 1_000_000],
-  hostMemoryMb: [1, 1024],
+  timeoutMs: [1, MAX_LIMITS.timeout_ms],
+  memoryMb: [1, MAX_LIMITS.memory_mb],
+  maxFds: [1, MAX_LIMITS.max_fds],
+  hostMemoryMb: [1, MAX_LIMITS.host_memory_mb],
 } as const;
 
 function checkLimit(name: keyof typeof LIMIT_RANGES, value: number): number {

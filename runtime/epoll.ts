@@ -36,9 +36,15 @@ export class Epoll implements FdWatcher {
     else this.ready.delete(entry);
   }
 
-  /** ADD/MOD/DEL with SPEAR's checks plus EEXIST/ENOENT (SPEC.md §3). */
+  /**
+   * ADD/MOD/DEL with SPEAR's checks plus EEXIST/ENOENT (SPEC.md §3). A closed fd that some set
+   * still holds is EBADF for ADD and MOD, as it would be once released; DEL still lets it go.
+   */
   control(table: FdTable, op: number, target: FdEntry, events: number): void {
     const has = this.interest.has(target);
+    if (target.closed && (op === EpollOp.ADD || op === EpollOp.MOD)) {
+      throw fail("EBADF", `fd ${target.fd} is closed`);
+    }
     switch (op) {
       case EpollOp.ADD:
         if (has) throw fail("EEXIST", `fd ${target.fd} already watched`);

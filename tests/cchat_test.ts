@@ -8,6 +8,7 @@ import { SpearHost } from "../host/host.ts";
 import { parseConfig } from "../host/config.ts";
 import { defaultDrivers } from "../host/drivers.ts";
 import { type OpenAIServer, startOpenAIServer } from "./support/openai_server.ts";
+import { MAX_CHAT_MESSAGE_BYTES } from "../families/cchat/worker.ts";
 
 const PROBE = new URL("../guests/build/test/chat_probe.wasm", import.meta.url).pathname;
 const SAMPLES = new URL("../guests/build", import.meta.url).pathname;
@@ -237,6 +238,34 @@ Deno.test("cchat: backend faults become error responses and the guest goes on", 
   assert.ok(json(down, "response").error.message.length > 0);
 });
 
+Deno.test("cchat: metrics after a backend error name the backend and model that failed", async () => {
+  const server = startOpenAIServer();
+  server.enqueue({ status: 500, body: { error: { type: "server_error", message: "boom" } } });
+  try {
+    const probe = await runProbe(configFor(server), ["basic"]);
+    assert.equal(probe.exitCode, 0, probe.failure);
+    assert.match(json(probe, "response").error.message, /upstream status: 500.*boom/);
+    const metrics = json(probe, "metrics");
+    assert.equal(metrics.error, true);
+    assert.equal(metrics.backend, "mock-openai");
+    assert.equal(metrics.model, "gpt-test");
+    assert.equal(metrics.round_trips, 1);
+    assert.deepEqual(json(probe, "fd_metrics"), metrics);
+  } finally {
+    await server.close();
+  }
+  // No backend was chosen: there is none to name.
+  const unrouted = await runProbe(
+    parseConfig({
+      backends: [{ name: "bound", kind: "stub", model: "only-this", ops: ["chat_completions"] }],
+    }),
+    ["basic", "other-model"],
+  );
+  const metrics = json(unrouted, "metrics");
+  assert.equal(metrics.error, true);
+  assert.equal(metrics.backend, null);
+});
+
 Deno.test("cchat: huge messages cross in fragments; past the host limit they are an error response", async () => {
   const server = startOpenAIServer();
   try {
@@ -254,6 +283,13 @@ Deno.test("cchat: huge messages cross in fragments; past the host limit they are
   } finally {
     await server.close();
   }
+});
+
+Deno.test("cchat: the README states the host's request/response cap", async () => {
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  const stated = /Requests and responses are capped at (\d+) MiB/.exec(readme.replace(/\s+/g, " "));
+  assert.ok(stated, "README names the cap");
+  assert.equal(Number(stated[1]) << 20, MAX_CHAT_MESSAGE_BYTES);
 });
 
 Deno.test("cchat: bad input gets errno codes, never a crash", async () => {

@@ -13,6 +13,7 @@ const HELLO = `${root}/guests/build/hello.wasm`;
 const EXIT_CODE = `${TEST_GUESTS}/exit_code.wasm`;
 const MISBEHAVE = `${TEST_GUESTS}/misbehave.wasm`;
 const MISSING_IMPORT = `${TEST_GUESTS}/missing_import.wasm`;
+const LOG_TEXT = `${TEST_GUESTS}/log_text.wasm`;
 
 const tmp = Deno.makeTempDirSync({ prefix: "spear-cli-test-" });
 const cacheDir = `${tmp}/cache`;
@@ -202,12 +203,25 @@ Deno.test("cli: invalid modules and link failures → exit 3, one line naming th
 });
 
 Deno.test("cli: traps → exit 134 with Wasmtime's trap message on one line", async () => {
-  const [a, b] = await Promise.all([
+  const [a, b, c] = await Promise.all([
     spear(["run", MISBEHAVE, "--", "unreachable"], "launcher"),
     spear(["run", MISBEHAVE, "--", "divzero"]),
+    spear(["run", MISBEHAVE, "--", "recurse"]),
   ]);
-  assertFailure(a, 134, /misbehave\.wasm: trap: wasm `unreachable` instruction executed/, "unreachable");
-  assertFailure(b, 134, /misbehave\.wasm: trap: integer divide by zero/, "divide by zero");
+  assertFailure(
+    a,
+    134,
+    /misbehave\.wasm: trap: wasm `unreachable` instruction executed \(at main @ 0x[0-9a-f]{1,8}\)$/,
+    "unreachable",
+  );
+  assertFailure(
+    b,
+    134,
+    /misbehave\.wasm: trap: integer divide by zero \(at main @ 0x[0-9a-f]{1,8}\)$/,
+    "divide by zero",
+  );
+  // Wasmtime knows no module offset for this frame: the frame is named without one.
+  assertFailure(c, 134, /misbehave\.wasm: trap: call stack exhausted \(at recurse\)$/, "stack overflow");
 });
 
 Deno.test("cli: --timeout-ms ends a busy loop and a guest blocked in epoll_wait(-1) promptly", async () => {
@@ -269,6 +283,9 @@ Deno.test("cli: bad configs → exit 2 with one line naming the field", async ()
     ],
     ["net.json", '{"net":{"allow":["no-port"]}}', /config: net\.allow\[0\]:/],
     ["root.json", "[1,2]", /config: \(root\): must be a JSON object/],
+    ["mic_null.json", '{"mic":null}', /^spear: config: mic: must be an object$/],
+    ["limits_null.json", '{"limits":null}', /^spear: config: limits: must be an object$/],
+    ["net_null.json", '{"net":null}', /^spear: config: net: must be an object$/],
   ];
   const outcomes = await Promise.all(
     cases.map(([name, text], i) =>
@@ -293,6 +310,65 @@ Deno.test("cli: usage errors → exit 2 with one line", async () => {
   ];
   const outcomes = await Promise.all(cases.map(([args], i) => spear(args, i % 2 ? "main" : "launcher")));
   outcomes.forEach((o, i) => assertFailure(o, 2, cases[i][1], cases[i][0].join(" ")));
+});
+
+Deno.test("cli: limits outside the config's ranges or not plain decimal → exit 2, one line", async () => {
+  const cases: [string[], RegExp][] = [
+    [
+      ["--timeout-ms", "2147483648"],
+      /^spear: --timeout-ms must be a positive integer no larger than 2147483647/,
+    ],
+    [["--timeout-ms=99999999999999999999"], /^spear: --timeout-ms must be a positive integer/],
+    [["--memory-mb", "1e300"], /^spear: --memory-mb must be a positive integer no larger than 65536/],
+    [["--memory-mb", "65537"], /^spear: --memory-mb must be a positive integer no larger than 65536/],
+    [["--max-fds", "1000001"], /^spear: --max-fds must be a positive integer no larger than 1000000/],
+    [["--memory-mb", "0x10"], /^spear: --memory-mb must be/],
+    [["--memory-mb", "16.0"], /^spear: --memory-mb must be/],
+    [["--timeout-ms", " 500"], /^spear: --timeout-ms must be/],
+    [["--timeout-ms", "+500"], /^spear: --timeout-ms must be/],
+    [["--max-fds", "-5"], /^spear: --max-fds must be/],
+  ];
+  const outcomes = await Promise.all(
+    cases.map(([flags], i) => spear(["run", ...flags, EXIT_CODE, "--", "5"], i % 2 ? "main" : "launcher")),
+  );
+  outcomes.forEach((o, i) => {
+    assertFailure(o, 2, cases[i][1], cases[i][0].join(" "));
+    assert.equal(o.stdout, "", `${cases[i][0].join(" ")}: the guest must not run`);
+  });
+  // The largest values are accepted and the guest runs normally.
+  const max = await spear([
+    "run",
+    "--timeout-ms",
+    "2147483647",
+    "--memory-mb",
+    "65536",
+    "--max-fds",
+    "1000000",
+    EXIT_CODE,
+    "--",
+    "5",
+  ]);
+  assert.equal(max.code, 5, max.stderr);
+  assert.equal(max.stdout, "exit_code: 5\n");
+  assert.equal(max.stderr, "");
+});
+
+Deno.test("cli: a guest log record is exactly one stderr line; controls are escaped, not sent", async () => {
+  const forged = "a\nspear: x.wasm: timeout after 5 ms\x1b[31m\x07";
+  const o = await spear(["run", LOG_TEXT, "--", forged, "csi \u009b2J\rdel\x7f\ttab", "trailing\n"]);
+  assert.equal(o.code, 0, o.stderr);
+  assert.deepEqual(o.stderr.split("\n"), [
+    "[log_text.wasm] INFO a\\nspear: x.wasm: timeout after 5 ms\\x1b[31m\\x07",
+    "[log_text.wasm] INFO csi \\u009b2J\\rdel\\x7f\\ttab",
+    "[log_text.wasm] INFO trailing",
+    "",
+  ]);
+  // deno-lint-ignore no-control-regex -- looking for control characters is the point
+  assert.doesNotMatch(o.stderr, /[\x00-\x09\x0b-\x1f\x7f-\x9f]/, "no control character reaches stderr");
+  // The failure line too: a guest file named with a newline and an ESC.
+  const named = writeTemp("evil\nspear: x.wasm: ok\x1b[2J.wasm", Deno.readFileSync(MISBEHAVE));
+  const trap = await spear(["run", named, "--", "unreachable"]);
+  assertFailure(trap, 134, /^spear: evil\\nspear: x\.wasm: ok\\x1b\[2J\.wasm: trap: /, "escaped file name");
 });
 
 Deno.test("cli: cleanup", () => {

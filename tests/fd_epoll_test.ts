@@ -303,6 +303,31 @@ Deno.test("epoll: a closed watched fd reports HUP until DEL, then its entry is r
   assert.equal(h.ctl(ep, ADD, f.fd), -Errno.EBADF);
 });
 
+Deno.test("epoll: a closed fd that a set still holds cannot be added, modified or given flags (EBADF)", () => {
+  const h = harness();
+  const ep = h.epoll();
+  const ep2 = h.epoll();
+  const f = h.fake();
+  assert.equal(h.ctl(ep, ADD, f.fd, EPOLLIN), 0);
+  assert.equal(h.fdCtl(f.fd, FdCtl.SET_FLAGS, '{"set":["O_NONBLOCK"]}').rc, 0);
+  h.fds.close(f.fd);
+  assert.equal(h.ctl(ep2, ADD, f.fd), -Errno.EBADF, "ADD to another set");
+  assert.equal(h.ctl(ep, ADD, f.fd), -Errno.EBADF, "ADD to the set holding it");
+  assert.equal(h.ctl(ep, MOD, f.fd, EPOLLIN | EPOLLOUT), -Errno.EBADF, "MOD");
+  assert.equal(h.fdCtl(f.fd, FdCtl.SET_FLAGS, '{"clear":["O_NONBLOCK"]}').rc, -Errno.EBADF, "SET_FLAGS");
+  assert.equal(f.watchers.size, 1, "ep2 did not start watching it");
+  assert.deepEqual(h.wait(ep2).records, []);
+  // The failed calls changed nothing: still held, HUP reported, flags and interest as before.
+  assert.deepEqual(h.wait(ep).records, [[f.fd, EPOLLHUP]]);
+  assert.deepEqual(h.fdCtl(f.fd, FdCtl.GET_FLAGS).json, { flags: ["O_NONBLOCK"] });
+  assert.equal(h.fdCtl(f.fd, FdCtl.GET_KIND).json.kind, "ChatResponse");
+  assert.equal(h.fdCtl(f.fd, FdCtl.GET_STATUS).json.closed, true);
+  // DEL is how the guest lets go of it.
+  assert.equal(h.ctl(ep, DEL, f.fd), 0);
+  assert.equal(h.fdCtl(f.fd, FdCtl.GET_KIND).rc, -Errno.EBADF, "released after DEL");
+  assert.equal(h.fds.heldCount, 2);
+});
+
 Deno.test("epoll: closing the epfd unregisters it and releases closed entries it held", () => {
   const h = harness();
   const ep = h.epoll();

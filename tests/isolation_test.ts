@@ -129,3 +129,46 @@ Deno.test("isolation: failures before start (invalid module, missing import) do 
     assert.equal(good.failure, undefined);
   });
 });
+
+Deno.test("host: run rejects limits out of the config's ranges before starting a guest", async () => {
+  await withHost(async (host) => {
+    const bad: [Record<string, number>, RegExp][] = [
+      [{ timeoutMs: 2 ** 31 }, /timeoutMs must be an integer from 1 to 2147483647/],
+      [{ timeoutMs: 0 }, /timeoutMs/],
+      [{ timeoutMs: 1.5 }, /timeoutMs/],
+      [{ timeoutMs: NaN }, /timeoutMs/],
+      [{ memoryMb: 1e300 }, /memoryMb must be an integer from 1 to 65536/],
+      [{ memoryMb: Infinity }, /memoryMb/],
+      [{ maxFds: 1_000_001 }, /maxFds must be an integer from 1 to 1000000/],
+      [{ maxFds: -1 }, /maxFds/],
+    ];
+    for (const [options, pattern] of bad) {
+      await assert.rejects(host.run(EXIT_CODE, options), (e: unknown) => {
+        assert.ok(e instanceof RangeError, `${JSON.stringify(options)}: ${e}`);
+        assert.match(e.message, pattern);
+        return true;
+      });
+      assert.equal(host.activeGuests, 0);
+    }
+    // Limits from a config built by hand are checked the same way.
+    const handMade = new SpearHost({
+      config: {
+        backends: [],
+        limits: { timeout_ms: 2 ** 40, memory_mb: 16, max_fds: 8 },
+        net: { allow: [] },
+        mic: {},
+      },
+      cacheDir: null,
+    });
+    await assert.rejects(handMade.run(EXIT_CODE), RangeError);
+    handMade.close();
+    // The host still runs guests afterwards.
+    const ok = await host.run(EXIT_CODE, {
+      args: ["3"],
+      timeoutMs: 2147483647,
+      memoryMb: 65536,
+      stdoutFile: "/dev/null",
+    });
+    assert.equal(ok.exitCode, 3, ok.failure?.message);
+  });
+});

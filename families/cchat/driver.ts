@@ -25,6 +25,8 @@ export function chatDriver(config: HostConfig): Driver {
           message:
             `response of ${payload.length} bytes exceeds the host limit of ${MAX_CHAT_MESSAGE_BYTES} bytes`,
         },
+        backend: result.backend,
+        model: result.model,
         latencyMs: result.latencyMs,
       };
       payload = encoder.encode(JSON.stringify(tooLarge));

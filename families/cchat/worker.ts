@@ -263,6 +263,9 @@ export function cchatHostcalls(rt: GuestRuntime): Hostcall[] {
     const resp = entry.state;
     resp.latencyMs += result.latencyMs;
     resp.usage = addUsage(resp.usage, result.usage);
+    // Set before the failure check: GET_METRICS names the backend that failed too.
+    resp.backend = result.backend;
+    resp.model = result.model;
     if (!result.ok || !result.body) {
       failResponse(entry, {
         message: result.error?.message ?? "chat backend failed",
@@ -270,8 +273,6 @@ export function cchatHostcalls(rt: GuestRuntime): Hostcall[] {
       });
       return;
     }
-    resp.backend = result.backend;
-    resp.model = result.model;
     const choice = Array.isArray(result.body.choices) ? result.body.choices[0] : undefined;
     const message = isJsonObject(choice) && isJsonObject(choice.message) ? choice.message : undefined;
     const calls = message && Array.isArray(message.tool_calls) ? message.tool_calls.filter(isJsonObject) : [];

@@ -95,6 +95,7 @@ export function fdHostcalls(rt: GuestRuntime): Hostcall[] {
       const reply = (value: unknown) => mem.writeOut(argPtr, lenPtr, encoder.encode(JSON.stringify(value)));
       switch (cmd) {
         case FdCtl.SET_FLAGS: {
+          if (entry.closed) throw fail("EBADF", `fd ${fd} is closed`);
           const change = parseFlagChange(mem.slice(argPtr, mem.u32(lenPtr)));
           entry.flags = (entry.flags | change.set) & ~change.clear;
           return 0;

@@ -3,6 +3,8 @@
  *
  *   unreachable   traps with wasm `unreachable` (__builtin_trap)
  *   divzero       traps with an integer divide by zero
+ *   recurse       recurses until Wasmtime's stack limit traps ("call stack exhausted"); the
+ *                 trapping frame has no known module offset
  *   spin          busy-loops forever in wasm (no hostcalls)
  *   block         blocks forever in spear_epoll_wait(ep, ..., -1) on an empty epoll set
  *   sleep         blocks forever in sleep_ms(-1)
@@ -31,6 +33,19 @@ static int hog(void) {
     }
 }
 
+/*
+ * Not a tail call (the result is used) and not foldable (volatile), so the wasm stack grows;
+ * the stack runs out long before n could wrap around to the exit.
+ */
+static volatile int depth;
+__attribute__((noinline)) static int recurse(int n) {
+    depth = n;
+    if (n <= 0) {
+        return 0;
+    }
+    return recurse(n + 1) * 3 + depth;
+}
+
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "ok";
     if (strcmp(mode, "unreachable") == 0) {
@@ -40,6 +55,9 @@ int main(int argc, char **argv) {
         volatile int zero = 0;
         volatile int num = argc;
         return num / zero;
+    }
+    if (strcmp(mode, "recurse") == 0) {
+        return recurse(argc);
     }
     if (strcmp(mode, "spin") == 0) {
         volatile uint64_t n = 0;

@@ -67,7 +67,10 @@ export interface ChatRoundTripOk {
 export interface ChatRoundTripFailure {
   ok: false;
   error: ChatRoundTripError;
+  /** The backend that failed, once one was chosen (for GET_METRICS). */
   backend?: string;
+  /** The model asked of it. */
+  model?: string;
   latencyMs: number;
 }
 
@@ -145,6 +148,7 @@ export async function runChatRoundTrip(
           ok: false,
           error: { message: "Runtime error: request cancelled", code: "cancelled" },
           backend: backend.name,
+          model: route.model,
           latencyMs: elapsed(),
         };
       }
@@ -166,6 +170,7 @@ export async function runChatRoundTrip(
           ok: false,
           error: { message: `Runtime error: ${r.error.message}`, code: r.error.code },
           backend: backend.name,
+          model: route.model,
           latencyMs: r.latencyMs,
         };
       }
@@ -181,6 +186,7 @@ export async function runChatRoundTrip(
           code: "unsupported_operation",
         },
         backend: backend.name,
+        model: route.model,
         latencyMs: elapsed(),
       };
     }
