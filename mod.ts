@@ -3,10 +3,11 @@
  * Wasmtime, from Deno, with an fd table and level-triggered epoll per guest.
  *
  * ```ts
- * import { defaultDrivers, loadConfig, SpearHost } from "./mod.ts";
+ * import { loadConfig, SpearHost } from "./mod.ts";
  *
  * const config = await loadConfig("guests/configs/stub.json");
- * const host = new SpearHost({ config, drivers: defaultDrivers(config) });
+ * const host = new SpearHost({ config }); // every built family's driver
+
  * const result = await host.run("guests/build/chat_completion.wasm", { timeoutMs: 10_000 });
  * console.log(result.exitCode, result.failure?.message);
  * host.close();
@@ -49,11 +50,15 @@ export {
 } from "./host/config.ts";
 export type { BackendConfig, HostConfig, Limits } from "./host/config.ts";
 export {
-  /** The drivers for every built family (cchat, mic), configured from the host config. */
-  defaultDrivers,
+  /** The drivers of every built family, configured from the host config (a host uses them by default). */
+  createDrivers as defaultDrivers,
+  /** Every hostcall family, built or not, with its imports, fd kinds and status. */
+  FAMILIES,
+} from "./families/registry.ts";
+export {
   /** Audio input devices seen by PortAudio. */
   listDevices,
-} from "./host/drivers.ts";
+} from "./families/mic/devices.ts";
 export {
   /** Linux errno numbers returned negated by hostcalls. */
   Errno,

@@ -4,7 +4,7 @@
  */
 import { ConfigError, defaultConfig, type HostConfig, loadConfig, MAX_LIMITS } from "../host/config.ts";
 import { type RunResult, SpearHost } from "../host/host.ts";
-import { defaultDrivers, listDevices } from "../host/drivers.ts";
+import { listDevices } from "../families/mic/devices.ts";
 import { escapeLogText } from "../host/log.ts";
 
 export const USAGE = `spear — run WebAssembly guests built for SPEAR's C SDK
@@ -153,14 +153,14 @@ async function runCommand(cmd: RunCommand): Promise<number> {
       }`,
     );
   }
-  const host = new SpearHost({ config, drivers: defaultDrivers(config) });
+  const host = new SpearHost({ config });
   const result = await host.run(cmd.guest, {
     args: cmd.args,
     timeoutMs: cmd.timeoutMs,
     memoryMb: cmd.memoryMb,
     maxFds: cmd.maxFds,
   });
-  host.close();
+  await host.close();
   const line = describeFailure(cmd.guest.split("/").pop()!, result);
   if (line) {
     console.error(line);

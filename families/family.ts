@@ -35,8 +35,12 @@ export function spearImport(name: string, arity: number, result: WasmType | null
   };
 }
 
-/** A worker-side implementation of one import: typed args in, the result (if any) out. */
-export type HostcallFn = (...args: WasmValue[]) => WasmValue | void;
+/**
+ * A worker-side implementation of one import: typed args in (i32/f32/f64 as number, i64 as
+ * bigint, per the declared signature), the result (if any) out; throw HostcallError for -errno.
+ * Declared with `never[]` so an implementation can name its own parameter types.
+ */
+export type HostcallFn = (...args: never[]) => WasmValue | void;
 
 /** The worker half: implementations by import name (every import the family declares). */
 export interface WorkerPart {
@@ -79,7 +83,9 @@ export interface ConfigSection<T> {
 export interface Family<C = unknown> {
   readonly name: string;
   readonly status: "built" | "not_built";
-  /** One line for the README's status table. */
+  /** The README status table's first column: the imports, e.g. "`mic_*`". */
+  readonly label: string;
+  /** Its second column: what works. */
   readonly summary: string;
   readonly imports: readonly ImportDecl[];
   /** fd kinds as spear_fd_ctl GET_KIND names them. */

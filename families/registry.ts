@@ -1,56 +1,97 @@
-/** Assembles every `spear` import: the built families plus -ENOSYS for the rest. */
+/**
+ * Every hostcall family, in one list. Adding a family is one folder with a `family.ts` and
+ * one line here; everything below derives from the list: the imports a guest can link, the
+ * -ENOSYS answers of families not built yet, the drivers a host starts, the config sections,
+ * the backend kinds, the permissions a config needs, the C header's numbers and the README's
+ * status table.
+ */
+import type { HostConfig } from "../host/config.ts";
+import type { Driver } from "../host/host.ts";
 import type { GuestRuntime } from "../runtime/guest.ts";
-import { cchatHostcalls } from "./cchat/worker.ts";
-import { coreHostcalls } from "./core/worker.ts";
-import { fdHostcalls } from "./fd/worker.ts";
-import { micHostcalls } from "./mic/worker.ts";
-import { notBuiltHostcalls } from "./not_built.ts";
 import type { Hostcall } from "../runtime/hostcall.ts";
+import { fail } from "../runtime/abi.ts";
+import type { ConfigSection, Family, HostcallFn, ImportDecl, Permissions } from "./family.ts";
+import core from "./core/family.ts";
+import fd from "./fd/family.ts";
+import cchat from "./cchat/family.ts";
+import rtasr from "./rtasr/family.ts";
+import mic from "./mic/family.ts";
+import userStream from "./user_stream/family.ts";
 
-/** The 32 import names of SPEAR's `spear` module (reference §1). */
-export const SPEAR_IMPORTS: readonly string[] = [
-  "time_now_ms",
-  "wall_time_s",
-  "random_i64",
-  "log",
-  "sleep_ms",
-  "cchat_create",
-  "cchat_write_msg",
-  "cchat_write_fn",
-  "cchat_ctl",
-  "cchat_send",
-  "cchat_recv",
-  "cchat_close",
-  "rtasr_create",
-  "rtasr_ctl",
-  "rtasr_write",
-  "rtasr_read",
-  "rtasr_close",
-  "mic_create",
-  "mic_ctl",
-  "mic_read",
-  "mic_close",
-  "user_stream_open",
-  "user_stream_read",
-  "user_stream_write",
-  "user_stream_close",
-  "user_stream_ctl_open",
-  "user_stream_ctl_read",
-  "spear_epoll_create",
-  "spear_epoll_ctl",
-  "spear_epoll_wait",
-  "spear_epoll_close",
-  "spear_fd_ctl",
-];
+export const FAMILIES: readonly Family[] = [core, fd, cchat, rtasr, mic, userStream] as Family[];
 
-export type { Hostcall };
+/** Every import of every family, built or not. */
+export function allImports(): ImportDecl[] {
+  return FAMILIES.flatMap((f) => f.imports);
+}
 
-/** All hostcalls for one guest, exactly one per SPEAR import. */
-export function spearHostcalls(rt: GuestRuntime): Hostcall[] {
-  const built = [...coreHostcalls(rt), ...fdHostcalls(rt), ...cchatHostcalls(rt), ...micHostcalls(rt)];
-  const all = [...built, ...notBuiltHostcalls(new Set(built.map((h) => h.name)))];
-  const names = all.map((h) => h.name).sort();
-  const expected = [...SPEAR_IMPORTS].sort();
-  if (names.join() !== expected.join()) throw new Error(`hostcall table mismatch: ${names.join()}`);
-  return all;
+/** The import modules families provide (besides WASI). */
+export function importModules(): Set<string> {
+  return new Set(allImports().map((i) => i.module));
+}
+
+function notBuilt(family: Family, name: string): HostcallFn {
+  return () => {
+    throw fail("ENOSYS", `${name} is not built in this spearhost yet (family ${family.name})`);
+  };
+}
+
+/**
+ * The hostcalls of one guest: each family's worker part implements its imports; a family
+ * not built answers -ENOSYS. A built family that misses one of its imports is a bug, caught
+ * here (and by tests) rather than at a guest's first call.
+ */
+export async function hostcallsFor(rt: GuestRuntime, families = FAMILIES): Promise<Hostcall[]> {
+  const out: Hostcall[] = [];
+  for (const f of families) {
+    const impl = f.status === "built" && f.worker ? (await f.worker()).implement(rt) : {};
+    for (const decl of f.imports) {
+      const run = impl[decl.name];
+      if (!run && f.status === "built") throw new Error(`family ${f.name} does not implement ${decl.name}`);
+      out.push({ ...decl, run: (run ?? notBuilt(f, decl.name)) as Hostcall["run"] });
+    }
+  }
+  return out;
+}
+
+/** The drivers of every built family that has one. */
+export async function createDrivers(config: HostConfig, families = FAMILIES): Promise<Driver[]> {
+  const drivers: Driver[] = [];
+  for (const f of families) {
+    if (f.status === "built" && f.driver) drivers.push((await f.driver()).createDriver(config));
+  }
+  return drivers;
+}
+
+/** Config sections families own. */
+export function configSections(): ConfigSection<unknown>[] {
+  return FAMILIES.flatMap((f) => f.config ? [f.config] : []);
+}
+
+/** Backend kinds some family serves, in registry order. */
+export function backendKinds(): string[] {
+  return [...new Set(FAMILIES.flatMap((f) => f.backendKinds ?? []))];
+}
+
+/** What every built family needs for this config, merged. */
+export function familyPermissions(config: HostConfig): Required<Permissions> {
+  const merged: Required<Permissions> = { net: [], env: [], read: [], write: [], unstable: [] };
+  for (const f of FAMILIES) {
+    if (f.status !== "built" || !f.permissions) continue;
+    const p = f.permissions(config);
+    for (const key of Object.keys(merged) as (keyof Permissions)[]) merged[key].push(...(p[key] ?? []));
+  }
+  for (const key of Object.keys(merged) as (keyof Permissions)[]) merged[key] = [...new Set(merged[key])];
+  return merged;
+}
+
+/** The README's status table rows (between its `families` markers): [imports, status]. */
+export function statusRows(): [string, string][] {
+  return FAMILIES.map((f) => [f.label, f.summary]);
+}
+
+/** The status table as markdown (the README holds it formatted by `deno fmt`). */
+export function statusTable(): string {
+  const line = (cells: readonly string[]) => `| ${cells.join(" | ")} |`;
+  return [line(["imports", "status"]), line(["---", "---"]), ...statusRows().map(line)].join("\n");
 }

@@ -1,18 +1,15 @@
 /**
- * The host's JSON configuration (SPEC.md §7): backends, limits, network allow-list and
- * the microphone file source. `parseConfig` validates every field and names the first
- * one that is wrong, so a bad config is one clear line on stderr.
+ * The host's JSON configuration (SPEC.md §7): backends, limits, network allow-list, plus one
+ * section per family that declares one (families/<name>/family.ts `config`, e.g. `mic`).
+ * `parseConfig` validates every field and names the first one that is wrong, so a bad config
+ * is one clear line on stderr.
  */
 
 import { isJsonObject, type JsonObject } from "../runtime/json.ts";
+import { backendKinds, configSections } from "../families/registry.ts";
 
-export type BackendKind = "openai_chat_completion" | "openai_realtime_ws" | "local_asr" | "stub";
-const BACKEND_KINDS: readonly BackendKind[] = [
-  "openai_chat_completion",
-  "openai_realtime_ws",
-  "local_asr",
-  "stub",
-];
+/** A backend kind some family serves (families/registry.ts). */
+export type BackendKind = string;
 
 export interface BackendConfig {
   name: string;
@@ -32,22 +29,37 @@ export interface Limits {
   timeout_ms: number;
   memory_mb: number;
   max_fds: number;
+  /** What the host may keep on a guest's behalf (messages, queues, fds), in MiB. */
+  host_memory_mb: number;
 }
 
-export interface HostConfig {
+export interface CoreConfig {
   backends: BackendConfig[];
   limits: Limits;
   net: { allow: string[] };
-  mic: { file?: string };
 }
 
-export const DEFAULT_LIMITS: Limits = { timeout_ms: 30000, memory_mb: 512, max_fds: 1024 };
+/**
+ * The sections families own, keyed by section name; each family adds its own with a module
+ * augmentation next to its descriptor (see families/mic/family.ts).
+ */
+// deno-lint-ignore no-empty-interface
+export interface FamilySections {}
+
+export type HostConfig = CoreConfig & FamilySections;
+
+export const DEFAULT_LIMITS: Limits = { timeout_ms: 30000, memory_mb: 512, max_fds: 1024, host_memory_mb: 64 };
 
 /**
  * Largest accepted limits, wherever they come from (config, command line, `SpearHost.run`):
  * setTimeout wraps a delay beyond 2^31-1 ms to 1 ms, and wasm32 memory ends far below 64 GiB.
  */
-export const MAX_LIMITS: Limits = { timeout_ms: 2_147_483_647, memory_mb: 65536, max_fds: 1_000_000 };
+export const MAX_LIMITS: Limits = {
+  timeout_ms: 2_147_483_647,
+  memory_mb: 65536,
+  max_fds: 1_000_000,
+  host_memory_mb: 1024,
+};
 
 /** Throws RangeError unless every limit is an integer from 1 to its MAX_LIMITS value. */
 export function checkLimits(
@@ -73,13 +85,16 @@ export class ConfigError extends Error {
 
 type Json = JsonObject;
 
-function rejectUnknownKeys(obj: Json, allowed: readonly string[], where: string) {
+/** A JSON object (sections are objects; null is not). */
+export const isConfigObject = isJsonObject;
+
+export function rejectUnknownKeys(obj: Json, allowed: readonly string[], where: string) {
   for (const key of Object.keys(obj)) {
     if (!allowed.includes(key)) throw new ConfigError(where ? `${where}.${key}` : key, "unknown field");
   }
 }
 
-function optString(obj: Json, key: string, where: string): string | undefined {
+export function optString(obj: Json, key: string, where: string): string | undefined {
   const v = obj[key];
   if (v === undefined) return undefined;
   if (typeof v !== "string" || v === "") {
@@ -88,7 +103,7 @@ function optString(obj: Json, key: string, where: string): string | undefined {
   return v;
 }
 
-function stringArray(obj: Json, key: string, where: string): string[] {
+export function stringArray(obj: Json, key: string, where: string): string[] {
   const v = obj[key];
   if (v === undefined) return [];
   if (!Array.isArray(v) || !v.every((s) => typeof s === "string")) {
@@ -97,7 +112,7 @@ function stringArray(obj: Json, key: string, where: string): string[] {
   return v as string[];
 }
 
-function positiveInt(obj: Json, key: string, where: string, fallback: number, max: number): number {
+export function positiveInt(obj: Json, key: string, where: string, fallback: number, max: number): number {
   const v = obj[key];
   if (v === undefined) return fallback;
   if (typeof v !== "number" || !Number.isInteger(v) || v <= 0 || v > max) {
@@ -107,7 +122,7 @@ function positiveInt(obj: Json, key: string, where: string, fallback: number, ma
 }
 
 /** An optional top-level section: absent means empty; anything but an object (null too) is an error. */
-function section(raw: Json, key: string): Json {
+export function section(raw: Json, key: string): Json {
   const v = raw[key];
   if (v === undefined) return {};
   if (!isJsonObject(v)) throw new ConfigError(key, "must be an object");
@@ -127,8 +142,9 @@ function parseBackend(raw: unknown, index: number, names: Set<string>): BackendC
   if (names.has(name)) throw new ConfigError(`${where}.name`, `duplicate backend name "${name}"`);
   names.add(name);
   const kind = raw.kind;
-  if (!BACKEND_KINDS.includes(kind as BackendKind)) {
-    throw new ConfigError(`${where}.kind`, `must be one of ${BACKEND_KINDS.join(", ")}`);
+  const kinds = backendKinds();
+  if (typeof kind !== "string" || !kinds.includes(kind)) {
+    throw new ConfigError(`${where}.kind`, `must be one of ${kinds.join(", ")}`);
   }
   const base_url = optString(raw, "base_url", where);
   if (base_url !== undefined) {
@@ -175,7 +191,8 @@ function parseNetAllow(raw: Json): string[] {
 /** Validates a parsed JSON value as a host config. Throws ConfigError naming the field. */
 export function parseConfig(raw: unknown): HostConfig {
   if (!isJsonObject(raw)) throw new ConfigError("(root)", "must be a JSON object");
-  rejectUnknownKeys(raw, ["backends", "limits", "net", "mic"], "");
+  const sections = configSections();
+  rejectUnknownKeys(raw, ["backends", "limits", "net", ...sections.map((c) => c.key)], "");
   if (raw.backends !== undefined && !Array.isArray(raw.backends)) {
     throw new ConfigError("backends", "must be an array");
   }
@@ -183,7 +200,7 @@ export function parseConfig(raw: unknown): HostConfig {
   const backends = ((raw.backends as unknown[]) ?? []).map((b, i) => parseBackend(b, i, names));
 
   const limitsRaw = section(raw, "limits");
-  rejectUnknownKeys(limitsRaw, ["timeout_ms", "memory_mb", "max_fds"], "limits");
+  rejectUnknownKeys(limitsRaw, Object.keys(DEFAULT_LIMITS), "limits");
   const limits: Limits = {
     timeout_ms: positiveInt(
       limitsRaw,
@@ -194,20 +211,21 @@ export function parseConfig(raw: unknown): HostConfig {
     ),
     memory_mb: positiveInt(limitsRaw, "memory_mb", "limits", DEFAULT_LIMITS.memory_mb, MAX_LIMITS.memory_mb),
     max_fds: positiveInt(limitsRaw, "max_fds", "limits", DEFAULT_LIMITS.max_fds, MAX_LIMITS.max_fds),
+    host_memory_mb: positiveInt(
+      limitsRaw,
+      "host_memory_mb",
+      "limits",
+      DEFAULT_LIMITS.host_memory_mb,
+      MAX_LIMITS.host_memory_mb,
+    ),
   };
 
   const netRaw = section(raw, "net");
   rejectUnknownKeys(netRaw, ["allow"], "net");
 
-  const micRaw = section(raw, "mic");
-  rejectUnknownKeys(micRaw, ["file"], "mic");
-
-  return {
-    backends,
-    limits,
-    net: { allow: parseNetAllow(netRaw) },
-    mic: { file: optString(micRaw, "file", "mic") },
-  };
+  const config: Record<string, unknown> = { backends, limits, net: { allow: parseNetAllow(netRaw) } };
+  for (const c of sections) config[c.key] = c.parse(raw[c.key]);
+  return config as unknown as HostConfig;
 }
 
 /** Reads and validates a config file; errors name the file and the field. */
@@ -229,7 +247,9 @@ export async function loadConfig(path: string): Promise<HostConfig> {
 
 /** The config used when none is given: no backends, default limits. */
 export function defaultConfig(): HostConfig {
-  return { backends: [], limits: { ...DEFAULT_LIMITS }, net: { allow: [] }, mic: {} };
+  const config: Record<string, unknown> = { backends: [], limits: { ...DEFAULT_LIMITS }, net: { allow: [] } };
+  for (const c of configSections()) config[c.key] = c.parse(undefined);
+  return config as unknown as HostConfig;
 }
 
 /**

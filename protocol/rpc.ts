@@ -54,6 +54,8 @@ export interface StartOptions<R> {
   timeoutMs?: number;
   /** Runs when the reply arrives (not when the call is cancelled). */
   onDone?: (outcome: Outcome<R>) => void;
+  /** A request larger than this is not sent: the call fails at once (onDone runs now). */
+  maxBytes?: number;
 }
 
 /** Worker side: starts calls, matches replies, cancels. */
@@ -74,12 +76,22 @@ export class RpcClient {
     this.pending.set(call.id, call as PendingCall<unknown>);
     const envelope: RequestEnvelope = { id: call.id, method: m.name, params };
     if (options.timeoutMs !== undefined) envelope.timeoutMs = options.timeoutMs;
-    this.send(Op.REQUEST, call.fd, encode(RequestEnvelope, envelope));
+    const bytes = encode(RequestEnvelope, envelope);
+    if (options.maxBytes !== undefined && bytes.length > options.maxBytes) {
+      this.pending.delete(call.id);
+      call.outcome = {
+        ok: false,
+        error: `request of ${bytes.length} bytes exceeds the host limit of ${options.maxBytes} bytes`,
+      };
+      call.onDone?.(call.outcome);
+      return call;
+    }
+    this.send(Op.REQUEST, call.fd, bytes);
     return call;
   }
 
   /** Gives up on a call: the host aborts it and its reply, if any, is dropped. */
-  cancel(call: PendingCall<unknown>, reason = "cancelled"): void {
+  cancel<R>(call: PendingCall<R>, reason = "cancelled"): void {
     if (!this.pending.delete(call.id)) return;
     call.outcome = { ok: false, error: reason, cancelled: true };
     this.send(Op.CANCEL, call.fd, encode(CancelEnvelope, { id: call.id }));

@@ -316,8 +316,10 @@ export class Store {
   }
 }
 
-/** wasm value types of host function signatures. */
-export type WasmType = "i32" | "i64";
+import type { WasmType } from "./abi.ts";
+export type { WasmType };
+
+const VAL_KINDS: Record<WasmType, number> = { i32: ValKind.I32, i64: ValKind.I64, f32: ValKind.F32, f64: ValKind.F64 };
 
 /** A host function: reads its arguments from and writes its result into `raw` (wasmtime_val_raw_t[]). */
 export type HostFunction = (caller: Ptr, raw: DataView) => Ptr;
@@ -330,7 +332,7 @@ const HOST_CALLBACK = {
 function valtypeVec(lib: WasmtimeLib, types: readonly WasmType[]): Uint8Array {
   const ptrs = new BigUint64Array(Math.max(1, types.length));
   types.forEach((t, i) =>
-    ptrs[i] = pointerAddress(lib.wasm_valtype_new(t === "i32" ? ValKind.I32 : ValKind.I64))
+    ptrs[i] = pointerAddress(lib.wasm_valtype_new(VAL_KINDS[t]))
   );
   const vec = new Uint8Array(Sizes.VEC);
   lib.wasm_valtype_vec_new(vec, BigInt(types.length), new Uint8Array(ptrs.buffer));

@@ -10,7 +10,7 @@ export type { HostcallFn, ImportDecl, Signature, WasmType, WasmValue };
 
 export interface Hostcall extends ImportDecl {
   /** Throw HostcallError to return -errno. */
-  run: HostcallFn;
+  run(...args: WasmValue[]): WasmValue | void;
 }
 
 /** `module.name`, as link errors spell an import. */

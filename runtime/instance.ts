@@ -21,10 +21,11 @@ import {
   type WasiOptions,
   WasmError,
 } from "./engine.ts";
-import { Link } from "../protocol/channel.ts";
+import { type Frame, Link } from "../protocol/channel.ts";
+import { HostBudget } from "../protocol/budget.ts";
 import { GuestRuntime, GuestTerminated, GuestTrapped } from "./guest.ts";
-import { spearHostcalls } from "../families/registry.ts";
-import type { Hostcall } from "./hostcall.ts";
+import { hostcallsFor } from "../families/registry.ts";
+import { type Hostcall, importKey } from "./hostcall.ts";
 import { Op } from "../protocol/wire.ts";
 
 export interface GuestInit {
@@ -40,19 +41,29 @@ export interface GuestInit {
   memoryBytes: number;
   maxFds: number;
   link: [SharedArrayBuffer, SharedArrayBuffer];
+  /** The guest's host budget (protocol/budget.ts), shared with the host. */
+  budget: SharedArrayBuffer;
   /** Directory for compiled modules; none disables the cache. */
   cacheDir?: string;
+  /** How the guest is entered; `_start` by default. */
+  entry?: GuestEntry;
 }
+
+/** How a guest is entered. */
+export type GuestEntry = { kind: "command" };
 
 export type FailureKind = "invalid_module" | "link" | "trap" | "memory" | "terminated" | "internal";
 
 export interface GuestResult {
   exitCode: number;
   failure?: { kind: FailureKind; message: string };
+  /** The output of an export-call entry. */
+  output?: Uint8Array;
+  /** Frames the guest sent that were still waiting for room in the ring (host applies them). */
+  outbound?: Frame[];
 }
 
 const WASM_MAGIC = [0x00, 0x61, 0x73, 0x6d];
-const ALLOWED_MODULES = new Set(["spear", "wasi_snapshot_preview1"]);
 
 async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
@@ -87,11 +98,11 @@ export async function loadModule(
   return module;
 }
 
-/** Names the first import no host provides, in the form `module.field`. */
+/** Names the first import no family provides, in the form `module.field`. */
 function missingImport(module: Module, provided: Set<string>): string | undefined {
   for (const imp of module.imports()) {
     if (imp.module === "wasi_snapshot_preview1") continue;
-    if (!ALLOWED_MODULES.has(imp.module) || !provided.has(imp.name)) return `${imp.module}.${imp.name}`;
+    if (!provided.has(importKey(imp))) return importKey(imp);
   }
   return undefined;
 }
@@ -145,9 +156,11 @@ function defineProcExit(linker: Linker, rt: GuestRuntime) {
 
 /** Binds a family's hostcall to Wasmtime: decode i32 args, run, encode result or errno. */
 function bindHostcall(lib: WasmtimeLib, linker: Linker, rt: GuestRuntime, calls: CallStack, hc: Hostcall) {
-  const arity = hc.params.length;
+  const { params, results } = hc.signatures[0];
+  const arity = params.length;
+  const resultType = results[0];
   const args: number[] = new Array(arity);
-  linker.define("spear", hc.name, hc.params, hc.result ? [hc.result] : [], (caller, raw) => {
+  linker.define(hc.module, hc.name, params, results, (caller, raw) => {
     calls.enterHostcall(caller);
     rt.mem.invalidate();
     let result: number | bigint | void;
@@ -159,15 +172,15 @@ function bindHostcall(lib: WasmtimeLib, linker: Linker, rt: GuestRuntime, calls:
       if (e instanceof HostcallError) result = e.code;
       else {
         const message = `host: internal error in ${hc.name}: ${e}`;
-        rt.sendJson(Op.LOG, 0, { level: LogLevel.ERROR, message });
+        rt.send(Op.LOG, LogLevel.ERROR, new TextEncoder().encode(message));
         result = -Errno.EIO;
       }
     } finally {
       calls.leave();
       rt.mem.invalidate();
     }
-    if (hc.result === "i32") raw.setInt32(0, Number(result), true);
-    else if (hc.result === "i64") raw.setBigInt64(0, BigInt(result ?? 0), true);
+    if (resultType === "i32") raw.setInt32(0, Number(result), true);
+    else if (resultType === "i64") raw.setBigInt64(0, BigInt(result ?? 0), true);
     return null;
   });
 }
@@ -233,6 +246,8 @@ export interface InstantiateOptions {
   link: Link;
   maxFds: number;
   memoryBytes: number;
+  /** The guest's host budget; a private default one when absent (benches). */
+  budget?: HostBudget;
   wasi: WasiOptions;
   /** Directory for compiled modules; none disables the cache. */
   cacheDir?: string;
@@ -267,6 +282,7 @@ export class GuestInstance {
     const rt = new GuestRuntime({
       link: options.link,
       maxFds: options.maxFds,
+      budget: options.budget,
       memory: {
         locate: () => {
           const ctx = calls.current();
@@ -282,8 +298,8 @@ export class GuestInstance {
     let store: Store | undefined;
     let linker: Linker | undefined;
     try {
-      const hostcalls = spearHostcalls(rt);
-      const missing = missingImport(module, new Set(hostcalls.map((h) => h.name)));
+      const hostcalls = await hostcallsFor(rt);
+      const missing = missingImport(module, new Set(hostcalls.map(importKey)));
       if (missing) throw new WasmError("link", `missing import ${missing}`);
       store = new Store(engine, { memoryBytes: options.memoryBytes });
       store.onEpoch(() => (options.link.toGuest.terminateRequested ? "terminated by host" : null));
@@ -366,10 +382,12 @@ export async function runGuest(init: GuestInit, hooks: GuestHooks = {}): Promise
   const engine = Engine.fromAddress(openWasmtime(init.libPath), init.engineAddress);
   const link = Link.attach(init.link);
   let guest: GuestInstance | undefined;
+  let result: GuestResult;
   try {
     guest = await GuestInstance.create(engine, init.wasm, {
       link,
       maxFds: init.maxFds,
+      budget: new HostBudget(init.budget),
       memoryBytes: init.memoryBytes,
       wasi: { args: init.args, env: init.env, stdoutFile: init.stdoutFile, stderrFile: init.stderrFile },
       cacheDir: init.cacheDir,
@@ -378,13 +396,17 @@ export async function runGuest(init: GuestInit, hooks: GuestHooks = {}): Promise
     const start = guest.command("_start");
     // The deadline is armed; a stop requested before this point would otherwise be missed.
     if (link.toGuest.terminateRequested) {
-      return { exitCode: 137, failure: { kind: "terminated", message: "terminated before start" } };
+      result = { exitCode: 137, failure: { kind: "terminated", message: "terminated before start" } };
+    } else {
+      const outcome = guest.call(start, new Uint8Array(Sizes.VAL_RAW));
+      result = outcome.error ? classifyTrap(outcome.error, guest.instance, guest.rt, init) : { exitCode: 0 };
     }
-    const outcome = guest.call(start, new Uint8Array(Sizes.VAL_RAW));
-    return outcome.error ? classifyTrap(outcome.error, guest.instance, guest.rt, init) : { exitCode: 0 };
   } catch (e) {
-    return failureOf(e);
+    result = failureOf(e);
   } finally {
     guest?.dispose();
   }
+  // What the guest sent that is still waiting for room goes with the result: nothing is lost.
+  const outbound = guest?.rt.takeOutbound() ?? [];
+  return outbound.length ? { ...result, outbound } : result;
 }

@@ -5,6 +5,7 @@ import { CchatCtl, CchatSendFlag } from "./protocol.ts";
 export default family({
   name: "cchat",
   status: "built",
+  label: "`cchat_*`",
   summary: "built: asynchronous send, tools, `openai_chat_completion` and `stub` backends",
   imports: [
     spearImport("cchat_create", 0),

@@ -5,22 +5,26 @@
  * hands one backend round trip to the host's chat driver and returns the response fd at
  * once; EPOLLIN rises when the response is complete. With AUTO_TOOL_CALL the tool loop
  * runs here: tool calls from the backend are executed by calling the guest's function
- * table, but only at a blocking point (cchat_recv, spear_epoll_wait, sleep_ms), where the
- * guest is parked in a hostcall and can be re-entered safely.
+ * table, but only where the guest waits or polls (cchat_recv, spear_epoll_wait — timeout 0
+ * too —, sleep_ms, mic_read): there it is parked in a hostcall and can be re-entered safely.
+ * Everything a session keeps is charged to the guest's host budget (-ENOMEM past it).
  */
-import { CchatCtl, CchatSendFlag, fail, HostcallError, Poll } from "../../runtime/abi.ts";
-import { decodeJson } from "../../protocol/channel.ts";
+import { fail, HostcallError, Poll } from "../../runtime/abi.ts";
 import type { FdEntry } from "../../runtime/fd_table.ts";
 import type { GuestRuntime } from "../../runtime/guest.ts";
 import { isJsonObject, type JsonObject, parseGuestJson } from "../../runtime/json.ts";
-import { Op } from "../../protocol/wire.ts";
-import { type Hostcall, i32call } from "../../runtime/hostcall.ts";
+import type { Outcome } from "../../protocol/rpc.ts";
+import type { HostcallFn } from "../family.ts";
+import {
+  CchatCtl,
+  CchatSendFlag,
+  chatRoundTrip,
+  type ChatRoundTripResult,
+  MAX_CHAT_MESSAGE_BYTES,
+} from "./protocol.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
-
-/** Largest request or response that crosses to the host in one message. */
-export const MAX_CHAT_MESSAGE_BYTES = 32 << 20;
 
 type Json = JsonObject;
 
@@ -35,7 +39,11 @@ export interface ChatSession {
   messages: Json[];
   tools: Tool[];
   params: Map<string, unknown>;
+  /** What each param costs the budget, so replacing it releases the old value. */
+  paramBytes: Map<string, number>;
   sends: number;
+  /** Bytes charged to the host budget for this session. */
+  held: number;
 }
 
 interface Usage {
@@ -55,17 +63,6 @@ export interface ChatResponse {
   backend?: string;
   model?: string;
   failed: boolean;
-}
-
-/** The result the chat driver sends back for one round trip (drivers/chat/mod.ts). */
-interface RoundTripResult {
-  ok: boolean;
-  body?: Json;
-  backend?: string;
-  model?: string;
-  usage?: Json;
-  latencyMs: number;
-  error?: { message: string; code?: string };
 }
 
 const LIMITS = {
@@ -130,14 +127,44 @@ function addUsage(total: Usage | undefined, usage: Json | undefined): Usage | un
 
 const align8 = (n: number) => (n + 7) & ~7;
 
-export function cchatHostcalls(rt: GuestRuntime): Hostcall[] {
+/** What one message, tool or param costs the host budget besides its bytes (object, map entry). */
+const ITEM_OVERHEAD_BYTES = 64;
+
+export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
   const { fds, mem } = rt;
 
   const sessionOf = (fd: number) => fds.getOpen<ChatSession>(fd, "ChatSession");
 
+  /** Charges what a session keeps (messages, tools, params) to the guest's host budget. */
+  const hold = (session: ChatSession, bytes: number, what: string) => {
+    rt.charge(bytes, what);
+    session.held += bytes;
+  };
+  const release = (session: ChatSession, bytes: number) => {
+    rt.budget.release(bytes);
+    session.held -= bytes;
+  };
+
+  const setParam = (session: ChatSession, key: string, value: unknown, size: number) => {
+    hold(session, size + ITEM_OVERHEAD_BYTES, "cchat_ctl SET_PARAM");
+    const previous = session.paramBytes.get(key);
+    if (previous !== undefined) release(session, previous);
+    session.paramBytes.set(key, size + ITEM_OVERHEAD_BYTES);
+    session.params.set(key, value);
+  };
+
+  /** Stores the response JSON (charged until the fd closes) and raises EPOLLIN. */
   const complete = (entry: FdEntry<ChatResponse>, json: Json) => {
     const resp = entry.state;
-    const bytes = encoder.encode(JSON.stringify(json));
+    let bytes = encoder.encode(JSON.stringify(json));
+    if (!rt.budget.tryCharge(bytes.length)) {
+      resp.failed = true;
+      const message = `response of ${bytes.length} bytes is over the guest's host budget (${
+        rt.budget.limit >> 20
+      } MiB)`;
+      bytes = encoder.encode(JSON.stringify({ error: { message, code: "host_budget" } }));
+      rt.budget.force(bytes.length);
+    }
     resp.bytes = bytes;
     fds.updateMask(entry, Poll.EPOLLIN);
   };
@@ -147,28 +174,24 @@ export function cchatHostcalls(rt: GuestRuntime): Hostcall[] {
     complete(entry, { error });
   };
 
-  /** Sends the next backend round trip for a response, or fails it if it is too large. */
+  /**
+   * Starts the next backend round trip for a response (closing the response fd cancels it),
+   * or fails the response at once when the request is too large to send.
+   */
   const request = (entry: FdEntry<ChatResponse>) => {
+    if (entry.closed) return; // closed by a tool call: nothing more goes upstream
     const session = entry.state.session.state;
     const params = Object.fromEntries(session.params);
-    const payload = encoder.encode(JSON.stringify({
+    entry.state.roundTrips++;
+    rt.rpc.start(chatRoundTrip, {
       sessionFd: entry.state.session.fd,
       messages: session.messages,
       tools: session.tools.map((t) => t.spec),
       params,
       model: typeof params.model === "string" ? params.model : "",
-      backend: typeof params.backend === "string" ? params.backend : undefined,
-      timeoutMs: typeof params.timeout_ms === "number" ? params.timeout_ms : undefined,
-    }));
-    if (payload.length > MAX_CHAT_MESSAGE_BYTES) {
-      failResponse(entry, {
-        message:
-          `request of ${payload.length} bytes exceeds the host limit of ${MAX_CHAT_MESSAGE_BYTES} bytes`,
-      });
-      return;
-    }
-    entry.state.roundTrips++;
-    rt.send(Op.CHAT_REQUEST, entry.fd, payload);
+      ...(typeof params.backend === "string" ? { backend: params.backend } : {}),
+      ...(typeof params.timeout_ms === "number" ? { timeoutMs: params.timeout_ms } : {}),
+    }, { fd: entry.fd, maxBytes: MAX_CHAT_MESSAGE_BYTES, onDone: (outcome) => applyResult(entry, outcome) });
   };
 
   /**
@@ -209,13 +232,28 @@ export function cchatHostcalls(rt: GuestRuntime): Hostcall[] {
     throw fail("EIO", "tool asked for more room twice");
   };
 
+  /** Appends a turn of the tool loop to the session, charged like a written message. */
+  const appendTurn = (session: ChatSession, message: Json): boolean => {
+    const size = JSON.stringify(message).length + ITEM_OVERHEAD_BYTES;
+    if (!rt.budget.tryCharge(size)) return false;
+    session.held += size;
+    session.messages.push(message);
+    return true;
+  };
+
+  const overBudget = (entry: FdEntry<ChatResponse>) =>
+    failResponse(entry, {
+      code: "host_budget",
+      message: `the session is over the guest's host budget (${rt.budget.limit >> 20} MiB)`,
+    });
+
   /** Executes the tool calls of one assistant turn, then continues the loop. */
   const runToolTurn = (entry: FdEntry<ChatResponse>, message: Json, calls: Json[]) => {
     if (entry.closed) return;
     const resp = entry.state;
     const session = resp.session.state;
     const maxCalls = numberParam(session, "max_total_tool_calls", "max_tool_calls");
-    session.messages.push(message);
+    if (!appendTurn(session, message)) return overBudget(entry);
     for (const call of calls) {
       if (resp.toolCalls >= maxCalls) {
         failResponse(entry, { code: "tool_call_limit", message: "exceeded max_total_tool_calls" });
@@ -243,7 +281,9 @@ export function cchatHostcalls(rt: GuestRuntime): Hostcall[] {
       } else {
         result = JSON.stringify({ error: { code: "unknown_tool", message: `unknown tool: ${name}` } });
       }
-      session.messages.push({ role: "tool", content: result, tool_call_id: call.id });
+      // A tool may close its own response: then nothing more runs and nothing goes upstream.
+      if (entry.closed) return;
+      if (!appendTurn(session, { role: "tool", content: result, tool_call_id: call.id })) return overBudget(entry);
     }
     if (resp.roundTrips >= numberParam(session, "max_iterations")) {
       failResponse(entry, { code: "tool_call_limit", message: "exceeded max_iterations" });
@@ -252,14 +292,12 @@ export function cchatHostcalls(rt: GuestRuntime): Hostcall[] {
     request(entry);
   };
 
-  rt.on(Op.CHAT_RESULT, (m) => {
-    let entry: FdEntry<ChatResponse>;
-    try {
-      entry = fds.getOpen<ChatResponse>(m.fd, "ChatResponse");
-    } catch {
-      return; // closed meanwhile: the request was cancelled
-    }
-    const result = decodeJson<RoundTripResult>(m.payload);
+  /** Applies one round trip's result: complete the response, or run the tool calls it asks for. */
+  function applyResult(entry: FdEntry<ChatResponse>, outcome: Outcome<ChatRoundTripResult>): void {
+    if (entry.closed) return;
+    const result: ChatRoundTripResult = outcome.ok
+      ? outcome.value
+      : { ok: false, latencyMs: 0, error: { message: outcome.error } };
     const resp = entry.state;
     resp.latencyMs += result.latencyMs;
     resp.usage = addUsage(resp.usage, result.usage);
@@ -288,13 +326,11 @@ export function cchatHostcalls(rt: GuestRuntime): Hostcall[] {
       return;
     }
     if (auto && message) {
-      resp.session.state.messages.push({
-        role: message.role ?? "assistant",
-        content: message.content ?? null,
-      });
+      const turn = { role: message.role ?? "assistant", content: message.content ?? null };
+      if (!appendTurn(resp.session.state, turn)) return overBudget(entry);
     }
     complete(entry, { ...result.body, _spear: { backend: result.backend, model: result.model } });
-  });
+  }
 
   const responseMetrics = (resp: ChatResponse): Json => {
     if (!(resp.flags & CchatSendFlag.ENABLE_METRICS) || !resp.bytes) return {};
@@ -309,34 +345,44 @@ export function cchatHostcalls(rt: GuestRuntime): Hostcall[] {
     };
   };
 
-  return [
-    i32call(
-      "cchat_create",
-      0,
-      () =>
-        fds.alloc<ChatSession>("ChatSession", { messages: [], tools: [], params: new Map(), sends: 0 }, {
-          metrics: (e) => ({
-            messages: e.state.messages.length,
-            tools: e.state.tools.length,
-            sends: e.state.sends,
-          }),
-        }).fd,
-    ),
+  const newSession = (): ChatSession => ({
+    messages: [],
+    tools: [],
+    params: new Map(),
+    paramBytes: new Map(),
+    sends: 0,
+    held: 0,
+  });
 
-    i32call("cchat_write_msg", 5, (fd, rolePtr, roleLen, contentPtr, contentLen) => {
+  return {
+    cchat_create: () =>
+      fds.alloc<ChatSession>("ChatSession", newSession(), {
+        onClose: (e) => release(e.state, e.state.held),
+        metrics: (e) => ({
+          messages: e.state.messages.length,
+          tools: e.state.tools.length,
+          sends: e.state.sends,
+          held_bytes: e.state.held,
+        }),
+      }).fd,
+
+    cchat_write_msg: (fd: number, rolePtr: number, roleLen: number, contentPtr: number, contentLen: number) => {
+      const session = sessionOf(fd).state;
       const role = mem.string(rolePtr, roleLen);
       const content = mem.string(contentPtr, contentLen);
-      sessionOf(fd).state.messages.push({ role, content });
+      hold(session, roleLen + contentLen + ITEM_OVERHEAD_BYTES, "cchat_write_msg");
+      session.messages.push({ role, content });
       return 0;
-    }),
+    },
 
-    i32call("cchat_write_fn", 4, (fd, offset, ptr, len) => {
+    cchat_write_fn: (fd: number, offset: number, ptr: number, len: number) => {
       const text = mem.slice(ptr, len);
       const session = sessionOf(fd).state;
       if (offset < 0) throw fail("EINVAL", "negative function offset");
       const spec = parseGuestJson(text, "cchat_write_fn");
       if (!isJsonObject(spec)) throw fail("EINVAL", "cchat_write_fn: tool must be a JSON object");
       const name = toolName(spec);
+      hold(session, len + ITEM_OVERHEAD_BYTES, "cchat_write_fn");
       // First registration of a name wins, as in SPEAR.
       session.tools.push({
         offset,
@@ -344,16 +390,17 @@ export function cchatHostcalls(rt: GuestRuntime): Hostcall[] {
         name: session.tools.some((t) => t.name === name) ? undefined : name,
       });
       return 0;
-    }),
+    },
 
-    i32call("cchat_ctl", 4, (fd, cmd, argPtr, lenPtr) => {
+    cchat_ctl: (fd: number, cmd: number, argPtr: number, lenPtr: number) => {
       const entry = fds.get(fd);
       if (cmd === CchatCtl.SET_PARAM) {
         if (entry.closed || (entry.kind !== "ChatSession" && entry.kind !== "ChatResponse")) {
           throw fail("EBADF");
         }
-        const { key, value } = parseParam(mem.slice(argPtr, mem.u32(lenPtr)));
-        if (entry.kind === "ChatSession") (entry.state as ChatSession).params.set(key, value);
+        const json = mem.slice(argPtr, mem.u32(lenPtr));
+        const { key, value } = parseParam(json);
+        if (entry.kind === "ChatSession") setParam(entry.state as ChatSession, key, value, json.length);
         return 0; // on a response fd: accepted and ignored, as SPEAR
       }
       if (cmd === CchatCtl.GET_METRICS) {
@@ -365,11 +412,10 @@ export function cchatHostcalls(rt: GuestRuntime): Hostcall[] {
         );
       }
       throw fail("EINVAL", `unknown cchat ctl ${cmd}`);
-    }),
+    },
 
-    i32call("cchat_send", 2, (fd, flags) => {
+    cchat_send: (fd: number, flags: number) => {
       const session = sessionOf(fd);
-      session.state.sends++;
       const entry = fds.alloc<ChatResponse>("ChatResponse", {
         session,
         flags,
@@ -378,30 +424,31 @@ export function cchatHostcalls(rt: GuestRuntime): Hostcall[] {
         latencyMs: 0,
         failed: false,
       }, {
-        onClose: (e) => {
-          if (!e.state.bytes) rt.send(Op.CHAT_CANCEL, e.fd);
-        },
+        // The request in flight, if any, is cancelled by the runtime (closing an fd cancels its calls).
+        onClose: (e) => e.state.bytes && rt.budget.release(e.state.bytes.length),
         metrics: (e) => responseMetrics(e.state),
       });
+      session.state.sends++;
       request(entry);
       return entry.fd;
-    }),
+    },
 
-    i32call("cchat_recv", 3, (fd, outPtr, lenPtr) => {
+    cchat_recv: (fd: number, outPtr: number, lenPtr: number) => {
       const entry = fds.getOpen<ChatResponse>(fd, "ChatResponse");
       mem.u32(lenPtr); // validate before possibly blocking
-      rt.pump();
+      rt.poll(); // a polling point: results arrive and tool calls run even without blocking
       if (!entry.state.bytes) {
+        if (entry.closed) throw fail("EBADF", "response closed by a tool call");
         if (fds.isNonBlocking(entry)) throw fail("EAGAIN");
         rt.block(() => entry.state.bytes !== undefined || entry.closed, -1);
         if (entry.closed) throw fail("EBADF", "response closed while waiting");
       }
       return mem.writeOut(outPtr, lenPtr, entry.state.bytes!);
-    }),
+    },
 
-    i32call("cchat_close", 1, (fd) => {
+    cchat_close: (fd: number) => {
       fds.close(fd);
       return 0;
-    }),
-  ];
+    },
+  };
 }

@@ -5,7 +5,8 @@ import { family, spearImport } from "../family.ts";
 export default family({
   name: "core",
   status: "built",
-  summary: "`time_now_ms`, `wall_time_s`, `random_i64`, `log`, `sleep_ms`",
+  label: "`time_now_ms`, `wall_time_s`, `random_i64`, `log`, `sleep_ms`",
+  summary: "built",
   imports: [
     spearImport("time_now_ms", 0, "i64"),
     spearImport("wall_time_s", 0, "i64"),

@@ -22,7 +22,8 @@ const SPEAR_C_ERRNOS = new Set([
 export default family({
   name: "fd",
   status: "built",
-  summary: "`spear_epoll_*`, `spear_fd_ctl`",
+  label: "`spear_epoll_*`, `spear_fd_ctl`",
+  summary: "built",
   imports: [
     spearImport("spear_epoll_create", 0),
     spearImport("spear_epoll_ctl", 4),

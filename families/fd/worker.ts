@@ -3,7 +3,7 @@ import { EPOLL_RECORD_BYTES, fail, FdCtl, FdFlag, pollNames } from "../../runtim
 import { encodeRecords, Epoll } from "../../runtime/epoll.ts";
 import type { FdEntry } from "../../runtime/fd_table.ts";
 import type { GuestRuntime } from "../../runtime/guest.ts";
-import { type Hostcall, i32call } from "../../runtime/hostcall.ts";
+import type { HostcallFn } from "../family.ts";
 import { isJsonObject, parseGuestJson } from "../../runtime/json.ts";
 
 const encoder = new TextEncoder();
@@ -30,7 +30,7 @@ function parseFlagChange(bytes: Uint8Array): { set: number; clear: number } {
   return { set: bits("set"), clear: bits("clear") };
 }
 
-export function fdHostcalls(rt: GuestRuntime): Hostcall[] {
+export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
   const { fds, mem } = rt;
 
   const epollOf = (fd: number): FdEntry<Epoll> => fds.getOpen<Epoll>(fd, "Epoll");
@@ -42,16 +42,16 @@ export function fdHostcalls(rt: GuestRuntime): Hostcall[] {
     closed: entry.closed,
   });
 
-  return [
-    i32call("spear_epoll_create", 0, () => {
+  return {
+    spear_epoll_create: () => {
       const ep = new Epoll();
       return fds.alloc("Epoll", ep, {
         onClose: (entry) => entry.state.clear(fds),
         metrics: (entry) => entry.state.metrics(),
       }).fd;
-    }),
+    },
 
-    i32call("spear_epoll_ctl", 4, (epfd, op, fd, events) => {
+    spear_epoll_ctl: (epfd: number, op: number, fd: number, events: number) => {
       if (epfd === fd) throw fail("EINVAL", "epfd == fd");
       const ep = fds.get(epfd);
       const target = fds.get(fd);
@@ -59,9 +59,9 @@ export function fdHostcalls(rt: GuestRuntime): Hostcall[] {
       if (target.kind === "Epoll") throw fail("EINVAL", "nested epoll");
       (ep.state as Epoll).control(fds, op, target, events);
       return 0;
-    }),
+    },
 
-    i32call("spear_epoll_wait", 4, (epfd, outPtr, lenPtr, timeoutMs) => {
+    spear_epoll_wait: (epfd: number, outPtr: number, lenPtr: number, timeoutMs: number) => {
       const max = Math.floor(mem.u32(lenPtr) / EPOLL_RECORD_BYTES);
       if (max === 0) {
         mem.setU32(lenPtr, EPOLL_RECORD_BYTES);
@@ -70,7 +70,8 @@ export function fdHostcalls(rt: GuestRuntime): Hostcall[] {
       const ep = epollOf(epfd).state;
       mem.check(outPtr, max * EPOLL_RECORD_BYTES);
       ep.waits++;
-      rt.pump();
+      rt.poll(); // timeout 0 is a polling point too: messages apply and tool calls run
+      epollOf(epfd); // a tool call may have closed it
       let records = ep.collect(max);
       if (records.length === 0 && timeoutMs !== 0) {
         rt.block(() => (records = ep.collect(max)).length > 0, timeoutMs);
@@ -83,14 +84,14 @@ export function fdHostcalls(rt: GuestRuntime): Hostcall[] {
       mem.setU32(lenPtr, bytes.length);
       ep.recordsReturned += records.length;
       return records.length;
-    }),
+    },
 
-    i32call("spear_epoll_close", 1, (epfd) => {
+    spear_epoll_close: (epfd: number) => {
       fds.close(epfd);
       return 0;
-    }),
+    },
 
-    i32call("spear_fd_ctl", 4, (fd, cmd, argPtr, lenPtr) => {
+    spear_fd_ctl: (fd: number, cmd: number, argPtr: number, lenPtr: number) => {
       const entry = fds.get(fd);
       const reply = (value: unknown) => mem.writeOut(argPtr, lenPtr, encoder.encode(JSON.stringify(value)));
       switch (cmd) {
@@ -111,6 +112,6 @@ export function fdHostcalls(rt: GuestRuntime): Hostcall[] {
         default:
           throw fail("EINVAL", `unknown fd ctl ${cmd}`);
       }
-    }),
-  ];
+    },
+  };
 }

@@ -8,7 +8,7 @@
  * plug has to convert), and most hardware is int16 at its default rate anyway.
  */
 import * as pa from "../../ffi/portaudio.ts";
-import type { MicDeviceInfo } from "./worker.ts";
+import type { MicDeviceInfo } from "./protocol.ts";
 
 let initialized = false;
 
@@ -117,4 +117,15 @@ export async function closeDeviceStream(s: DeviceStream): Promise<void> {
     pa.abortStream(s.stream);
   } catch { /* already stopped */ }
   pa.closeStream(s.stream);
+}
+
+/** Audio input devices (PortAudio), for `spear devices`; same shape as mic LIST_DEVICES. */
+export function listDevices(): Promise<MicDeviceInfo[]> {
+  return Promise.resolve().then(() => {
+    try {
+      return listInputDevices();
+    } finally {
+      releasePortAudio();
+    }
+  });
 }

@@ -1,29 +1,19 @@
 /**
- * The mic family's main-thread driver. "mic.start" (a blocking call from mic_ctl SET_PARAM)
- * stops the fd's previous capture and starts the requested source; its frames go to the
- * guest as MIC_FRAME messages tagged with the fd's generation. MIC_STOP (SET_PARAM timeout,
- * mic_close) and the guest's end stop the capture, PortAudio stream included.
+ * The mic family's driver part (main thread). `mic.start` starts the requested source for one
+ * fd and sends its frames on the lossy stream the worker opened for that capture; the capture
+ * stops when the guest closes the stream (a new SET_PARAM, mic_close), when the start request
+ * is cancelled (its wait timed out), or when the guest ends — PortAudio stream included.
  *
- * Backpressure is the guest's (its fd queue, `max_queue_bytes`, `drop_policy`). The driver
- * only refuses to pile frames into a guest that has stopped draining its channel at all
- * (over half of the ring in use): those frames are dropped here, counted, and reported in
- * the next frame's header, so they still show in `dropped_frames`.
+ * Flow control is the stream's: frames the guest's channel cannot take are dropped there and
+ * capture, and the count reaches the guest on the next frame or on the capture's end event.
  */
-import { decodeJson, type Message } from "../../protocol/channel.ts";
 import type { HostConfig } from "../../host/config.ts";
-import { type Driver, FdSlots, type GuestSession } from "../../host/host.ts";
-import {
-  MIC_FRAME_HEADER_BYTES,
-  micClock,
-  type MicDeviceInfo,
-  type MicEvent,
-  type MicStartRequest,
-  type MicStartResult,
-  writeMicFrameHeader,
-} from "./worker.ts";
-import { Op } from "../../protocol/wire.ts";
+import type { Driver, GuestSession, SessionContext } from "../../host/host.ts";
+import { handle } from "../../protocol/rpc.ts";
+import { type StreamSender, streamClock } from "../../protocol/stream.ts";
 import { readAudioFile } from "../../host/audio/wav.ts";
 import { listInputDevices, openDeviceStream } from "./devices.ts";
+import { type MicStartRequest, type MicStartResult, micListDevices, micStart } from "./protocol.ts";
 import { fileFrames, frameDurationMs, pace, runDevice, stubFrames, type Timers } from "./sources.ts";
 
 /** A headerless `mic.file` is PCM16 little-endian at this rate and channel count. */
@@ -42,82 +32,50 @@ export interface MicDriver extends Driver {
   readonly framesSent: number;
 }
 
-/** One running capture of one fd generation. */
+/** One running capture: a source feeding one stream. */
 class Capture {
   stopped = false;
-  seq = 0;
-  hostDropped = 0;
   overflows = 0;
   stopSource: () => void | Promise<void> = () => {};
-  /** Releases the source once the capture ended by itself (EOF, read error). */
-  onFinish: () => void = () => {};
-  private scratch = new Uint8Array(0);
 
   constructor(
-    readonly session: GuestSession,
-    readonly fd: number,
-    readonly generation: number,
+    readonly sender: StreamSender,
     private readonly sent: { frames: number },
+    /** Runs once the source has been released. */
+    private readonly released: () => void,
   ) {}
 
-  emit(frame: Uint8Array, capturedAt = micClock()): void {
-    if (this.stopped || !this.session.alive) return;
-    const channel = this.session.link.toGuest;
-    const size = MIC_FRAME_HEADER_BYTES + frame.length;
-    if (channel.backlog > 0 || channel.used + size + 64 > channel.capacity / 2) {
-      this.hostDropped++;
-      this.seq++;
-      return;
-    }
-    if (this.scratch.length !== size) this.scratch = new Uint8Array(size);
-    writeMicFrameHeader(this.scratch, {
-      generation: this.generation,
-      seq: this.seq++,
-      capturedAt,
-      hostDropped: this.hostDropped,
-      overflows: this.overflows,
-    });
-    this.scratch.set(frame, MIC_FRAME_HEADER_BYTES);
-    this.session.send(Op.MIC_FRAME, this.fd, this.scratch); // copied into the ring
-    this.sent.frames++;
+  emit(frame: Uint8Array, at = streamClock()): void {
+    if (!this.stopped && this.sender.send(frame, at)) this.sent.frames++;
   }
 
-  event(type: MicEvent["type"], error?: string): void {
+  overflow(): void {
+    this.overflows++;
+    this.sender.event({ type: "overflows", total: this.overflows });
+  }
+
+  /** The capture ended by itself (EOF, read error): tell the guest, release the source. */
+  end(type: "eof" | "error", error?: string): void {
     if (this.stopped) return;
-    this.stopped = true;
-    const event: MicEvent = { generation: this.generation, type, ...(error ? { error } : {}) };
-    this.session.sendJson(Op.MIC_EVENT, this.fd, event);
-    this.onFinish();
+    this.sender.event(error ? { type, error } : { type });
+    this.stop();
   }
-}
 
-/** Per-fd driver state: the stub buffer (kept across SET_PARAMs) and the capture. */
-interface Slot {
-  stub: Uint8Array | null;
-  capture: Capture | null;
+  stop(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    this.stopped = true;
+    this.sender.close();
+    return Promise.resolve().then(this.stopSource).catch(() => {}).finally(this.released);
+  }
 }
 
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
 export function micDriver(config: HostConfig, options: MicDriverOptions = {}): MicDriver {
-  const sessions = new FdSlots<Slot>((slot) => stop(slot));
+  /** Stub buffers per guest and fd: kept across SET_PARAMs, as SPEAR. */
+  const stubs = new WeakMap<GuestSession, Map<number, Uint8Array>>();
   const sent = { frames: 0 };
   let active = 0;
-
-  const slotOf = (session: GuestSession, fd: number) => {
-    const slots = sessions.of(session);
-    let slot = slots.get(fd);
-    if (!slot) slots.set(fd, slot = { stub: null, capture: null });
-    return slot;
-  };
-
-  const stop = (slot: Slot) => {
-    const capture = slot.capture;
-    slot.capture = null;
-    if (!capture) return;
-    capture.stopped = true;
-    Promise.resolve(capture.stopSource()).catch(() => {}).finally(() => active--);
-  };
 
   const startStub = (capture: Capture, req: MicStartRequest, stub: Uint8Array | null) => {
     const paced = pace({
@@ -152,7 +110,7 @@ export function micDriver(config: HostConfig, options: MicDriverOptions = {}): M
       speed: options.speed,
       timers: options.timers,
       emit: (f) => capture.emit(f),
-      onEnd: () => capture.event("eof"),
+      onEnd: () => capture.end("eof"),
     });
     capture.stopSource = () => {
       paced.stop();
@@ -169,64 +127,52 @@ export function micDriver(config: HostConfig, options: MicDriverOptions = {}): M
       config: req.config,
       speed: options.speed,
       timers: options.timers,
-      clock: micClock,
+      clock: streamClock,
       emit: (f, at) => capture.emit(f, at),
-      onOverflow: () => capture.overflows++,
-      onError: (error) => capture.event("error", error),
+      onOverflow: () => capture.overflow(),
+      onError: (error) => capture.end("error", error),
     });
     capture.stopSource = () => reader.stop();
     const native = { sample_rate_hz: device.sampleRate, channels: device.channels, format: "int16" };
     return { ok: true, source: "device", device: device.device.name, fallback_reason: null, native };
   };
 
-  const start = async (session: GuestSession, req: MicStartRequest): Promise<MicStartResult> => {
-    const slot = slotOf(session, req.fd);
-    stop(slot);
-    const capture = new Capture(session, req.fd, req.generation, sent);
-    slot.capture = capture;
-    capture.onFinish = () => {
-      if (slot.capture === capture) stop(slot);
-    };
+  const stubOf = (session: GuestSession, fd: number, req: MicStartRequest): Uint8Array | null => {
+    let perFd = stubs.get(session);
+    if (!perFd) stubs.set(session, perFd = new Map());
+    if (req.stub_base64 !== undefined) perFd.set(fd, Uint8Array.fromBase64(req.stub_base64));
+    return perFd.get(fd) ?? null;
+  };
+
+  const start = async (req: MicStartRequest, ctx: SessionContext & { fd: number; signal: AbortSignal }) => {
+    const { session, fd, signal } = ctx;
+    const stub = stubOf(session, fd, req);
+    // The guest closing the stream, or cancelling this request, stops the capture.
+    const sender = session.openStream(req.stream, { mode: "lossy" }, () => capture.stop());
+    const capture = new Capture(sender, sent, () => active--);
     active++;
+    signal.addEventListener("abort", () => capture.stop(), { once: true });
     try {
       if (req.source === "device") return startDevice(capture, req);
       if (req.source === "file") return await startFile(capture, req);
     } catch (e) {
       if (!req.fallback_to_stub || capture.stopped) {
-        if (slot.capture === capture) stop(slot);
-        return { ok: false, error: message(e) };
+        await capture.stop();
+        return { ok: false, error: message(e) } satisfies MicStartResult;
       }
-      startStub(capture, req, slot.stub);
-      return { ok: true, source: "stub", device: null, fallback_reason: message(e), native: null };
+      startStub(capture, req, stub);
+      return { ok: true, source: "stub", device: null, fallback_reason: message(e), native: null } as const;
     }
-    startStub(capture, req, slot.stub);
-    return { ok: true, source: "stub", device: null, fallback_reason: null, native: null };
-  };
-
-  const stubData = (session: GuestSession, fd: number, payload: Uint8Array) => {
-    slotOf(session, fd).stub = payload;
+    startStub(capture, req, stub);
+    return { ok: true, source: "stub", device: null, fallback_reason: null, native: null } as const;
   };
 
   return {
     family: "mic",
-    handle(session: GuestSession, m: Message) {
-      if (m.op === Op.MIC_STUB_DATA) stubData(session, m.fd, m.payload);
-      else if (m.op === Op.MIC_STOP) {
-        const { generation, closed } = decodeJson<{ generation: number; closed: boolean }>(m.payload);
-        const slots = sessions.peek(session);
-        const slot = slots?.get(m.fd);
-        if (!slot) return;
-        if (slot.capture?.generation === generation) stop(slot);
-        if (closed) {
-          stop(slot);
-          slots!.delete(m.fd);
-        }
-      }
-    },
-    calls: {
-      "mic.start": (session, params) => start(session, params as MicStartRequest),
-      "mic.list_devices": (): Promise<MicDeviceInfo[]> => Promise.resolve().then(listInputDevices),
-    },
+    handlers: [
+      handle(micStart, start),
+      handle(micListDevices, () => listInputDevices()),
+    ],
     get activeCaptures() {
       return active;
     },
@@ -234,4 +180,9 @@ export function micDriver(config: HostConfig, options: MicDriverOptions = {}): M
       return sent.frames;
     },
   };
+}
+
+/** The driver part's entry (families/registry.ts). */
+export function createDriver(config: HostConfig): Driver {
+  return micDriver(config);
 }

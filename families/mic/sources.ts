@@ -20,7 +20,7 @@
 import { AudioConverter } from "../../host/audio/convert.ts";
 import type { PcmAudio } from "../../host/audio/wav.ts";
 import * as pa from "../../ffi/portaudio.ts";
-import { type MicConfig, micFrameBytes, micFrameSamples } from "./worker.ts";
+import { type MicConfig, micFrameBytes, micFrameSamples } from "./protocol.ts";
 import { closeDeviceStream, type DeviceStream } from "./devices.ts";
 
 /** Frame duration in ms from the sample count (exact even when rate * frame_ms % 1000 ≠ 0). */

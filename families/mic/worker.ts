@@ -1,28 +1,37 @@
 /**
- * mic_*: microphone capture fds (SPEC.md §6, reference §7, seed 001).
+ * mic_*: the worker part of microphone capture fds (SPEC.md §6, reference §7, seed 001).
  *
- * The fd, its frame queue and its readiness live here, in the guest's worker; the capture
- * itself (PortAudio device, host file, stub) runs in the host's mic driver on the main thread
- * (drivers/mic/), which sends each frame as a MIC_FRAME message. The queue is capped by
- * `max_queue_bytes` with `drop_policy` "drop_oldest" (default) or "drop_newest"; every drop
- * is counted in `dropped_frames`. Readiness: EPOLLIN while frames are queued, EPOLLERR while
- * `last_error` is set, EPOLLHUP once closed or once a file source reached its end.
+ * The fd is a queued-stream fd (runtime/queue_fd.ts): frames from the driver's capture arrive
+ * on a lossy stream (families/mic/protocol.ts) and wait in a queue capped by
+ * `max_queue_bytes` with `drop_policy` "drop_oldest" (default) or "drop_newest". Every drop —
+ * in this queue, or by the stream when the guest stopped draining its channel — is counted in
+ * `dropped_frames`. Readiness: EPOLLIN while frames are queued, EPOLLERR while `last_error` is
+ * set, EPOLLHUP once closed or once a file source reached its end.
  *
- * Every SET_PARAM stops the previous producer, clears the queue and `last_error`, bumps
- * `generation` and starts the new source through a blocking "mic.start" call to the driver;
- * frames and events carry their generation, and those of an older one are ignored.
+ * Every SET_PARAM closes the previous capture's stream (which stops it), clears the queue and
+ * `last_error`, bumps `generation`, and starts the new source on a new stream with a blocking
+ * `mic.start` request. The wait does not re-enter the guest: no tool call runs inside mic_ctl.
  */
-import { fail, MicCtl, Poll } from "../../runtime/abi.ts";
-import { decodeJson, type Message } from "../../protocol/channel.ts";
+import { fail, Poll } from "../../runtime/abi.ts";
 import type { FdEntry } from "../../runtime/fd_table.ts";
-import { type GuestRuntime, GuestTerminated, GuestTrapped } from "../../runtime/guest.ts";
-import { Op } from "../../protocol/wire.ts";
-import { type Hostcall, i32call } from "../../runtime/hostcall.ts";
+import type { GuestRuntime } from "../../runtime/guest.ts";
 import { isJsonObject, type JsonObject, parseGuestJson } from "../../runtime/json.ts";
+import { LatencyWindow, QueuedStream } from "../../runtime/queue_fd.ts";
+import { streamClock } from "../../protocol/stream.ts";
+import type { HostcallFn } from "../family.ts";
+import {
+  type MicConfig,
+  MicCtl,
+  type MicEvent,
+  micFrameBytes,
+  micListDevices,
+  type MicSource,
+  micStart,
+  type MicStartResult,
+} from "./protocol.ts";
 
 const encoder = new TextEncoder();
 
-export type MicSource = "device" | "file" | "stub";
 export type DropPolicy = "drop_oldest" | "drop_newest";
 
 /** SPEAR's defaults (reference §7.2). */
@@ -50,183 +59,10 @@ export const MIC_LIMITS = {
 /** How long SET_PARAM waits for the driver to open the source (SPEAR allows 15 s for init). */
 export const MIC_START_TIMEOUT_MS = 20000;
 
-/** The output format a guest configured. */
-export interface MicConfig {
-  sample_rate_hz: number;
-  channels: number;
-  frame_ms: number;
-  format: "pcm16";
-}
-
-/** Samples per channel in one frame: floor(rate * frame_ms / 1000), as SPEAR's integer math. */
-export function micFrameSamples(c: MicConfig): number {
-  return Math.floor((c.sample_rate_hz * c.frame_ms) / 1000);
-}
-
-/** Bytes of one frame: `sample_rate_hz * frame_ms / 1000 * channels * 2`. */
-export function micFrameBytes(c: MicConfig): number {
-  return micFrameSamples(c) * c.channels * 2;
-}
-
-/** Params of the "mic.start" call (guest → driver). */
-export interface MicStartRequest {
-  fd: number;
-  generation: number;
-  source: MicSource;
-  config: MicConfig;
-  /** `device.name`; null = the default input device. */
-  device: string | null;
-  fallback_to_stub: boolean;
-  /** File source: start over at the end instead of raising EPOLLHUP. */
-  loop: boolean;
-}
-
-/** Result of "mic.start". */
-export type MicStartResult =
-  | {
-    ok: true;
-    /** The source actually running (stub after a fallback). */
-    source: MicSource;
-    /** Device name, or the file's name (not its path). */
-    device: string | null;
-    fallback_reason: string | null;
-    /** What the source delivers before conversion. */
-    native: { sample_rate_hz: number; channels: number; format: string } | null;
-  }
-  | { ok: false; error: string };
-
-/** One input device as LIST_DEVICES and `spear devices` report it. */
-export interface MicDeviceInfo {
-  name: string;
-  index: number;
-  max_input_channels: number;
-  default_sample_rate: number;
-  host_api: string;
-  is_default: boolean;
-}
-
-/** MIC_EVENT payload (driver → guest). */
-export interface MicEvent {
-  generation: number;
-  /** "eof": a file source ended (EPOLLHUP); "error": the capture failed (EPOLLERR). */
-  type: "eof" | "error";
-  error?: string;
-}
-
-/**
- * MIC_FRAME header, little-endian, then the PCM bytes:
- *   u32 generation, u32 seq (frame index in the generation), f64 captured_at (ms, absolute:
- *   performance.timeOrigin + performance.now()), u32 host_dropped (frames the driver dropped
- *   in this generation because the guest's channel was congested), u32 overflows (device
- *   overruns reported by PortAudio in this generation).
- */
-export const MIC_FRAME_HEADER_BYTES = 24;
-
-export interface MicFrameHeader {
-  generation: number;
-  seq: number;
-  capturedAt: number;
-  hostDropped: number;
-  overflows: number;
-}
-
-export function writeMicFrameHeader(out: Uint8Array, h: MicFrameHeader): void {
-  const v = new DataView(out.buffer, out.byteOffset, MIC_FRAME_HEADER_BYTES);
-  v.setUint32(0, h.generation, true);
-  v.setUint32(4, h.seq, true);
-  v.setFloat64(8, h.capturedAt, true);
-  v.setUint32(16, h.hostDropped, true);
-  v.setUint32(20, h.overflows, true);
-}
-
-export function readMicFrameHeader(payload: Uint8Array): MicFrameHeader {
-  const v = new DataView(payload.buffer, payload.byteOffset, MIC_FRAME_HEADER_BYTES);
-  return {
-    generation: v.getUint32(0, true),
-    seq: v.getUint32(4, true),
-    capturedAt: v.getFloat64(8, true),
-    hostDropped: v.getUint32(16, true),
-    overflows: v.getUint32(20, true),
-  };
-}
-
-/** An absolute millisecond clock comparable across the host's threads. */
-export function micClock(): number {
-  return performance.timeOrigin + performance.now();
-}
-
-interface QueuedFrame {
-  bytes: Uint8Array;
-  capturedAt: number;
-}
-
-/** FIFO of frames with O(1) push/shift and a byte count. */
-class FrameQueue {
-  private items: (QueuedFrame | undefined)[] = [];
-  private head = 0;
-  bytes = 0;
-
-  get length(): number {
-    return this.items.length - this.head;
-  }
-
-  push(f: QueuedFrame): void {
-    this.items.push(f);
-    this.bytes += f.bytes.length;
-  }
-
-  peek(): QueuedFrame | undefined {
-    return this.items[this.head];
-  }
-
-  shift(): QueuedFrame | undefined {
-    if (this.head >= this.items.length) return undefined;
-    const f = this.items[this.head]!;
-    this.items[this.head++] = undefined;
-    this.bytes -= f.bytes.length;
-    if (this.head >= 64 && this.head * 2 >= this.items.length) {
-      this.items = this.items.slice(this.head);
-      this.head = 0;
-    }
-    return f;
-  }
-
-  clear(): void {
-    this.items = [];
-    this.head = 0;
-    this.bytes = 0;
-  }
-}
-
-/** The last `size` latency samples, for p50/p99 in GET_METRICS. */
-class LatencyWindow {
-  private readonly samples: Float64Array;
-  private next = 0;
-  count = 0;
-  max = 0;
-
-  constructor(size = 4096) {
-    this.samples = new Float64Array(size);
-  }
-
-  add(ms: number): void {
-    this.samples[this.next] = ms;
-    this.next = (this.next + 1) % this.samples.length;
-    this.count++;
-    if (ms > this.max) this.max = ms;
-  }
-
-  summary(): { count: number; p50: number | null; p99: number | null; max: number | null } {
-    const n = Math.min(this.count, this.samples.length);
-    if (n === 0) return { count: 0, p50: null, p99: null, max: null };
-    const sorted = this.samples.slice(0, n).sort();
-    const at = (q: number) => Math.round(sorted[Math.min(n - 1, Math.floor(q * n))] * 1000) / 1000;
-    return { count: this.count, p50: at(0.5), p99: at(0.99), max: Math.round(this.max * 1000) / 1000 };
-  }
-}
-
 export interface MicState {
   generation: number;
+  /** The current capture's stream (0 when none). */
+  stream: number;
   config: MicConfig | null;
   frameBytes: number;
   requestedSource: MicSource | null;
@@ -234,31 +70,26 @@ export interface MicState {
   source: MicSource | null;
   device: string | null;
   fallbackReason: string | null;
-  native: { sample_rate_hz: number; channels: number; format: string } | null;
+  native: MicStartResult["native"] | null;
   loop: boolean;
   dropPolicy: DropPolicy;
   maxQueueBytes: number;
-  /** Length of the stub buffer last sent to the driver (kept across SET_PARAMs, as SPEAR). */
+  /** Length of the stub buffer last given (kept across SET_PARAMs, as SPEAR). */
   stubBytes: number | null;
   ignoredFields: string[];
-  queue: FrameQueue;
+  queue: QueuedStream;
   running: boolean;
   lastError: string | null;
   eof: boolean;
   /** Frames delivered to this fd (all generations). */
   capturedFrames: number;
-  /** Drops in this fd's queue (all generations). */
-  queueDropped: number;
-  /** Driver-side drops: finished generations plus the current one's latest report. */
+  /** Stream-side drops: finished captures plus the current one's latest report. */
   hostDroppedBefore: number;
   hostDropped: number;
   overflowsBefore: number;
   overflows: number;
-  readFrames: number;
-  readBytes: number;
-  /** Capture → queued (EPOLLIN raised) and capture → mic_read, in ms. */
+  /** Capture → queued (EPOLLIN raised), in ms. */
   deliverLatency: LatencyWindow;
-  readLatency: LatencyWindow;
 }
 
 type Json = JsonObject;
@@ -312,7 +143,9 @@ export interface MicParams {
   loop: boolean;
   maxQueueBytes: number;
   dropPolicy: DropPolicy;
-  stub: Uint8Array | null;
+  /** The new stub buffer as the guest gave it (validated), or null to keep the previous one. */
+  stubBase64: string | null;
+  stubBytes: number;
   ignoredFields: string[];
 }
 
@@ -383,20 +216,34 @@ export function parseMicParams(
     throw fail("EINVAL", `max_queue_bytes ${maxQueueBytes} is smaller than one frame (${frameBytes} bytes)`);
   }
 
-  let stub: Uint8Array | null = null;
+  let stubBase64: string | null = null;
+  let stubBytes = 0;
   if (json.stub_pcm16_base64 !== undefined) {
     if (typeof json.stub_pcm16_base64 !== "string") {
       throw fail("EINVAL", "stub_pcm16_base64 must be a string");
     }
-    stub = decodeStubBase64(json.stub_pcm16_base64);
+    stubBytes = decodeStubBase64(json.stub_pcm16_base64).length;
+    stubBase64 = json.stub_pcm16_base64;
   }
 
-  return { config, source, device, fallbackToStub, loop, maxQueueBytes, dropPolicy, stub, ignoredFields };
+  return {
+    config,
+    source,
+    device,
+    fallbackToStub,
+    loop,
+    maxQueueBytes,
+    dropPolicy,
+    stubBase64,
+    stubBytes,
+    ignoredFields,
+  };
 }
 
-function newMicState(): MicState {
+function newMicState(queue: QueuedStream): MicState {
   return {
     generation: 0,
+    stream: 0,
     config: null,
     frameBytes: 0,
     requestedSource: null,
@@ -409,24 +256,20 @@ function newMicState(): MicState {
     maxQueueBytes: MIC_DEFAULTS.max_queue_bytes,
     stubBytes: null,
     ignoredFields: [],
-    queue: new FrameQueue(),
+    queue,
     running: false,
     lastError: null,
     eof: false,
     capturedFrames: 0,
-    queueDropped: 0,
     hostDroppedBefore: 0,
     hostDropped: 0,
     overflowsBefore: 0,
     overflows: 0,
-    readFrames: 0,
-    readBytes: 0,
     deliverLatency: new LatencyWindow(),
-    readLatency: new LatencyWindow(),
   };
 }
 
-const droppedFrames = (s: MicState) => s.queueDropped + s.hostDroppedBefore + s.hostDropped;
+const droppedFrames = (s: MicState) => s.queue.dropped + s.hostDroppedBefore + s.hostDropped;
 
 /** GET_STATUS: SPEAR's fields (reference §7.4) first, then spearhost's. */
 export function micStatus(s: MicState): Json {
@@ -450,7 +293,7 @@ export function micStatus(s: MicState): Json {
     frame_bytes: s.frameBytes,
     queue_frames: s.queue.length,
     captured_frames: s.capturedFrames,
-    read_frames: s.readFrames,
+    read_frames: s.queue.readItems,
     device_overflows: s.overflowsBefore + s.overflows,
     ignored_fields: s.ignoredFields,
   };
@@ -460,10 +303,10 @@ export function micStatus(s: MicState): Json {
 export function micMetrics(s: MicState): Json {
   return {
     frames_captured: s.capturedFrames,
-    frames_read: s.readFrames,
-    bytes_read: s.readBytes,
+    frames_read: s.queue.readItems,
+    bytes_read: s.queue.readBytes,
     dropped_frames: droppedFrames(s),
-    queue_dropped_frames: s.queueDropped,
+    queue_dropped_frames: s.queue.dropped,
     host_dropped_frames: s.hostDroppedBefore + s.hostDropped,
     device_overflows: s.overflowsBefore + s.overflows,
     queue_frames: s.queue.length,
@@ -471,71 +314,25 @@ export function micMetrics(s: MicState): Json {
     max_queue_bytes: s.maxQueueBytes,
     generation: s.generation,
     running: s.running,
-    latency_ms: { deliver: s.deliverLatency.summary(), read: s.readLatency.summary() },
+    latency_ms: { deliver: s.deliverLatency.summary(), read: s.queue.readLatency.summary() },
   };
 }
 
-export function micHostcalls(rt: GuestRuntime): Hostcall[] {
+export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
   const { fds, mem } = rt;
 
   const refresh = (entry: FdEntry<MicState>) => {
     const s = entry.state;
     fds.setMask(
       entry,
-      (s.queue.length > 0 ? Poll.EPOLLIN : 0) | (s.lastError !== null ? Poll.EPOLLERR : 0) |
-        (s.eof ? Poll.EPOLLHUP : 0),
+      s.queue.readiness | (s.lastError !== null ? Poll.EPOLLERR : 0) | (s.eof ? Poll.EPOLLHUP : 0),
     );
   };
 
-  /** The open mic fd a driver message is for, or null when it is gone or from an old generation. */
-  const current = (m: Message, generation: number): FdEntry<MicState> | null => {
-    let entry;
-    try {
-      entry = fds.get(m.fd);
-    } catch {
-      return null;
-    }
-    if (entry.kind !== "Mic" || entry.closed) return null;
-    const mic = entry as FdEntry<MicState>;
-    return mic.state.generation === generation ? mic : null;
-  };
-
-  rt.on(Op.MIC_FRAME, (m) => {
-    const h = readMicFrameHeader(m.payload);
-    const entry = current(m, h.generation);
-    if (!entry) return;
-    const s = entry.state;
-    const bytes = m.payload.subarray(MIC_FRAME_HEADER_BYTES);
-    const now = micClock();
-    s.hostDropped = Math.max(s.hostDropped, h.hostDropped);
-    s.overflows = Math.max(s.overflows, h.overflows);
-    s.capturedFrames++;
-    if (s.dropPolicy === "drop_newest" && s.queue.bytes + bytes.length > s.maxQueueBytes) {
-      s.queueDropped++;
-    } else {
-      s.queue.push({ bytes, capturedAt: h.capturedAt });
-      s.deliverLatency.add(now - h.capturedAt);
-      while (s.queue.bytes > s.maxQueueBytes && s.queue.length > 1) {
-        s.queue.shift();
-        s.queueDropped++;
-      }
-    }
-    refresh(entry);
-  });
-
-  rt.on(Op.MIC_EVENT, (m) => {
-    const event = decodeJson<MicEvent>(m.payload);
-    const entry = current(m, event.generation);
-    if (!entry) return;
-    entry.state.running = false;
-    if (event.type === "eof") entry.state.eof = true;
-    else entry.state.lastError = event.error ?? "capture failed";
-    refresh(entry);
-  });
-
-  /** Ends the fd's current generation: later frames and events of it are ignored. */
-  const endGeneration = (s: MicState) => {
-    s.generation = (s.generation + 1) >>> 0;
+  /** Ends the fd's current capture: its stream closes (the driver stops) and later frames are ignored. */
+  const endCapture = (s: MicState) => {
+    if (s.stream) rt.closeStream(s.stream);
+    s.stream = 0;
     s.running = false;
     s.hostDroppedBefore += s.hostDropped;
     s.hostDropped = 0;
@@ -543,27 +340,40 @@ export function micHostcalls(rt: GuestRuntime): Hostcall[] {
     s.overflows = 0;
   };
 
-  /** A blocking request to the driver; a timeout or a host-side error becomes EIO text. */
-  const callDriver = (method: string, params: unknown): { value: unknown } | { error: string } => {
-    let reply: unknown;
-    try {
-      reply = rt.call(method, params, MIC_START_TIMEOUT_MS);
-    } catch (e) {
-      if (e instanceof GuestTerminated || e instanceof GuestTrapped) throw e;
-      return { error: (e as Error).message };
-    }
-    if (isJsonObject(reply) && typeof reply.error === "string" && !("ok" in reply)) {
-      return { error: reply.error };
-    }
-    return { value: reply };
-  };
+  /** The receiver of one capture's stream. */
+  const receiver = (entry: FdEntry<MicState>) => ({
+    data(frame: { dropped: number; at: number; bytes: Uint8Array }) {
+      const s = entry.state;
+      s.hostDropped = Math.max(s.hostDropped, frame.dropped);
+      s.capturedFrames++;
+      if (s.queue.push({ bytes: frame.bytes, at: frame.at }) === "queued") {
+        s.deliverLatency.add(streamClock() - frame.at);
+      }
+      refresh(entry);
+    },
+    event(value: Record<string, unknown>) {
+      const s = entry.state;
+      const event = value as MicEvent;
+      s.hostDropped = Math.max(s.hostDropped, event.dropped ?? 0);
+      if (event.type === "overflows") s.overflows = event.total;
+      else {
+        s.running = false;
+        if (event.type === "eof") s.eof = true;
+        else s.lastError = event.error ?? "capture failed";
+      }
+      refresh(entry);
+    },
+  });
 
   const setParam = (entry: FdEntry<MicState>, bytes: Uint8Array): number => {
     const s = entry.state;
     const p = parseMicParams(bytes, s);
+    s.queue.resize(p.maxQueueBytes); // ENOMEM here leaves the running capture untouched
     // Stop the previous producer and start over (reference §7.2).
-    endGeneration(s);
+    endCapture(s);
+    s.generation = (s.generation + 1) >>> 0;
     s.queue.clear();
+    s.queue.policy = p.dropPolicy;
     s.lastError = null;
     s.eof = false;
     s.config = p.config;
@@ -577,65 +387,58 @@ export function micHostcalls(rt: GuestRuntime): Hostcall[] {
     s.dropPolicy = p.dropPolicy;
     s.maxQueueBytes = p.maxQueueBytes;
     s.ignoredFields = p.ignoredFields;
+    if (p.stubBase64 !== null) s.stubBytes = p.stubBytes;
+    s.stream = rt.openStream(receiver(entry));
     refresh(entry);
-    if (p.stub) {
-      rt.send(Op.MIC_STUB_DATA, entry.fd, p.stub); // the channel carries any size
-      s.stubBytes = p.stub.length;
-    }
-    const request: MicStartRequest = {
-      fd: entry.fd,
-      generation: s.generation,
+    const outcome = rt.call(micStart, {
+      stream: s.stream,
       source: p.source,
       config: p.config,
       device: p.device,
       fallback_to_stub: p.fallbackToStub,
       loop: p.loop,
-    };
-    const reply = callDriver("mic.start", request);
-    let result: MicStartResult;
-    if ("error" in reply) {
-      // Timed out (or no driver): make sure a late start does not run on.
-      rt.sendJson(Op.MIC_STOP, entry.fd, { generation: request.generation, closed: false });
-      result = { ok: false, error: reply.error };
-    } else {
-      result = reply.value as MicStartResult;
-    }
-    if (entry.closed || s.generation !== request.generation) return 0; // closed by a re-entered call
+      ...(p.stubBase64 !== null ? { stub_base64: p.stubBase64 } : {}),
+    }, { fd: entry.fd, timeoutMs: MIC_START_TIMEOUT_MS });
+    const result: MicStartResult = outcome.ok ? outcome.value : { ok: false, error: outcome.error };
     if (!result.ok) {
-      s.running = false;
-      s.lastError = result.error;
+      endCapture(s);
+      s.lastError = result.error ?? "capture failed";
       refresh(entry);
-      throw fail("EIO", result.error);
+      throw fail("EIO", s.lastError);
     }
     s.running = !s.eof && s.lastError === null;
-    s.source = result.source;
-    s.device = result.device;
-    s.fallbackReason = result.fallback_reason;
-    s.native = result.native;
+    s.source = result.source ?? null;
+    s.device = result.device ?? null;
+    s.fallbackReason = result.fallback_reason ?? null;
+    s.native = result.native ?? null;
     return 0;
   };
 
   const listDevices = (): Uint8Array => {
-    const reply = callDriver("mic.list_devices", null);
-    if ("error" in reply) throw fail("EIO", reply.error);
-    if (!Array.isArray(reply.value)) throw fail("EIO", "mic.list_devices: not an array");
-    return encoder.encode(JSON.stringify(reply.value));
+    const outcome = rt.call(micListDevices, null, { timeoutMs: MIC_START_TIMEOUT_MS });
+    if (!outcome.ok) throw fail("EIO", outcome.error);
+    return encoder.encode(JSON.stringify(outcome.value));
   };
 
-  return [
-    i32call("mic_create", 0, () =>
-      fds.alloc<MicState>("Mic", newMicState(), {
+  const newQueue = () =>
+    new QueuedStream({
+      capacity: MIC_DEFAULTS.max_queue_bytes,
+      policy: MIC_DEFAULTS.drop_policy,
+      budget: rt.budget,
+      clock: streamClock,
+    });
+
+  return {
+    mic_create: () =>
+      fds.alloc<MicState>("Mic", newMicState(newQueue()), {
         onClose: (e) => {
-          const s = e.state;
-          const generation = s.generation;
-          endGeneration(s);
-          s.queue.clear();
-          rt.sendJson(Op.MIC_STOP, e.fd, { generation, closed: true });
+          endCapture(e.state);
+          e.state.queue.dispose();
         },
         metrics: (e) => micMetrics(e.state),
-      }).fd),
+      }).fd,
 
-    i32call("mic_ctl", 4, (fd, cmd, argPtr, lenPtr) => {
+    mic_ctl: (fd: number, cmd: number, argPtr: number, lenPtr: number) => {
       const len = mem.u32(lenPtr); // always read, as SPEAR's glue
       const entry = fds.getOpen<MicState>(fd, "Mic");
       switch (cmd) {
@@ -644,35 +447,27 @@ export function micHostcalls(rt: GuestRuntime): Hostcall[] {
         case MicCtl.GET_STATUS:
           rt.pump();
           return mem.writeOut(argPtr, lenPtr, encoder.encode(JSON.stringify(micStatus(entry.state))));
-        case MicCtl.LIST_DEVICES: {
-          const json = listDevices();
-          return mem.writeOut(argPtr, lenPtr, json);
-        }
+        case MicCtl.LIST_DEVICES:
+          return mem.writeOut(argPtr, lenPtr, listDevices());
         default:
           throw fail("EINVAL", `unknown mic ctl ${cmd}`);
       }
-    }),
+    },
 
-    i32call("mic_read", 3, (fd, outPtr, lenPtr) => {
-      const entry = fds.getOpen<MicState>(fd, "Mic");
+    mic_read: (fd: number, outPtr: number, lenPtr: number) => {
+      fds.getOpen<MicState>(fd, "Mic");
       mem.u32(lenPtr);
-      rt.pump();
-      const s = entry.state;
-      const frame = s.queue.peek();
-      if (!frame) throw fail("EAGAIN");
+      rt.poll(); // a polling point: frames arrive, tool calls run
+      const entry = fds.getOpen<MicState>(fd, "Mic");
       // Write first, dequeue after: -ENOSPC leaves the frame queued (SPEC.md §2).
-      const n = mem.writeOut(outPtr, lenPtr, frame.bytes);
-      s.queue.shift();
-      s.readFrames++;
-      s.readBytes += n;
-      s.readLatency.add(micClock() - frame.capturedAt);
+      const n = entry.state.queue.readInto(mem, outPtr, lenPtr);
       refresh(entry);
       return n;
-    }),
+    },
 
-    i32call("mic_close", 1, (fd) => {
+    mic_close: (fd: number) => {
       fds.close(fd);
       return 0;
-    }),
-  ];
+    },
+  };
 }

@@ -15,6 +15,7 @@ export const RtasrCtl = {
 export default family({
   name: "rtasr",
   status: "not_built",
+  label: "`rtasr_*`",
   summary: "**not built**: every call returns `-ENOSYS` (38)",
   imports: [
     spearImport("rtasr_create", 0),

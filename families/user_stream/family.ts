@@ -4,6 +4,7 @@ import { family, spearImport } from "../family.ts";
 export default family({
   name: "user_stream",
   status: "not_built",
+  label: "`user_stream_*`",
   summary: "**not built**: every call returns `-ENOSYS` (38)",
   imports: [
     spearImport("user_stream_open", 2),
