@@ -48,7 +48,12 @@ export interface FamilySections {}
 
 export type HostConfig = CoreConfig & FamilySections;
 
-export const DEFAULT_LIMITS: Limits = { timeout_ms: 30000, memory_mb: 512, max_fds: 1024, host_memory_mb: 64 };
+export const DEFAULT_LIMITS: Limits = {
+  timeout_ms: 30000,
+  memory_mb: 512,
+  max_fds: 1024,
+  host_memory_mb: 64,
+};
 
 /**
  * Largest accepted limits, wherever they come from (config, command line, `SpearHost.run`):

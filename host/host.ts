@@ -19,8 +19,11 @@ import { LogLevel } from "../runtime/abi.ts";
 import { Watchdog } from "./watchdog.ts";
 import { escapeLogText } from "./log.ts";
 
-/** Where guest log lines go. A promise makes the guest wait (its log calls block) until it settles. */
-export type LogSink = (guest: string, level: number, message: string) => void | Promise<void>;
+/**
+ * Where guest log lines go. A sink that returns a promise is awaited before the next record
+ * is read, so a slow sink slows the guest (its log calls wait) instead of piling up records.
+ */
+export type LogSink = (guest: string, level: number, message: string) => unknown;
 
 const LEVEL_NAMES = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"];
 const encoder = new TextEncoder();
@@ -331,7 +334,12 @@ export class SpearHost {
     const link = this.idleLinks.pop()?.reset() ?? Link.create();
     const budget = HostBudget.create(hostMemoryMb << 20);
     const session = new GuestSession(nextGuestId++, name, link, this.config, budget);
-    session.rpc = new RpcServer((op, fd, payload) => session.send(op, fd, payload), handlers, { session }, budget);
+    session.rpc = new RpcServer(
+      (op, fd, payload) => session.send(op, fd, payload),
+      handlers,
+      { session },
+      budget,
+    );
     const engine = this.sharedEngine();
     const init: GuestInit = {
       libPath: this.libPath,
@@ -428,7 +436,8 @@ export class SpearHost {
     switch (m.op) {
       case Op.LOG: {
         const known = m.fd >= LogLevel.TRACE && m.fd <= LogLevel.ERROR;
-        return this.logSink(session.name, known ? m.fd : LogLevel.INFO, decoder.decode(m.payload));
+        const written = this.logSink(session.name, known ? m.fd : LogLevel.INFO, decoder.decode(m.payload));
+        return written instanceof Promise ? written.then(() => {}) : undefined;
       }
       case Op.REQUEST:
         session.rpc.receiveRequest(m.fd, m.payload);

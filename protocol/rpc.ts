@@ -240,7 +240,9 @@ export class RpcServer<C> {
     if (this.closed) return;
     let bytes = encode(ReplyEnvelope, reply);
     if (this.budget && !this.budget.tryCharge(bytes.length)) {
-      const error = `reply of ${bytes.length} bytes is over the guest's host budget (${this.budget.limit >> 20} MiB)`;
+      const error = `reply of ${bytes.length} bytes is over the guest's host budget (${
+        this.budget.limit >> 20
+      } MiB)`;
       bytes = encode(ReplyEnvelope, { id: reply.id, ok: false, error });
       this.budget.force(bytes.length);
     }

@@ -30,17 +30,23 @@ export const string: Schema<string> = schema((v, p) => typeof v === "string" ? v
 export const number: Schema<number> = schema((v, p) =>
   typeof v === "number" && Number.isFinite(v) ? v : bad(p, "a finite number")
 );
-export const int: Schema<number> = schema((v, p) => Number.isSafeInteger(v) ? v as number : bad(p, "an integer"));
+export const int: Schema<number> = schema((v, p) =>
+  Number.isSafeInteger(v) ? v as number : bad(p, "an integer")
+);
 export const boolean: Schema<boolean> = schema((v, p) => typeof v === "boolean" ? v : bad(p, "a boolean"));
 /** Any JSON value, unchecked inside (bodies relayed from a backend). */
 export const json: Schema<unknown> = schema((v) => v);
 /** Any JSON object, unchecked inside. */
 export const record: Schema<Record<string, unknown>> = schema((v, p) =>
-  typeof v === "object" && v !== null && !Array.isArray(v) ? v as Record<string, unknown> : bad(p, "an object")
+  typeof v === "object" && v !== null && !Array.isArray(v)
+    ? v as Record<string, unknown>
+    : bad(p, "an object")
 );
 
 export function literal<const L extends string | number | boolean>(...values: L[]): Schema<L> {
-  return schema((v, p) => values.includes(v as L) ? v as L : bad(p, values.map((x) => JSON.stringify(x)).join(" | ")));
+  return schema((v, p) =>
+    values.includes(v as L) ? v as L : bad(p, values.map((x) => JSON.stringify(x)).join(" | "))
+  );
 }
 
 export function nullable<T>(inner: Schema<T>): Schema<T | null> {
@@ -48,7 +54,9 @@ export function nullable<T>(inner: Schema<T>): Schema<T | null> {
 }
 
 export function array<T>(item: Schema<T>): Schema<T[]> {
-  return schema((v, p) => Array.isArray(v) ? v.map((x, i) => item.check(x, `${p}[${i}]`)) : bad(p, "an array"));
+  return schema((v, p) =>
+    Array.isArray(v) ? v.map((x, i) => item.check(x, `${p}[${i}]`)) : bad(p, "an array")
+  );
 }
 
 /** Marks an object field as optional (absent or undefined). */
@@ -90,7 +98,12 @@ export function tagged<const K extends string, M extends Record<string, Schema<u
   return schema((v, p) => {
     const which = typeof v === "object" && v !== null ? (v as Record<string, unknown>)[tag] : undefined;
     const variant = typeof which === "string" ? variants[which] : undefined;
-    if (!variant) bad(p ? `${p}.${tag}` : tag, Object.keys(variants).map((k) => JSON.stringify(k)).join(" | "));
+    if (!variant) {
+      bad(
+        p ? `${p}.${tag}` : tag,
+        Object.keys(variants).map((k) => JSON.stringify(k)).join(" | "),
+      );
+    }
     return variant.check(v, p) as Infer<M[keyof M]>;
   });
 }

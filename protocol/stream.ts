@@ -127,7 +127,11 @@ export class StreamSender {
   /** Sends a typed event (JSON) on the stream; `dropped` is added so the count is never lost. */
   event(value: Record<string, unknown>): void {
     if (this.closed) return;
-    this.channel.send(Op.STREAM_EVENT, this.id, encoder.encode(JSON.stringify({ ...value, dropped: this.dropped })));
+    this.channel.send(
+      Op.STREAM_EVENT,
+      this.id,
+      encoder.encode(JSON.stringify({ ...value, dropped: this.dropped })),
+    );
   }
 
   close(): void {

@@ -319,7 +319,12 @@ export class Store {
 import type { WasmType } from "./abi.ts";
 export type { WasmType };
 
-const VAL_KINDS: Record<WasmType, number> = { i32: ValKind.I32, i64: ValKind.I64, f32: ValKind.F32, f64: ValKind.F64 };
+const VAL_KINDS: Record<WasmType, number> = {
+  i32: ValKind.I32,
+  i64: ValKind.I64,
+  f32: ValKind.F32,
+  f64: ValKind.F64,
+};
 
 /** A host function: reads its arguments from and writes its result into `raw` (wasmtime_val_raw_t[]). */
 export type HostFunction = (caller: Ptr, raw: DataView) => Ptr;
@@ -331,9 +336,7 @@ const HOST_CALLBACK = {
 
 function valtypeVec(lib: WasmtimeLib, types: readonly WasmType[]): Uint8Array {
   const ptrs = new BigUint64Array(Math.max(1, types.length));
-  types.forEach((t, i) =>
-    ptrs[i] = pointerAddress(lib.wasm_valtype_new(VAL_KINDS[t]))
-  );
+  types.forEach((t, i) => ptrs[i] = pointerAddress(lib.wasm_valtype_new(VAL_KINDS[t])));
   const vec = new Uint8Array(Sizes.VEC);
   lib.wasm_valtype_vec_new(vec, BigInt(types.length), new Uint8Array(ptrs.buffer));
   return vec;

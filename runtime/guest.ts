@@ -252,7 +252,10 @@ export class GuestRuntime {
   /** Charges the budget or fails the hostcall with `errno` (ENOMEM unless a queue says ENOSPC). */
   charge(bytes: number, what: string, errno: "ENOMEM" | "ENOSPC" = "ENOMEM"): void {
     if (!this.budget.tryCharge(bytes)) {
-      throw fail(errno, `${what}: ${bytes} bytes over the guest's host budget (${this.budget.limit >> 20} MiB)`);
+      throw fail(
+        errno,
+        `${what}: ${bytes} bytes over the guest's host budget (${this.budget.limit >> 20} MiB)`,
+      );
     }
   }
 }

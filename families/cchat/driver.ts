@@ -28,7 +28,10 @@ export function chatDriver(config: HostConfig): Driver {
   return {
     family: "cchat",
     handlers: [
-      handle(chatRoundTrip, async (request, { signal }) => bounded(await runChatRoundTrip(config, request, signal))),
+      handle(
+        chatRoundTrip,
+        async (request, { signal }) => bounded(await runChatRoundTrip(config, request, signal)),
+      ),
     ],
   };
 }

@@ -19,7 +19,12 @@ export default family({
   fdKinds: ["ChatSession", "ChatResponse"],
   abi: [
     { title: "cchat_ctl commands", name: (k) => `SPEAR_CCHAT_CTL_${k}`, values: CchatCtl },
-    { title: "cchat_send flag bits", name: (k) => `SPEAR_CCHAT_SEND_FLAG_${k}`, values: CchatSendFlag, hex: 1 },
+    {
+      title: "cchat_send flag bits",
+      name: (k) => `SPEAR_CCHAT_SEND_FLAG_${k}`,
+      values: CchatSendFlag,
+      hex: 1,
+    },
   ],
   backendKinds: ["openai_chat_completion", "stub"],
   worker: () => import("./worker.ts"),

@@ -283,7 +283,9 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
       }
       // A tool may close its own response: then nothing more runs and nothing goes upstream.
       if (entry.closed) return;
-      if (!appendTurn(session, { role: "tool", content: result, tool_call_id: call.id })) return overBudget(entry);
+      if (!appendTurn(session, { role: "tool", content: result, tool_call_id: call.id })) {
+        return overBudget(entry);
+      }
     }
     if (resp.roundTrips >= numberParam(session, "max_iterations")) {
       failResponse(entry, { code: "tool_call_limit", message: "exceeded max_iterations" });
@@ -366,7 +368,13 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
         }),
       }).fd,
 
-    cchat_write_msg: (fd: number, rolePtr: number, roleLen: number, contentPtr: number, contentLen: number) => {
+    cchat_write_msg: (
+      fd: number,
+      rolePtr: number,
+      roleLen: number,
+      contentPtr: number,
+      contentLen: number,
+    ) => {
       const session = sessionOf(fd).state;
       const role = mem.string(rolePtr, roleLen);
       const content = mem.string(contentPtr, contentLen);

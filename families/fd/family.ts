@@ -39,7 +39,12 @@ export default family({
       values: Errno,
       note: (k) => SPEAR_C_ERRNOS.has(k) ? undefined : "not in SPEAR's C header",
     },
-    { title: "readiness bits for spear_epoll_ctl / spear_epoll_wait", name: (k) => `SPEAR_${k}`, values: Poll, hex: 3 },
+    {
+      title: "readiness bits for spear_epoll_ctl / spear_epoll_wait",
+      name: (k) => `SPEAR_${k}`,
+      values: Poll,
+      hex: 3,
+    },
     { title: "spear_epoll_ctl operations", name: (k) => `SPEAR_EPOLL_CTL_${k}`, values: EpollOp },
     { title: "spear_fd_ctl commands", name: (k) => `SPEAR_FD_CTL_${k}`, values: FdCtl },
     {

@@ -10,10 +10,10 @@
 import type { HostConfig } from "../../host/config.ts";
 import type { Driver, GuestSession, SessionContext } from "../../host/host.ts";
 import { handle } from "../../protocol/rpc.ts";
-import { type StreamSender, streamClock } from "../../protocol/stream.ts";
+import { streamClock, type StreamSender } from "../../protocol/stream.ts";
 import { readAudioFile } from "../../host/audio/wav.ts";
 import { listInputDevices, openDeviceStream } from "./devices.ts";
-import { type MicStartRequest, type MicStartResult, micListDevices, micStart } from "./protocol.ts";
+import { micListDevices, micStart, type MicStartRequest, type MicStartResult } from "./protocol.ts";
 import { fileFrames, frameDurationMs, pace, runDevice, stubFrames, type Timers } from "./sources.ts";
 
 /** A headerless `mic.file` is PCM16 little-endian at this rate and channel count. */

@@ -25,6 +25,10 @@ export default family({
     spearImport("rtasr_close", 1),
   ],
   fdKinds: ["RtAsr"],
-  abi: [{ title: "rtasr_ctl commands (SPEAR spells the prefix RTA)", name: (k) => `SPEAR_RTA_CTL_${k}`, values: RtasrCtl }],
+  abi: [{
+    title: "rtasr_ctl commands (SPEAR spells the prefix RTA)",
+    name: (k) => `SPEAR_RTA_CTL_${k}`,
+    values: RtasrCtl,
+  }],
   backendKinds: ["openai_realtime_ws", "local_asr"],
 });
