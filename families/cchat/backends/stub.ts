@@ -38,6 +38,9 @@ export function firstTwoIntegers(s: string): [string, string] | undefined {
     while (i < s.length && isDigit(s[i])) i++;
     const run = s.slice(start, i);
     if (run === "-") continue;
+    // An i64 has at most 19 significant digits; anything much longer overflows, and parsing a
+    // million-digit run with BigInt would hold the main thread (and every guest) for seconds.
+    if (run.replace(/^-?0*/, "").length > 19) continue;
     const v = BigInt(run);
     if (v >= I64_MIN && v <= I64_MAX) nums.push(v.toString());
   }
