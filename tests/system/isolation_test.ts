@@ -5,9 +5,9 @@
  * keeps working afterwards.
  */
 import assert from "node:assert/strict";
-import { SpearHost } from "../host/host.ts";
+import { SpearHost } from "../../host/host.ts";
 
-const root = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
+const root = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 const HELLO = `${root}/guests/build/hello.wasm`;
 const MISBEHAVE = `${root}/guests/build/test/misbehave.wasm`;
 const EXIT_CODE = `${root}/guests/build/test/exit_code.wasm`;

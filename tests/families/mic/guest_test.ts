@@ -8,27 +8,27 @@
  *   running the CLI in a subprocess whose environment points ALSA at the capture file.
  */
 import assert from "node:assert/strict";
-import { Errno, HostcallError, MicCtl, Poll } from "../runtime/abi.ts";
-import { Link } from "../protocol/channel.ts";
-import { defaultConfig, type HostConfig } from "../host/config.ts";
-import { GuestRuntime } from "../runtime/guest.ts";
-import { SpearHost } from "../host/host.ts";
-import { fdHostcalls } from "../families/fd/worker.ts";
+import { Errno, HostcallError, MicCtl, Poll } from "../../../runtime/abi.ts";
+import { Link } from "../../../protocol/channel.ts";
+import { defaultConfig, type HostConfig } from "../../../host/config.ts";
+import { GuestRuntime } from "../../../runtime/guest.ts";
+import { SpearHost } from "../../../host/host.ts";
+import { fdHostcalls } from "../../../families/fd/worker.ts";
 import {
   MIC_FRAME_HEADER_BYTES,
   micClock,
   micHostcalls,
   type MicStartRequest,
   writeMicFrameHeader,
-} from "../families/mic/worker.ts";
-import { Op } from "../protocol/wire.ts";
-import { encodeWav } from "../host/audio/wav.ts";
-import { type MicDriver, micDriver } from "../families/mic/driver.ts";
-import { pace, type Timers } from "../families/mic/sources.ts";
-import { createVirtualMic, hasVirtualMicTools, type VirtualMic } from "./support/alsa_virtual.ts";
+} from "../../../families/mic/worker.ts";
+import { Op } from "../../../protocol/wire.ts";
+import { encodeWav } from "../../../host/audio/wav.ts";
+import { type MicDriver, micDriver } from "../../../families/mic/driver.ts";
+import { pace, type Timers } from "../../../families/mic/sources.ts";
+import { createVirtualMic, hasVirtualMicTools, type VirtualMic } from "../../support/alsa_virtual.ts";
 
 const { EAGAIN, EBADF, EFAULT, EINVAL, EIO, ENOSPC } = Errno;
-const root = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
+const root = new URL("../../../", import.meta.url).pathname.replace(/\/$/, "");
 const MIC_DUMP = `${root}/guests/build/test/mic_dump.wasm`;
 const MIC_CHECKS = `${root}/guests/build/test/mic_checks.wasm`;
 const haveTools = await hasVirtualMicTools();

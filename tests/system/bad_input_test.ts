@@ -5,10 +5,10 @@
  * a trap, never a host crash), and the guest must then finish normally.
  */
 import assert from "node:assert/strict";
-import { Errno } from "../runtime/abi.ts";
-import { SpearHost } from "../host/host.ts";
+import { Errno } from "../../runtime/abi.ts";
+import { SpearHost } from "../../host/host.ts";
 
-const root = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
+const root = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 const BAD_INPUT = `${root}/guests/build/test/bad_input.wasm`;
 const ABI_LINK = `${root}/guests/build/test/abi_link.wasm`;
 

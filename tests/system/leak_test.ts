@@ -6,14 +6,14 @@
  * a bound of RSS after the warm-up runs.
  */
 import assert from "node:assert/strict";
-import { openWasmtime } from "../ffi/wasmtime.ts";
-import { Link } from "../protocol/channel.ts";
-import { Engine } from "../runtime/engine.ts";
-import { SpearHost } from "../host/host.ts";
-import { runGuest } from "../runtime/instance.ts";
-import { resolveWasmtimeLib } from "../host/native.ts";
+import { openWasmtime } from "../../ffi/wasmtime.ts";
+import { Link } from "../../protocol/channel.ts";
+import { Engine } from "../../runtime/engine.ts";
+import { SpearHost } from "../../host/host.ts";
+import { runGuest } from "../../runtime/instance.ts";
+import { resolveWasmtimeLib } from "../../host/native.ts";
 
-const root = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
+const root = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 const HELLO = `${root}/guests/build/hello.wasm`;
 const BAD_INPUT = `${root}/guests/build/test/bad_input.wasm`;
 const MiB = 1024 * 1024;

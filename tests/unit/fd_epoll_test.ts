@@ -5,15 +5,15 @@
  * the Link (the main thread blocks in Atomics.wait exactly as a guest's worker does).
  */
 import assert from "node:assert/strict";
-import { EpollOp, Errno, FdCtl, HostcallError, Poll } from "../runtime/abi.ts";
-import { Link } from "../protocol/channel.ts";
-import type { Epoll } from "../runtime/epoll.ts";
-import { type FdEntry, FdTable } from "../runtime/fd_table.ts";
-import { GuestRuntime, GuestTerminated } from "../runtime/guest.ts";
-import { coreHostcalls } from "../families/core/worker.ts";
-import { fdHostcalls } from "../families/fd/worker.ts";
-import { Op } from "../protocol/wire.ts";
-import type { LinkWorkerCommand } from "./support/link_worker.ts";
+import { EpollOp, Errno, FdCtl, HostcallError, Poll } from "../../runtime/abi.ts";
+import { Link } from "../../protocol/channel.ts";
+import type { Epoll } from "../../runtime/epoll.ts";
+import { type FdEntry, FdTable } from "../../runtime/fd_table.ts";
+import { GuestRuntime, GuestTerminated } from "../../runtime/guest.ts";
+import { coreHostcalls } from "../../families/core/worker.ts";
+import { fdHostcalls } from "../../families/fd/worker.ts";
+import { Op } from "../../protocol/wire.ts";
+import type { LinkWorkerCommand } from "../support/link_worker.ts";
 
 const { EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP } = Poll;
 const { ADD, MOD, DEL } = EpollOp;
@@ -91,7 +91,7 @@ function harness(maxFds = 1024) {
 async function startLinkWorker(
   command: LinkWorkerCommand,
 ): Promise<{ worker: Worker; done: Promise<unknown> }> {
-  const worker = new Worker(new URL("./support/link_worker.ts", import.meta.url), { type: "module" });
+  const worker = new Worker(new URL("../support/link_worker.ts", import.meta.url), { type: "module" });
   let resolveDone!: (v: unknown) => void;
   const done = new Promise((r) => resolveDone = r);
   const armed = new Promise<void>((resolve, reject) => {

@@ -1,6 +1,6 @@
 /** host/config.ts: every section and nested object is checked, null included. */
 import assert from "node:assert/strict";
-import { ConfigError, parseConfig } from "../host/config.ts";
+import { ConfigError, parseConfig } from "../../host/config.ts";
 
 function rejects(raw: unknown, message: string): void {
   assert.throws(() => parseConfig(raw), (e: unknown) => {
