@@ -167,7 +167,7 @@ Deno.test("bad input: every hostcall answers -errno, and the guest then exits 0"
     assert.ok(longest && /^x+$/.test(longest.message), "the 16384-byte message arrives whole");
     assert.deepEqual(logs.filter((l) => /internal error/.test(l.message)), []);
   } finally {
-    host.close();
+    await host.close();
     await Deno.remove(tmp, { recursive: true });
   }
 });
@@ -181,6 +181,6 @@ Deno.test("bad input: abi_link (all 32 imports, each called once) links and exit
     assert.equal(result.exitCode, 0);
     assert.ok(logs.includes("abi_link\n"), JSON.stringify(logs));
   } finally {
-    host.close();
+    await host.close();
   }
 });

@@ -1,5 +1,5 @@
 /**
- * The SPSC ring channel and Link (runtime/channel.ts): framing across the wrap point with
+ * The SPSC ring channel and Link (protocol/channel.ts): framing across the wrap point with
  * varied sizes, ordering, the producer backlog when the ring is full (nothing lost), u32
  * counter wrap, cross-thread delivery through a Worker, and fragmented large messages.
  */

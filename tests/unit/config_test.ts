@@ -51,5 +51,5 @@ Deno.test("config: null fields inside sections are errors, not defaults", () => 
 Deno.test("config: absent and empty sections still mean the defaults", () => {
   const empty = parseConfig({});
   assert.deepEqual(parseConfig({ backends: [], limits: {}, net: {}, mic: {} }), empty);
-  assert.deepEqual(empty.limits, { timeout_ms: 30000, memory_mb: 512, max_fds: 1024 });
+  assert.deepEqual(empty.limits, { timeout_ms: 30000, memory_mb: 512, max_fds: 1024, host_memory_mb: 64 });
 });

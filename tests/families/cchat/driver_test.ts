@@ -1,3 +1,10 @@
+/**
+ * The cchat family's driver side without a guest (families/cchat/backends/): backend routing
+ * (ops, features, explicit names, bound models, weights), the OpenAI-compatible backend over
+ * HTTP against the scripted server (tests/support/openai_server.ts) — body and params, auth,
+ * key redaction, error texts, timeouts, abort, the net allow-list, permission refusals, usage —
+ * and the stub backend, replying as SPEAR's does.
+ */
 import assert from "node:assert/strict";
 import type { BackendConfig, HostConfig } from "../../../host/config.ts";
 import { defaultConfig } from "../../../host/config.ts";

@@ -1,14 +1,14 @@
-// deno-lint-ignore-file no-explicit-any -- JSON from the guest is checked field by field
 /**
  * cchat end to end: a C guest (tests/guests/chat_probe.c) on real Wasmtime talks through
  * the host's chat driver to a scripted OpenAI-compatible server on loopback.
  */
+// deno-lint-ignore-file no-explicit-any -- JSON from the guest is checked field by field
 import assert from "node:assert/strict";
 import { SpearHost } from "../../../host/host.ts";
 import { parseConfig } from "../../../host/config.ts";
-import { defaultDrivers } from "../../../host/drivers.ts";
+import { createDrivers } from "../../../families/registry.ts";
 import { type OpenAIServer, startOpenAIServer } from "../../support/openai_server.ts";
-import { MAX_CHAT_MESSAGE_BYTES } from "../../../families/cchat/worker.ts";
+import { MAX_CHAT_MESSAGE_BYTES } from "../../../families/cchat/protocol.ts";
 
 const PROBE = new URL("../../../guests/build/test/chat_probe.wasm", import.meta.url).pathname;
 const SAMPLES = new URL("../../../guests/build", import.meta.url).pathname;
@@ -38,7 +38,7 @@ async function runProbe(config = parseConfig({}), args: string[], wasm = PROBE):
   const logs: string[] = [];
   const host = new SpearHost({
     config,
-    drivers: defaultDrivers(config),
+    drivers: await createDrivers(config),
     cacheDir: null,
     logSink: (_g, level, message) => logs.push(`${level} ${message}`),
   });
@@ -53,7 +53,7 @@ async function runProbe(config = parseConfig({}), args: string[], wasm = PROBE):
     }
     return { exitCode: result.exitCode, failure: result.failure?.message, values, logs };
   } finally {
-    host.close();
+    await host.close();
     await Deno.remove(stdoutFile);
   }
 }
