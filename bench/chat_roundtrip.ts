@@ -13,7 +13,7 @@
  */
 import { SpearHost } from "../host/host.ts";
 import { parseConfig } from "../host/config.ts";
-import { defaultDrivers } from "../host/drivers.ts";
+import { createDrivers } from "../families/registry.ts";
 import { startOpenAIServer } from "../tests/support/openai_server.ts";
 import { benchGuest } from "./support/native.ts";
 
@@ -28,7 +28,7 @@ const config = parseConfig({
     ops: ["chat_completions"],
   }],
 });
-const host = new SpearHost({ config, drivers: defaultDrivers(config), logSink: () => {} });
+const host = new SpearHost({ config, drivers: await createDrivers(config), logSink: () => {} });
 const wasm = benchGuest("chat_loop");
 
 const body = JSON.stringify({ model: "bench", messages: [{ role: "user", content: "ping" }] });
@@ -92,5 +92,5 @@ console.log(
     (K / (parFloor / 1000)).toFixed(0)
   } req/s`,
 );
-host.close();
+await host.close();
 await server.close();

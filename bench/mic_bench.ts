@@ -14,26 +14,21 @@
  * 2. Frame latency at real time, device source: capture (Pa_ReadStream returned) → frame in
  *    the guest's fd queue with EPOLLIN raised ("deliver") and → mic_read ("read"), p50/p99,
  *    from the mic fd's GET_METRICS; floor: a bare Channel send → worker wakeup, same pacing.
- * Then per-frame Deno.bench cases: MIC_FRAME → fd queue → mic_read without wasm, against a
- * bare channel send → receive of the same bytes.
+ * Then per-frame Deno.bench cases: a stream frame → fd queue → mic_read without wasm (the fake
+ * guest, tests/support/fake_guest.ts), against a bare channel send → receive of the same bytes.
  */
 import process from "node:process";
-import { HostcallError, MicCtl } from "../runtime/abi.ts";
-import { Channel, Link } from "../protocol/channel.ts";
+import { Channel } from "../protocol/channel.ts";
 import { defaultConfig } from "../host/config.ts";
-import { GuestRuntime } from "../runtime/guest.ts";
 import { SpearHost } from "../host/host.ts";
-import {
-  MIC_FRAME_HEADER_BYTES,
-  micClock,
-  micHostcalls,
-  writeMicFrameHeader,
-} from "../families/mic/worker.ts";
+import { MicCtl, type MicStartRequest } from "../families/mic/protocol.ts";
+import { STREAM_HEADER_BYTES, streamClock, StreamSender } from "../protocol/stream.ts";
 import { Op } from "../protocol/wire.ts";
 import { micDriver } from "../families/mic/driver.ts";
 import { pace, stubFrames } from "../families/mic/sources.ts";
 import * as pa from "../ffi/portaudio.ts";
 import { applyToCurrentProcess, createVirtualMic } from "../tests/support/alsa_virtual.ts";
+import { fakeGuest } from "../tests/support/fake_guest.ts";
 
 const root = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 const MIC_DUMP = `${root}/guests/build/test/mic_dump.wasm`;
@@ -77,9 +72,11 @@ async function hostRun(source: string, frames: number, speed: number) {
     args: [json, String(frames)],
     stdoutFile: "/dev/null",
     timeoutMs: 120000,
+    // The queue's cap is reserved in the guest's host budget (64 MiB by default).
+    hostMemoryMb: 128,
   });
   const cpu = cpuMs() - cpu0, wall = performance.now() - t0;
-  host.close();
+  await host.close();
   if (r.exitCode !== 0) throw new Error(`mic_dump failed: ${JSON.stringify(r)}`);
   if (metrics.frames_read !== frames || metrics.dropped_frames !== 0) {
     throw new Error(`unexpected metrics ${JSON.stringify(metrics)}`);
@@ -122,7 +119,9 @@ self.onmessage = (e) => {
 /** Floor for the stub source: the same paced frames, bare Channel to a parked worker. */
 async function channelRun(frames: number, speed: number) {
   const { channel, done } = channelWorker();
-  const payload = new Uint8Array(MIC_FRAME_HEADER_BYTES + FRAME_BYTES);
+  // A stream frame: u32 seq, u32 dropped, f64 capture time (protocol/stream.ts), then the audio.
+  const payload = new Uint8Array(STREAM_HEADER_BYTES + FRAME_BYTES);
+  const header = new DataView(payload.buffer, 0, STREAM_HEADER_BYTES);
   const next = stubFrames(CONFIG, null);
   const cpu0 = cpuMs(), t0 = performance.now();
   let sent = 0;
@@ -133,14 +132,9 @@ async function channelRun(frames: number, speed: number) {
       speed,
       onEnd: () => {},
       emit: (frame) => {
-        writeMicFrameHeader(payload, {
-          generation: 1,
-          seq: sent,
-          capturedAt: micClock(),
-          hostDropped: 0,
-          overflows: 0,
-        });
-        payload.set(frame, MIC_FRAME_HEADER_BYTES);
+        header.setUint32(0, sent, true);
+        header.setFloat64(8, streamClock(), true);
+        payload.set(frame, STREAM_HEADER_BYTES);
         channel.send(++sent === frames ? 2 : 1, 1000, payload);
         if (sent === frames) {
           paced.stop();
@@ -221,59 +215,34 @@ console.log(results.join("\n"));
 
 // ---------------------------------------------------------------- per-frame Deno.bench cases
 
-const benchLink = Link.create(1 << 22);
-const mem = new Uint8Array(1 << 16);
-const view = new DataView(mem.buffer);
-const rt = new GuestRuntime({
-  link: benchLink,
-  maxFds: 16,
-  memory: { locate: () => [BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(mem))), mem.length] },
-});
-const calls = new Map(micHostcalls(rt).map((h) => [h.name, h]));
-const call = (name: string, ...args: number[]) => {
-  rt.mem.refresh();
-  try {
-    return Number(calls.get(name)!.run(...args));
-  } catch (e) {
-    if (e instanceof HostcallError) return e.code;
-    throw e;
-  }
-};
-const fd = call("mic_create");
-benchLink.toGuest.sendJson(Op.REPLY, 0, {
-  id: 1,
-  result: { ok: true, source: "stub", device: null, fallback_reason: null, native: null },
-});
-const setParam = new TextEncoder().encode(JSON.stringify({ source: "stub", ...CONFIG }));
-mem.set(setParam, 64);
-view.setUint32(8, setParam.length, true);
-if (call("mic_ctl", fd, MicCtl.SET_PARAM, 64, 8) !== 0) throw new Error("SET_PARAM failed");
-const framePayload = new Uint8Array(MIC_FRAME_HEADER_BYTES + FRAME_BYTES);
+const guest = await fakeGuest({ families: ["mic"], maxFds: 16, memBytes: 1 << 16, linkBytes: 1 << 22 });
+const fd = guest.call("mic_create");
+guest.reply({ ok: true, source: "stub", device: null, fallback_reason: null, native: null });
+guest.view.setUint32(8, guest.write(64, JSON.stringify({ source: "stub", ...CONFIG })), true);
+if (guest.call("mic_ctl", fd, MicCtl.SET_PARAM, 64, 8) !== 0) throw new Error("SET_PARAM failed");
+const { stream } = guest.requests()[0].params as MicStartRequest;
+// The driver's end of the capture's stream.
+const sender = new StreamSender(guest.link.toGuest, stream, { mode: "lossy" });
+const frame = new Uint8Array(FRAME_BYTES);
+const framePayload = new Uint8Array(STREAM_HEADER_BYTES + FRAME_BYTES);
 const bare = Channel.create(1 << 22);
 
 Deno.bench({
-  name: "bare channel send → receive (984 B)",
+  name: `bare channel send → receive (${framePayload.length} B)`,
   group: "mic frame",
   baseline: true,
   fn() {
-    bare.send(Op.MIC_FRAME, fd, framePayload);
+    bare.send(Op.STREAM_DATA, stream, framePayload);
     bare.receive(() => {});
   },
 });
 
 Deno.bench({
-  name: "MIC_FRAME → fd queue (EPOLLIN) → mic_read",
+  name: "stream frame → fd queue (EPOLLIN) → mic_read",
   group: "mic frame",
   fn() {
-    writeMicFrameHeader(framePayload, {
-      generation: 1,
-      seq: 0,
-      capturedAt: micClock(),
-      hostDropped: 0,
-      overflows: 0,
-    });
-    benchLink.toGuest.send(Op.MIC_FRAME, fd, framePayload);
-    view.setUint32(8, 4096, true);
-    if (call("mic_read", fd, 64, 8) !== FRAME_BYTES) throw new Error("mic_read failed");
+    if (!sender.send(frame)) throw new Error("frame dropped");
+    guest.view.setUint32(8, 4096, true);
+    if (guest.call("mic_read", fd, 64, 8) !== FRAME_BYTES) throw new Error("mic_read failed");
   },
 });

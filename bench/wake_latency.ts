@@ -5,16 +5,18 @@
  *
  * A Worker (bench/support/wake_worker.ts) runs bench/guests/wake_guest.c through runGuest. Each
  * round the main thread waits a random 100–400 µs so the guest is parked, stamps the shared
- * clock (CLOCK_MONOTONIC through FFI, bench/support/clock.ts) and sends one message over the
- * guest's Link with GuestSession.send, as a driver does; the worker applies it to the fd table,
- * epoll_wait returns to the guest, and the guest's next hostcall stamps the clock again. The
- * floor is a bare Atomics.notify → Atomics.wait wake between the same two threads, stamped the
- * same way, with no channel, fd table or wasm. Prints p50/p90/p99/max of both over ROUNDS
- * wakes (default 3000) after 200 discarded warm-up rounds.
+ * clock (CLOCK_MONOTONIC through FFI, bench/support/clock.ts) and sends one item on a stream
+ * the guest opened (GuestSession.openStream, a lossy StreamSender), as a driver does; the
+ * worker applies it to the fd table, epoll_wait returns to the guest, and the guest's next
+ * hostcall stamps the clock again. The floor is a bare Atomics.notify → Atomics.wait wake
+ * between the same two threads, stamped the same way, with no channel, fd table or wasm.
+ * Prints p50/p90/p99/max of both over ROUNDS wakes (default 3000) after 200 discarded warm-up
+ * rounds.
  */
 import { Engine } from "../runtime/engine.ts";
 import { openWasmtime } from "../ffi/wasmtime.ts";
 import { Link } from "../protocol/channel.ts";
+import { HostBudget } from "../protocol/budget.ts";
 import { GuestSession } from "../host/host.ts";
 import { defaultConfig } from "../host/config.ts";
 import { FIRST_FD } from "../runtime/abi.ts";
@@ -27,14 +29,17 @@ import type { WakeWorkerInit } from "./support/wake_worker.ts";
 const ROUNDS = Number(Deno.args[0] ?? 3000);
 const WARMUP = 200;
 const TOTAL = ROUNDS + WARMUP;
-const WAKE_OP = 0xbe01; // outside every family's range in runtime/protocol.ts
+const WAKE_STREAM = 1; // the first stream the guest opens
 const TARGET_P50_US = 50;
 
 const wasmPath = benchGuest("wake_guest");
 const libPath = resolveWasmtimeLib();
 const engine = Engine.create(openWasmtime(libPath));
 const link = Link.create();
-const session = new GuestSession(1, "wake_guest.wasm", link, defaultConfig());
+const budget = HostBudget.create(64 << 20);
+const session = new GuestSession(1, "wake_guest.wasm", link, defaultConfig(), budget);
+const wakeSender = session.openStream(WAKE_STREAM, { mode: "lossy" });
+const WAKE_ITEM = new Uint8Array(0);
 const shared = new SharedArrayBuffer(32);
 const ints = new Int32Array(shared, 0, 4);
 const stamps = new Float64Array(shared, 16, 2);
@@ -51,6 +56,7 @@ const init: GuestInit = {
   memoryBytes: 64 << 20,
   maxFds: 16,
   link: link.buffers,
+  budget: budget.buffer,
 };
 const worker = new Worker(new URL("./support/wake_worker.ts", import.meta.url), { type: "module" });
 const phases: Record<string, (data: { result?: GuestResult }) => void> = {};
@@ -59,7 +65,7 @@ const phaseDone = (name: string) =>
 const guestDone = phaseDone("guest");
 const floorDone = phaseDone("floor");
 worker.onmessage = (e) => phases[e.data.phase]?.(e.data);
-worker.postMessage({ init, shared, rounds: TOTAL, wakeOp: WAKE_OP } satisfies WakeWorkerInit);
+worker.postMessage({ init, shared, rounds: TOTAL, stream: WAKE_STREAM } satisfies WakeWorkerInit);
 
 /** Runs TOTAL rounds of `wake` and returns the latencies (µs) after warm-up. */
 function measure(
@@ -92,7 +98,14 @@ function stats(label: string, us: number[]): number {
 }
 
 // Let the worker start and compile the guest before the first round is timed (it is warm-up anyway).
-const guestLat = measure(() => session.send(WAKE_OP, FIRST_FD), 0, 0, 30_000);
+const guestLat = measure(
+  () => {
+    if (!wakeSender.send(WAKE_ITEM)) throw new Error("the wake item was dropped");
+  },
+  0,
+  0,
+  30_000,
+);
 const guest = await guestDone;
 if (guest.result?.exitCode !== 0) throw new Error(`wake_guest failed: ${JSON.stringify(guest.result)}`);
 const floorLat = measure(

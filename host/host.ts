@@ -273,7 +273,7 @@ export class SpearHost {
   /**
    * Links of ended guests, reused: a Link's two SharedArrayBuffers are large, the allocator
    * zero-fills them (making them resident) and only GC frees them, so a fresh Link per run
-   * grew RSS by ~10 MiB per sequential run with 16 MiB rings (tests/leak_test.ts).
+   * grew RSS by ~10 MiB per sequential run with 16 MiB rings (tests/system/leak_test.ts).
    */
   private readonly idleLinks: Link[] = [];
 

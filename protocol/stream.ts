@@ -76,7 +76,7 @@ export class StreamSender {
    * Sends one item. Lossy: false means it was dropped (and counted). Credit: false means there
    * is not enough credit and nothing was sent; wait for `whenWritable`.
    */
-  send(bytes: Uint8Array, at = streamClock()): boolean {
+  send(bytes: Uint8Array, at: number = streamClock()): boolean {
     if (this.closed) return false;
     if (this.flow.mode === "credit") {
       if (bytes.length > this.credit) return false;

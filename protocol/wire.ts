@@ -52,12 +52,20 @@ export type ReplyEnvelope = s.Infer<typeof ReplyEnvelope>;
 
 export const CancelEnvelope = s.object({ id: s.int });
 
-/** A handle the host created for a guest (an accepted connection, a user stream). */
-export const NoticeEnvelope = s.object({
+/**
+ * A handle the host created for a guest (an accepted connection, a user stream). Spelled out
+ * because it is reachable from mod.ts (JSR's no-slow-types); the schema below must produce it.
+ */
+export interface NoticeEnvelope {
+  family: string;
+  type: string;
+  /** The stream the handle's data arrives on (host-allocated, negative). */
+  stream?: number;
+  info: unknown;
+}
+export const NoticeEnvelope: s.Schema<NoticeEnvelope> = s.object({
   family: s.string,
   type: s.string,
-  /** The stream the handle's data arrives on (host-allocated, negative). */
   stream: s.optional(s.int),
   info: s.json,
 });
-export type NoticeEnvelope = s.Infer<typeof NoticeEnvelope>;

@@ -1,10 +1,11 @@
 /// <reference lib="deno.worker" />
 /**
  * The guest thread of bench/wake_latency.ts. Phase 1 runs bench/guests/wake_guest.c through
- * runtime/instance.ts runGuest, with a setup hook that adds one "UserStream" fd made ready by
- * the bench's WAKE op and whose GET_METRICS hook stamps the wake time (shared clock), clears
- * the readiness and acks the main thread. Phase 2 is the floor on this same thread: a bare
- * Atomics.wait woken by the main thread's Atomics.notify, stamped and acked the same way.
+ * runtime/instance.ts runGuest, with a setup hook that adds one "UserStream" fd, made ready by
+ * each item arriving on the stream the hook opens (as a family's worker part does), whose
+ * GET_METRICS hook stamps the wake time (shared clock), clears the readiness and acks the main
+ * thread. Phase 2 is the floor on this same thread: a bare Atomics.wait woken by the main
+ * thread's Atomics.notify, stamped and acked the same way.
  */
 import { Poll } from "../../runtime/abi.ts";
 import { type GuestInit, runGuest } from "../../runtime/instance.ts";
@@ -15,12 +16,12 @@ export interface WakeWorkerInit {
   /** Int32 [0] guest acks, [1] floor bell, [2] floor acks; then Float64 stamps at byte 16: [0] guest, [1] floor. */
   shared: SharedArrayBuffer;
   rounds: number;
-  /** Op of the message that makes the fd ready (not a runtime/protocol.ts op). */
-  wakeOp: number;
+  /** The stream whose items make the fd ready: the first one the guest opens (1). */
+  stream: number;
 }
 
 self.onmessage = async (event: MessageEvent<WakeWorkerInit>) => {
-  const { init, shared, rounds, wakeOp } = event.data;
+  const { init, shared, rounds, stream } = event.data;
   const ints = new Int32Array(shared, 0, 4);
   const stamps = new Float64Array(shared, 16, 2);
   const result = await runGuest(init, {
@@ -37,7 +38,8 @@ self.onmessage = async (event: MessageEvent<WakeWorkerInit>) => {
       if (String(entry.fd) !== init.args[1]) {
         throw new Error(`bench fd is ${entry.fd}, guest expects ${init.args[1]}`);
       }
-      rt.on(wakeOp, (m) => rt.fds.setMask(rt.fds.get(m.fd), Poll.EPOLLIN));
+      const opened = rt.openStream({ data: () => rt.fds.setMask(entry, Poll.EPOLLIN), event: () => {} });
+      if (opened !== stream) throw new Error(`bench stream is ${opened}, the host sends on ${stream}`);
     },
   });
   self.postMessage({ phase: "guest", result });

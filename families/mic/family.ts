@@ -39,7 +39,9 @@ export default family<MicSection>({
       if (raw === undefined) return {};
       if (!isConfigObject(raw)) throw new ConfigError("mic", "must be an object");
       rejectUnknownKeys(raw, ["file"], "mic");
-      return { file: optString(raw, "file", "mic") };
+      // No `file: undefined` key: an empty section is the same config as an absent one.
+      const file = optString(raw, "file", "mic");
+      return file === undefined ? {} : { file };
     },
   },
   permissions(config) {

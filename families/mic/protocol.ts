@@ -62,8 +62,19 @@ export const MicStartResult = s.object({
 });
 export type MicStartResult = s.Infer<typeof MicStartResult>;
 
-/** One input device as LIST_DEVICES and `spear devices` report it. */
-export const MicDeviceInfo = s.object({
+/**
+ * One input device as LIST_DEVICES and `spear devices` report it. Spelled out because it is
+ * reachable from mod.ts (JSR's no-slow-types); the schema below must produce it.
+ */
+export interface MicDeviceInfo {
+  name: string;
+  index: number;
+  max_input_channels: number;
+  default_sample_rate: number;
+  host_api: string;
+  is_default: boolean;
+}
+export const MicDeviceInfo: s.Schema<MicDeviceInfo> = s.object({
   name: s.string,
   index: s.int,
   max_input_channels: s.int,
@@ -71,7 +82,6 @@ export const MicDeviceInfo = s.object({
   host_api: s.string,
   is_default: s.boolean,
 });
-export type MicDeviceInfo = s.Infer<typeof MicDeviceInfo>;
 
 export const micStart = method("mic.start", MicStartRequest, MicStartResult);
 export const micListDevices = method("mic.list_devices", s.nullable(s.json), s.array(MicDeviceInfo));

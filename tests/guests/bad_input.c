@@ -2,7 +2,7 @@
  * bad_input: calls every built hostcall with bad input -- negative pointers, pointers at and
  * past the end of linear memory, huge and negative lengths, len_ptr out of range, wrong fd
  * kinds, closed fds and unknown fds -- and every not-yet-built import, printing one line
- * "<case> <return code>" per call on stdout. tests/hostcall_badinput_test.ts checks each
+ * "<case> <return code>" per call on stdout. tests/system/bad_input_test.ts checks each
  * code. The host must answer every call with -errno (never a trap), so the guest ends with
  * "done" and exit code 0.
  */

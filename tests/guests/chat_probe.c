@@ -1,6 +1,6 @@
 /*
  * cchat test guest: argv[1] picks a scenario; results go to stdout as "key=value" lines
- * (fwrite, not the log) for tests/cchat_test.ts to check.
+ * (fwrite, not the log) for tests/families/cchat/guest_test.ts to check.
  */
 #define SPEAR_DISABLE_STDIO_REDIRECT_TO_LOG 1
 #include <stdio.h>

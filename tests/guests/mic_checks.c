@@ -1,6 +1,6 @@
 /*
  * mic_checks: the mic ABI case by case. Each case logs "NAME VALUE" (VALUE is a return code
- * or 0/1); tests/mic_test.ts compares them with its table. argv[1] is a stub_pcm16_base64
+ * or 0/1); tests/families/mic/guest_test.ts compares them with its table. argv[1] is a stub_pcm16_base64
  * whose samples count up from 0 (sample i == i), so frame contents are checkable.
  * Also logs "status_before JSON", "status_stub JSON" and "closed" (the test samples the
  * driver right after it), then "done".

@@ -54,8 +54,8 @@ export interface FakeGuest {
   notice(notice: NoticeEnvelope): void;
   /** Messages the guest sent to the host since the last call. */
   sent(): Message[];
-  /** Requests (decoded) among `sent()`. */
-  requests(): RequestEnvelope[];
+  /** Requests (decoded, with the fd each is about) among `sent()`; the rest is discarded. */
+  requests(): (RequestEnvelope & { fd: number })[];
 }
 
 export async function fakeGuest(options: FakeGuestOptions = {}): Promise<FakeGuest> {
@@ -82,9 +82,13 @@ export async function fakeGuest(options: FakeGuestOptions = {}): Promise<FakeGue
     }
   };
   let pendingSent: Message[] = [];
+  /** Takes everything the guest sent, backlog included (a large message fills the ring many times). */
   const drain = () => {
-    link.toHost.flush();
-    link.toHost.receive((m) => pendingSent.push(m));
+    for (;;) {
+      const flushed = link.toHost.flush();
+      link.toHost.receive((m) => pendingSent.push(m));
+      if (flushed) return;
+    }
   };
   const g: FakeGuest = {
     rt,
@@ -133,7 +137,10 @@ export async function fakeGuest(options: FakeGuestOptions = {}): Promise<FakeGue
       return out;
     },
     requests() {
-      return g.sent().filter((m) => m.op === Op.REQUEST).map((m) => decode(RequestEnvelope, m.payload));
+      return g.sent().filter((m) => m.op === Op.REQUEST).map((m) => ({
+        ...decode(RequestEnvelope, m.payload),
+        fd: m.fd,
+      }));
     },
   };
   return g;

@@ -4,8 +4,9 @@
  * main thread can block in Atomics.wait (as a guest does) while something else happens.
  *
  * Commands (the init message), each answered with {done: true, ...} when finished:
- *  - {kind: "wake", delayMs, op, fd}: posts {armed: true}, sleeps, then sends one message
- *    on link.toGuest (which rings the guest's doorbell).
+ *  - {kind: "wake", delayMs, stream}: posts {armed: true}, sleeps, then sends one item on
+ *    `stream` (a STREAM_DATA frame on link.toGuest, which rings the guest's doorbell), as a
+ *    driver's stream sender does.
  *  - {kind: "ring", delayMs, times}: posts {armed: true}, then rings link.toGuest's bell
  *    `times` times, delayMs apart, without sending anything (spurious wakeups).
  *  - {kind: "terminate", delayMs}: posts {armed: true}, sleeps, requests termination.
@@ -15,9 +16,10 @@
  *    backlog it had.
  */
 import { Link } from "../../protocol/channel.ts";
+import { StreamSender } from "../../protocol/stream.ts";
 
 export type LinkWorkerCommand =
-  | { kind: "wake"; buffers: [SharedArrayBuffer, SharedArrayBuffer]; delayMs: number; op: number; fd: number }
+  | { kind: "wake"; buffers: [SharedArrayBuffer, SharedArrayBuffer]; delayMs: number; stream: number }
   | { kind: "ring"; buffers: [SharedArrayBuffer, SharedArrayBuffer]; delayMs: number; times: number }
   | { kind: "terminate"; buffers: [SharedArrayBuffer, SharedArrayBuffer]; delayMs: number }
   | { kind: "produce"; buffers: [SharedArrayBuffer, SharedArrayBuffer]; count: number; maxPayload: number };
@@ -42,7 +44,7 @@ self.onmessage = (event: MessageEvent<LinkWorkerCommand>) => {
     case "wake":
       self.postMessage({ armed: true });
       sleep(cmd.delayMs);
-      link.toGuest.send(cmd.op, cmd.fd, new Uint8Array([1, 2, 3]));
+      new StreamSender(link.toGuest, cmd.stream, { mode: "lossy" }).send(new Uint8Array([1, 2, 3]));
       self.postMessage({ done: true });
       break;
     case "ring":

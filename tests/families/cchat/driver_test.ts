@@ -1,21 +1,28 @@
+/**
+ * The cchat family's driver side without a guest (families/cchat/backends/): backend routing
+ * (ops, features, explicit names, bound models, weights), the OpenAI-compatible backend over
+ * HTTP against the scripted server (tests/support/openai_server.ts) — body and params, auth,
+ * key redaction, error texts, timeouts, abort, the net allow-list, permission refusals, usage —
+ * and the stub backend, replying as SPEAR's does.
+ */
 import assert from "node:assert/strict";
-import type { BackendConfig, HostConfig } from "../host/config.ts";
-import { defaultConfig } from "../host/config.ts";
-import { selectBackend } from "../families/cchat/backends/router.ts";
+import type { BackendConfig, HostConfig } from "../../../host/config.ts";
+import { defaultConfig } from "../../../host/config.ts";
+import { selectBackend } from "../../../families/cchat/backends/router.ts";
 import {
   buildChatBody,
   chatCompletionsUrl,
   openaiChatCompletion,
-} from "../families/cchat/backends/openai.ts";
-import { firstTwoIntegers, stubChatCompletion } from "../families/cchat/backends/stub.ts";
+} from "../../../families/cchat/backends/openai.ts";
+import { firstTwoIntegers, stubChatCompletion } from "../../../families/cchat/backends/stub.ts";
 import {
   type ChatRoundTripRequest,
   type ChatRoundTripResult,
   requiredFeaturesFor,
   responseJson,
   runChatRoundTrip,
-} from "../families/cchat/backends/mod.ts";
-import { type OpenAIServer, startOpenAIServer } from "./support/openai_server.ts";
+} from "../../../families/cchat/backends/mod.ts";
+import { type OpenAIServer, startOpenAIServer } from "../../support/openai_server.ts";
 
 // ---------------------------------------------------------------- helpers
 
@@ -542,7 +549,7 @@ Deno.test("openai: hosts outside the allow-list are refused before connecting", 
 
 Deno.test("openai: a Deno permission refusal becomes an error result, not a crash", async () => {
   await withServer(async (s) => {
-    const driver = new URL("../families/cchat/backends/openai.ts", import.meta.url).href;
+    const driver = new URL("../../../families/cchat/backends/openai.ts", import.meta.url).href;
     const script = `
       import { openaiChatCompletion } from ${JSON.stringify(driver)};
       const r = await openaiChatCompletion({

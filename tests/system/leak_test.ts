@@ -6,14 +6,15 @@
  * a bound of RSS after the warm-up runs.
  */
 import assert from "node:assert/strict";
-import { openWasmtime } from "../ffi/wasmtime.ts";
-import { Link } from "../protocol/channel.ts";
-import { Engine } from "../runtime/engine.ts";
-import { SpearHost } from "../host/host.ts";
-import { runGuest } from "../runtime/instance.ts";
-import { resolveWasmtimeLib } from "../host/native.ts";
+import { openWasmtime } from "../../ffi/wasmtime.ts";
+import { Link } from "../../protocol/channel.ts";
+import { HostBudget } from "../../protocol/budget.ts";
+import { Engine } from "../../runtime/engine.ts";
+import { SpearHost } from "../../host/host.ts";
+import { runGuest } from "../../runtime/instance.ts";
+import { resolveWasmtimeLib } from "../../host/native.ts";
 
-const root = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
+const root = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 const HELLO = `${root}/guests/build/hello.wasm`;
 const BAD_INPUT = `${root}/guests/build/test/bad_input.wasm`;
 const MiB = 1024 * 1024;
@@ -44,6 +45,7 @@ Deno.test("leak: 1000 in-thread runs (shared engine, fresh Link each) keep RSS b
         memoryBytes: 64 * MiB,
         maxFds: 1024,
         link: link.buffers,
+        budget: HostBudget.create(64 * MiB).buffer,
         cacheDir: `${tmp}/cache`,
       });
       assert.equal(result.exitCode, 0, `run ${i}: ${JSON.stringify(result.failure)}`);
@@ -88,7 +90,7 @@ Deno.test("leak: 100 runs through SpearHost workers keep RSS bounded", async () 
     );
     assert.ok(at100 - at20 < BOUND, `RSS grew by ${mib(at100 - at20)} between run 20 and run 100`);
   } finally {
-    host.close();
+    await host.close();
     await Deno.remove(tmp, { recursive: true });
   }
 });

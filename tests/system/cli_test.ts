@@ -5,9 +5,9 @@
  * on stderr, and "every failure prints exactly one stderr line naming its cause".
  */
 import assert from "node:assert/strict";
-import { permissionFlags } from "../cli/launcher.ts";
+import { permissionFlags } from "../../cli/launcher.ts";
 
-const root = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
+const root = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 const TEST_GUESTS = `${root}/guests/build/test`;
 const HELLO = `${root}/guests/build/hello.wasm`;
 const EXIT_CODE = `${TEST_GUESTS}/exit_code.wasm`;

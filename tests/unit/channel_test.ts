@@ -1,11 +1,11 @@
 /**
- * The SPSC ring channel and Link (runtime/channel.ts): framing across the wrap point with
+ * The SPSC ring channel and Link (protocol/channel.ts): framing across the wrap point with
  * varied sizes, ordering, the producer backlog when the ring is full (nothing lost), u32
  * counter wrap, cross-thread delivery through a Worker, and fragmented large messages.
  */
 import assert from "node:assert/strict";
-import { Channel, decodeJson, decodeText, Link, type Message } from "../protocol/channel.ts";
-import { type LinkWorkerCommand, testPayload } from "./support/link_worker.ts";
+import { Channel, decodeJson, decodeText, Link, type Message } from "../../protocol/channel.ts";
+import { type LinkWorkerCommand, testPayload } from "../support/link_worker.ts";
 
 function payload(seed: number, len: number): Uint8Array {
   const out = new Uint8Array(len);
@@ -212,7 +212,7 @@ Deno.test("channel: cross-thread delivery from a Worker through a small ring, no
   const link = Link.create(1024);
   const count = 20_000;
   const maxPayload = 300;
-  const worker = new Worker(new URL("./support/link_worker.ts", import.meta.url), { type: "module" });
+  const worker = new Worker(new URL("../support/link_worker.ts", import.meta.url), { type: "module" });
   const done = new Promise<{ maxBacklog: number }>((resolve, reject) => {
     worker.onmessage = (e) => e.data.done && resolve(e.data);
     worker.onerror = (e) => {

@@ -1,9 +1,17 @@
-// Native and audio layers of the microphone: PortAudio (real capture through the ALSA virtual
-// device), libsamplerate, the streaming converter/framer, and WAV parsing.
+/**
+ * Native and audio layers under the mic family's driver: PortAudio (real capture through the
+ * ALSA virtual device), libsamplerate, the streaming converter/framer, and WAV parsing.
+ */
 import assert from "node:assert/strict";
-import * as pa from "../ffi/portaudio.ts";
-import * as src from "../ffi/samplerate.ts";
-import { AudioConverter, frameBytes, frameSamples, mixFloat32, mixInt16 } from "../host/audio/convert.ts";
+import * as pa from "../../../ffi/portaudio.ts";
+import * as src from "../../../ffi/samplerate.ts";
+import {
+  AudioConverter,
+  frameBytes,
+  frameSamples,
+  mixFloat32,
+  mixInt16,
+} from "../../../host/audio/convert.ts";
 import {
   encodeWav,
   parseAudio,
@@ -11,14 +19,14 @@ import {
   parseWav,
   readAudioFile,
   WavError,
-} from "../host/audio/wav.ts";
+} from "../../../host/audio/wav.ts";
 import {
   alsaConfig,
   createVirtualMic,
   decodeProbeSamples,
   hasVirtualMicTools,
   runCaptureProbe,
-} from "./support/alsa_virtual.ts";
+} from "../../support/alsa_virtual.ts";
 
 const haveTools = await hasVirtualMicTools();
 

@@ -9,9 +9,9 @@
  * without the network: set DENORT_BIN to a local denort to run it (scripts/compile.ts).
  */
 import assert from "node:assert/strict";
-import { compile, denortAvailable, OUTPUT } from "../scripts/compile.ts";
+import { compile, denortAvailable, OUTPUT } from "../../scripts/compile.ts";
 
-const root = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
+const root = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 const HELLO = `${root}/guests/build/hello.wasm`;
 const MISBEHAVE = `${root}/guests/build/test/misbehave.wasm`;
 

@@ -1,6 +1,6 @@
 /** host/config.ts: every section and nested object is checked, null included. */
 import assert from "node:assert/strict";
-import { ConfigError, parseConfig } from "../host/config.ts";
+import { ConfigError, parseConfig } from "../../host/config.ts";
 
 function rejects(raw: unknown, message: string): void {
   assert.throws(() => parseConfig(raw), (e: unknown) => {
@@ -51,5 +51,5 @@ Deno.test("config: null fields inside sections are errors, not defaults", () => 
 Deno.test("config: absent and empty sections still mean the defaults", () => {
   const empty = parseConfig({});
   assert.deepEqual(parseConfig({ backends: [], limits: {}, net: {}, mic: {} }), empty);
-  assert.deepEqual(empty.limits, { timeout_ms: 30000, memory_mb: 512, max_fds: 1024 });
+  assert.deepEqual(empty.limits, { timeout_ms: 30000, memory_mb: 512, max_fds: 1024, host_memory_mb: 64 });
 });

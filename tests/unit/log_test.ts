@@ -1,6 +1,6 @@
 /** How guest-controlled log text is printed: escapeLogText and the default stderr sink. */
 import assert from "node:assert/strict";
-import { escapeLogText } from "../host/log.ts";
+import { escapeLogText } from "../../host/log.ts";
 
 Deno.test("log: escapeLogText keeps printable text, including non-ASCII and backslashes", () => {
   for (

@@ -5,10 +5,10 @@
  * a trap, never a host crash), and the guest must then finish normally.
  */
 import assert from "node:assert/strict";
-import { Errno } from "../runtime/abi.ts";
-import { SpearHost } from "../host/host.ts";
+import { Errno } from "../../runtime/abi.ts";
+import { SpearHost } from "../../host/host.ts";
 
-const root = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
+const root = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 const BAD_INPUT = `${root}/guests/build/test/bad_input.wasm`;
 const ABI_LINK = `${root}/guests/build/test/abi_link.wasm`;
 
@@ -167,7 +167,7 @@ Deno.test("bad input: every hostcall answers -errno, and the guest then exits 0"
     assert.ok(longest && /^x+$/.test(longest.message), "the 16384-byte message arrives whole");
     assert.deepEqual(logs.filter((l) => /internal error/.test(l.message)), []);
   } finally {
-    host.close();
+    await host.close();
     await Deno.remove(tmp, { recursive: true });
   }
 });
@@ -181,6 +181,6 @@ Deno.test("bad input: abi_link (all 32 imports, each called once) links and exit
     assert.equal(result.exitCode, 0);
     assert.ok(logs.includes("abi_link\n"), JSON.stringify(logs));
   } finally {
-    host.close();
+    await host.close();
   }
 });

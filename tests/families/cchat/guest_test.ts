@@ -1,17 +1,17 @@
-// deno-lint-ignore-file no-explicit-any -- JSON from the guest is checked field by field
 /**
  * cchat end to end: a C guest (tests/guests/chat_probe.c) on real Wasmtime talks through
  * the host's chat driver to a scripted OpenAI-compatible server on loopback.
  */
+// deno-lint-ignore-file no-explicit-any -- JSON from the guest is checked field by field
 import assert from "node:assert/strict";
-import { SpearHost } from "../host/host.ts";
-import { parseConfig } from "../host/config.ts";
-import { defaultDrivers } from "../host/drivers.ts";
-import { type OpenAIServer, startOpenAIServer } from "./support/openai_server.ts";
-import { MAX_CHAT_MESSAGE_BYTES } from "../families/cchat/worker.ts";
+import { SpearHost } from "../../../host/host.ts";
+import { parseConfig } from "../../../host/config.ts";
+import { createDrivers } from "../../../families/registry.ts";
+import { type OpenAIServer, startOpenAIServer } from "../../support/openai_server.ts";
+import { MAX_CHAT_MESSAGE_BYTES } from "../../../families/cchat/protocol.ts";
 
-const PROBE = new URL("../guests/build/test/chat_probe.wasm", import.meta.url).pathname;
-const SAMPLES = new URL("../guests/build", import.meta.url).pathname;
+const PROBE = new URL("../../../guests/build/test/chat_probe.wasm", import.meta.url).pathname;
+const SAMPLES = new URL("../../../guests/build", import.meta.url).pathname;
 
 interface Probe {
   exitCode: number;
@@ -38,7 +38,7 @@ async function runProbe(config = parseConfig({}), args: string[], wasm = PROBE):
   const logs: string[] = [];
   const host = new SpearHost({
     config,
-    drivers: defaultDrivers(config),
+    drivers: await createDrivers(config),
     cacheDir: null,
     logSink: (_g, level, message) => logs.push(`${level} ${message}`),
   });
@@ -53,7 +53,7 @@ async function runProbe(config = parseConfig({}), args: string[], wasm = PROBE):
     }
     return { exitCode: result.exitCode, failure: result.failure?.message, values, logs };
   } finally {
-    host.close();
+    await host.close();
     await Deno.remove(stdoutFile);
   }
 }
@@ -286,7 +286,7 @@ Deno.test("cchat: huge messages cross in fragments; past the host limit they are
 });
 
 Deno.test("cchat: the README states the host's request/response cap", async () => {
-  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  const readme = await Deno.readTextFile(new URL("../../../README.md", import.meta.url));
   const stated = /Requests and responses are capped at (\d+) MiB/.exec(readme.replace(/\s+/g, " "));
   assert.ok(stated, "README names the cap");
   assert.equal(Number(stated[1]) << 20, MAX_CHAT_MESSAGE_BYTES);

@@ -5,9 +5,9 @@
  * keeps working afterwards.
  */
 import assert from "node:assert/strict";
-import { SpearHost } from "../host/host.ts";
+import { SpearHost } from "../../host/host.ts";
 
-const root = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
+const root = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 const HELLO = `${root}/guests/build/hello.wasm`;
 const MISBEHAVE = `${root}/guests/build/test/misbehave.wasm`;
 const EXIT_CODE = `${root}/guests/build/test/exit_code.wasm`;
@@ -30,7 +30,7 @@ async function withHost(
   try {
     await fn(host, logs, tmp);
   } finally {
-    host.close();
+    await host.close();
     await Deno.remove(tmp, { recursive: true });
   }
 }
@@ -154,14 +154,14 @@ Deno.test("host: run rejects limits out of the config's ranges before starting a
     const handMade = new SpearHost({
       config: {
         backends: [],
-        limits: { timeout_ms: 2 ** 40, memory_mb: 16, max_fds: 8 },
+        limits: { timeout_ms: 2 ** 40, memory_mb: 16, max_fds: 8, host_memory_mb: 64 },
         net: { allow: [] },
         mic: {},
       },
       cacheDir: null,
     });
     await assert.rejects(handMade.run(EXIT_CODE), RangeError);
-    handMade.close();
+    await handMade.close();
     // The host still runs guests afterwards.
     const ok = await host.run(EXIT_CODE, {
       args: ["3"],
