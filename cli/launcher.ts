@@ -1,10 +1,13 @@
 /**
  * `deno task spear …`: reads the config, then re-runs cli/main.ts in a fresh Deno with only
- * the permissions that config needs (DESIGN.md "Least privilege"): --allow-net to the
- * configured hosts only, --allow-env to the named key variables only, --allow-read of the
- * guest, config, mic file and install, --allow-write of the module cache, and --allow-ffi.
+ * the permissions that config needs (DESIGN.md "Least privilege"): --allow-net derived from
+ * the config's network policy (host/net/policy.ts `denoNetGrants`: the narrowest grant Deno can
+ * express, which the drivers' in-process check then narrows to the exact entries), --allow-env
+ * to the named key variables only, --allow-read of the guest, config, mic file and install,
+ * --allow-write of the module cache, and --allow-ffi.
  */
-import { ConfigError, netHosts } from "../host/config.ts";
+import { ConfigError, netPolicy } from "../host/config.ts";
+import { denoNetGrants, parseResolvConf } from "../host/net/policy.ts";
 import { defaultCacheDir } from "../host/native.ts";
 import { main as runInProcess, parseArgs, resolveConfig, UsageError } from "./main.ts";
 
@@ -34,14 +37,23 @@ export async function permissionFlags(argv: string[]): Promise<string[]> {
     "JACK_NO_START_SERVER",
   ];
   for (const b of config.backends) if (b.api_key_env) envNames.push(b.api_key_env);
-  const hosts = netHosts(config);
+  const net = denoNetGrants(netPolicy(config), await nameservers());
   return [
     "--allow-ffi",
     `--allow-read=${reads.join(",")}`,
     `--allow-write=${cacheDir}`,
     `--allow-env=${envNames.join(",")}`,
-    ...(hosts.length ? [`--allow-net=${hosts.join(",")}`] : []),
+    ...(net === "all" ? ["--allow-net"] : net.length ? [`--allow-net=${net.join(",")}`] : []),
   ];
+}
+
+/** `ip:53` of each system nameserver: what Deno.resolveDns needs to check a name's addresses. */
+async function nameservers(): Promise<string[]> {
+  try {
+    return parseResolvConf(await Deno.readTextFile("/etc/resolv.conf"));
+  } catch {
+    return []; // then names cannot be resolved in the child, and are refused (fail closed)
+  }
 }
 
 async function launch(argv: string[]): Promise<number> {

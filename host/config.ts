@@ -1,12 +1,22 @@
 /**
- * The host's JSON configuration (SPEC.md §7): backends, limits, network allow-list, plus one
+/**
+ * The host's JSON configuration (SPEC.md §7): backends, limits, network policy, plus one
  * section per family that declares one (families/<name>/family.ts `config`, e.g. `mic`).
  * `parseConfig` validates every field and names the first one that is wrong, so a bad config
- * is one clear line on stderr.
+ * is one clear line on stderr. Network entries are parsed by host/net/policy.ts here, at load
+ * time, so a typo never surfaces as a refused request later.
  */
 
 import { isJsonObject, type JsonObject } from "../runtime/json.ts";
 import { backendKinds, configSections } from "../families/registry.ts";
+import {
+  backendEntry,
+  NetEntryError,
+  type NetEntryKind,
+  NetPolicy,
+  type NetPolicyOptions,
+  parseNetEntry,
+} from "./net/policy.ts";
 
 /** A backend kind some family serves (families/registry.ts). */
 export type BackendKind = string;
@@ -36,7 +46,8 @@ export interface Limits {
 export interface CoreConfig {
   backends: BackendConfig[];
   limits: Limits;
-  net: { allow: string[] };
+  /** Raw `net.allow` / `net.listen` entries, validated; `netPolicy(config)` builds the policy. */
+  net: { allow: string[]; listen: string[] };
 }
 
 /**
@@ -162,6 +173,12 @@ function parseBackend(raw: unknown, index: number, names: Set<string>): BackendC
     if (!["http:", "https:", "ws:", "wss:"].includes(url.protocol)) {
       throw new ConfigError(`${where}.base_url`, "must be http, https, ws or wss");
     }
+    try {
+      backendEntry(base_url); // its host becomes a policy entry
+    } catch (e) {
+      if (!(e instanceof NetEntryError)) throw e;
+      throw new ConfigError(`${where}.base_url`, e.message);
+    }
   } else if (kind === "openai_chat_completion" || kind === "openai_realtime_ws") {
     throw new ConfigError(`${where}.base_url`, `is required for kind ${kind}`);
   }
@@ -183,14 +200,17 @@ function parseBackend(raw: unknown, index: number, names: Set<string>): BackendC
   };
 }
 
-function parseNetAllow(raw: Json): string[] {
-  const allow = stringArray(raw, "allow", "net");
-  for (const [i, entry] of allow.entries()) {
-    if (!/^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$/.test(entry)) {
-      throw new ConfigError(`net.allow[${i}]`, `"${entry}" must be host:port`);
+function parseNetList(raw: Json, kind: NetEntryKind): string[] {
+  const list = stringArray(raw, kind, "net");
+  for (const [i, entry] of list.entries()) {
+    try {
+      parseNetEntry(entry, kind);
+    } catch (e) {
+      if (!(e instanceof NetEntryError)) throw e;
+      throw new ConfigError(`net.${kind}[${i}]`, `"${entry}": ${e.message}`);
     }
   }
-  return allow;
+  return list;
 }
 
 /** Validates a parsed JSON value as a host config. Throws ConfigError naming the field. */
@@ -226,9 +246,13 @@ export function parseConfig(raw: unknown): HostConfig {
   };
 
   const netRaw = section(raw, "net");
-  rejectUnknownKeys(netRaw, ["allow"], "net");
+  rejectUnknownKeys(netRaw, ["allow", "listen"], "net");
 
-  const config: Record<string, unknown> = { backends, limits, net: { allow: parseNetAllow(netRaw) } };
+  const config: Record<string, unknown> = {
+    backends,
+    limits,
+    net: { allow: parseNetList(netRaw, "allow"), listen: parseNetList(netRaw, "listen") },
+  };
   for (const c of sections) config[c.key] = c.parse(raw[c.key]);
   return config as unknown as HostConfig;
 }
@@ -252,22 +276,23 @@ export async function loadConfig(path: string): Promise<HostConfig> {
 
 /** The config used when none is given: no backends, default limits. */
 export function defaultConfig(): HostConfig {
-  const config: Record<string, unknown> = { backends: [], limits: { ...DEFAULT_LIMITS }, net: { allow: [] } };
+  const config: Record<string, unknown> = {
+    backends: [],
+    limits: { ...DEFAULT_LIMITS },
+    net: { allow: [], listen: [] },
+  };
   for (const c of configSections()) config[c.key] = c.parse(undefined);
   return config as unknown as HostConfig;
 }
 
 /**
- * host:port pairs a run needs network access to: the explicit allow-list plus every
- * backend's base_url host. Used for `--allow-net` and for the drivers' own check.
+ * The network policy of a config: `net.allow` plus every backend's base_url host (for the web
+ * schemes), and `net.listen`. Every outbound connection and the launcher's `--allow-net` go
+ * through it (host/net/policy.ts).
  */
-export function netHosts(config: HostConfig): string[] {
-  const hosts = new Set(config.net.allow);
-  for (const b of config.backends) {
-    if (!b.base_url) continue;
-    const url = new URL(b.base_url);
-    const port = url.port || (url.protocol === "https:" || url.protocol === "wss:" ? "443" : "80");
-    hosts.add(`${url.hostname}:${port}`);
-  }
-  return [...hosts];
+export function netPolicy(config: HostConfig, options?: NetPolicyOptions): NetPolicy {
+  const allow = (config.net.allow ?? []).map((e) => parseNetEntry(e, "allow"));
+  for (const b of config.backends) if (b.base_url) allow.push(backendEntry(b.base_url));
+  const listen = (config.net.listen ?? []).map((e) => parseNetEntry(e, "listen"));
+  return new NetPolicy(allow, listen, options);
 }

@@ -8,7 +8,7 @@
  * are named at run time), --allow-write (the cache dir under $HOME, unknown at compile time),
  * --allow-env (HOME, XDG_CACHE_HOME, SPEARHOST_*, the API-key variables a config names) and
  * --allow-net: the binary cannot know a config's hosts in advance, so the network grant is
- * unscoped and the drivers enforce config.net themselves (drivers/chat checks netHosts).
+ * unscoped and the drivers enforce the config's network policy themselves (host/net/policy.ts).
  * --unstable-net is set for UDP sockets (Deno.listenDatagram).
  *
  * `deno compile` needs denort, Deno's runtime-only base binary, which it downloads from

@@ -3,7 +3,8 @@
  * (`Deno.serve`, 127.0.0.1, port 0).
  *
  * Tests enqueue replies (JSON with a status, raw text, a tool_calls reply, optional delay
- * and headers); each POST to `/v1/chat/completions` or `/chat/completions` takes the next
+ * and headers, or a reply built from the request itself — e.g. one that echoes the
+ * Authorization header back, as a hostile or buggy upstream might); each POST to `/v1/chat/completions` or `/chat/completions` takes the next
  * one, or an echo reply with a realistic `usage` block when the script is empty. Every
  * request is recorded (method, path, lower-cased headers incl. authorization, parsed body).
  */
@@ -37,7 +38,13 @@ export type ScriptedReply =
     calls: { name: string; arguments: string | Record<string, unknown>; id?: string }[];
     content?: string | null;
   })
-  | (ReplyCommon & { kind: "echo" });
+  | (ReplyCommon & { kind: "echo" })
+  | { kind: "dynamic"; reply: (request: RecordedRequest) => ScriptedReply };
+
+/** The bearer token a recorded request carried ("" when none). */
+export function bearerOf(request: RecordedRequest): string {
+  return (request.headers.authorization ?? "").replace(/^Bearer /, "");
+}
 
 export interface OpenAIServer {
   /** Base URL including `/v1`, e.g. `http://127.0.0.1:41234/v1`. */
@@ -46,7 +53,7 @@ export interface OpenAIServer {
   origin: string;
   hostname: string;
   port: number;
-  /** `127.0.0.1:<port>`, as `netHosts` spells it. */
+  /** `127.0.0.1:<port>`, as a net.allow entry spells it. */
   hostPort: string;
   requests: RecordedRequest[];
   enqueue(...replies: ScriptedReply[]): void;
@@ -151,7 +158,8 @@ export function startOpenAIServer(): OpenAIServer {
       );
     }
 
-    const reply: ScriptedReply = script.shift() ?? { kind: "echo" };
+    let reply: ScriptedReply = script.shift() ?? { kind: "echo" };
+    while (reply.kind === "dynamic") reply = reply.reply(rec);
     if (reply.delayMs) await delay(reply.delayMs);
     const status = reply.status ?? 200;
     const model = (body as { model?: unknown })?.model;

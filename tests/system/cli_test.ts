@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { permissionFlags } from "../../cli/launcher.ts";
+import { parseResolvConf } from "../../host/net/policy.ts";
 
 const root = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 const TEST_GUESTS = `${root}/guests/build/test`;
@@ -106,9 +107,15 @@ Deno.test("cli: the launcher passes a scoped --allow-net built from the config",
   const flags = await permissionFlags(["run", "--config", config, HELLO]);
   const net = flags.filter((f) => f.startsWith("--allow-net"));
   assert.equal(net.length, 1, flags.join(" "));
+  // Names are resolved in-process to check their addresses, and Deno.resolveDns needs the
+  // system nameservers (port 53), so they join the grant.
+  let nameservers: string[] = [];
+  try {
+    nameservers = parseResolvConf(Deno.readTextFileSync("/etc/resolv.conf"));
+  } catch { /* none: names are refused in the child */ }
   assert.deepEqual(
     net[0].slice("--allow-net=".length).split(",").sort(),
-    ["127.0.0.1:8089", "files.example.org:8443", "rt.example.com:443"],
+    ["127.0.0.1:8089", "files.example.org:8443", "rt.example.com:443", ...nameservers].sort(),
   );
   assert.ok(
     !flags.some((f) => f === "--allow-all" || f === "-A" || f === "--allow-net" || f === "--allow-run"),
@@ -128,6 +135,43 @@ Deno.test("cli: the launcher passes a scoped --allow-net built from the config",
   const o = await spear(["run", "--config", config, HELLO, "--", "net"], "launcher");
   assert.equal(o.code, 0, o.stderr);
   assert.equal(o.stdout, "net\n");
+
+  // Entries Deno cannot express exactly get the narrowest grant that still works (the drivers
+  // check the exact entry), and Deno accepts every such grant.
+  const wide = writeTemp(
+    "net_wide.json",
+    JSON.stringify({
+      net: {
+        allow: [
+          "https://*.example.com",
+          "10.0.0.0/8:8000-8100",
+          "tcp://db.internal:5432",
+          "udp://127.0.0.1:5353",
+        ],
+        listen: ["tcp://127.0.0.1:0", "[::1]:7000"],
+      },
+    }),
+  );
+  const wideFlags = await permissionFlags(["run", "--config", wide, HELLO]);
+  assert.deepEqual(
+    wideFlags.find((f) => f.startsWith("--allow-net"))!.slice("--allow-net=".length).split(","),
+    [
+      "*.example.com:443",
+      "10.0.0.0/8",
+      "db.internal:5432",
+      "127.0.0.1:5353",
+      "127.0.0.1:0",
+      "[::1]:7000",
+      "0.0.0.0:0",
+      "[::]:0",
+      ...nameservers,
+    ],
+  );
+  const wideRun = await spear(["run", "--config", wide, HELLO, "--", "wide"], "launcher");
+  assert.equal(wideRun.code, 0, wideRun.stderr);
+  assert.equal(wideRun.stdout, "wide\n");
+  const v6 = writeTemp("net_v6.json", JSON.stringify({ net: { allow: ["[fd00::]/8:443"] } }));
+  assert.ok((await permissionFlags(["run", "--config", v6, HELLO])).includes("--allow-net"));
 });
 
 Deno.test("cli: --help exits 0 with the usage on stdout", async () => {
@@ -281,7 +325,11 @@ Deno.test("cli: bad configs → exit 2 with one line naming the field", async ()
       '{"backends":[{"name":"x","kind":"gpt","ops":["chat_completions"]}]}',
       /config: backends\[0\]\.kind:/,
     ],
-    ["net.json", '{"net":{"allow":["no-port"]}}', /config: net\.allow\[0\]:/],
+    [
+      "net.json",
+      '{"net":{"allow":["example.com:99999"]}}',
+      /config: net\.allow\[0\]: "example\.com:99999": port/,
+    ],
     ["root.json", "[1,2]", /config: \(root\): must be a JSON object/],
     ["mic_null.json", '{"mic":null}', /^spear: config: mic: must be an object$/],
     ["limits_null.json", '{"limits":null}', /^spear: config: limits: must be an object$/],

@@ -155,7 +155,7 @@ Deno.test("host: run rejects limits out of the config's ranges before starting a
       config: {
         backends: [],
         limits: { timeout_ms: 2 ** 40, memory_mb: 16, max_fds: 8, host_memory_mb: 64 },
-        net: { allow: [] },
+        net: { allow: [], listen: [] },
         mic: {},
       },
       cacheDir: null,

@@ -13,7 +13,7 @@
  */
 
 import type { BackendConfig, HostConfig } from "../../../host/config.ts";
-import { netHosts } from "../../../host/config.ts";
+import { netPolicy } from "../../../host/config.ts";
 import { openaiChatCompletion } from "./openai.ts";
 import { selectBackend } from "./router.ts";
 import { stubChatCompletion } from "./stub.ts";
@@ -163,7 +163,7 @@ export async function runChatRoundTrip(
         params,
         timeoutMs,
         signal,
-        allowedHosts: netHosts(config),
+        policy: netPolicy(config),
       });
       if (!r.ok) {
         return {

@@ -2,12 +2,21 @@
  * OpenAI Chat Completions over HTTP (backend kind `openai_chat_completion`, reference §5.3).
  *
  * Runs on the main thread with `fetch`. Never throws for backend problems: every failure
- * (allow-list, permissions, network, timeout, cancellation, non-2xx, bad JSON) comes back as
- * `{ok: false, error: {message, code}}`. The API key is read from the environment at request
- * time, sent only as `authorization: Bearer …`, and redacted from every error text.
+ * (network policy, permissions, network, timeout, cancellation, non-2xx, bad JSON) comes back
+ * as `{ok: false, error: {message, code}}`.
+ *
+ * Credentials: the API key is read from the backend's environment variable at request time
+ * (host/net/credentials.ts) and sent only as `authorization: Bearer …`. An upstream can echo
+ * it, so the whole response body is redacted (the key and every fragment of 8 or more
+ * characters) before it is parsed, and the parsed value again (escaped spellings); every
+ * error text is redacted too. A credentialed request never follows a redirect to another
+ * origin: that would hand the body (and, with a careless client, the key) to a host the
+ * backend's owner did not name. Each hop is checked against the network policy.
  */
 
 import type { BackendConfig } from "../../../host/config.ts";
+import { readApiKey, Redactor } from "../../../host/net/credentials.ts";
+import type { NetPolicy, NetScheme } from "../../../host/net/policy.ts";
 import { isJsonObject } from "../../../runtime/json.ts";
 
 /** SPEAR's structural SET_PARAM keys: consumed by the host, never sent upstream. */
@@ -31,7 +40,7 @@ export const STRUCTURAL_PARAM_KEYS: ReadonlySet<string> = new Set([
  */
 export const STREAMING_PARAM_KEYS: ReadonlySet<string> = new Set(["stream", "stream_options"]);
 
-/** Longest redirect chain followed (307/308 only, each hop checked against the allow-list). */
+/** Longest redirect chain followed (307/308 only, same origin when credentialed, each hop checked). */
 const MAX_REDIRECTS = 10;
 
 export type ChatDriverErrorCode =
@@ -65,8 +74,8 @@ export interface OpenAIChatCall {
   timeoutMs?: number;
   /** Cancellation, e.g. when the guest closes the response fd. */
   signal?: AbortSignal;
-  /** `host:port` entries the request may reach (see `netHosts`); unchecked when undefined. */
-  allowedHosts?: readonly string[];
+  /** The network policy every hop must pass (see `netPolicy`); unchecked when undefined. */
+  policy?: NetPolicy;
 }
 
 /** SPEAR's URL rule: base containing `/v1` → base + `/chat/completions`, else + `/v1/chat/completions`. */
@@ -97,10 +106,23 @@ export function buildChatBody(
   return Object.assign(body, forwardedParams(params));
 }
 
-/** `host:port` of a URL, spelled as `netHosts` spells it. */
+/** `host:port` of a URL, with the scheme's default port filled in. */
 export function hostPortOf(url: URL): string {
-  const port = url.port || (url.protocol === "https:" || url.protocol === "wss:" ? "443" : "80");
-  return `${url.hostname}:${port}`;
+  return `${url.hostname}:${portOf(url)}`;
+}
+
+function portOf(url: URL): number {
+  return url.port ? Number(url.port) : url.protocol === "https:" || url.protocol === "wss:" ? 443 : 80;
+}
+
+/** Settles with `p`, or rejects with the signal's reason as soon as it aborts. */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }
 
 /** `: type: code: message` from an OpenAI error body, parts that exist (SPEAR's format). */
@@ -129,11 +151,10 @@ class Cancelled extends Error {}
 export async function openaiChatCompletion(call: OpenAIChatCall): Promise<OpenAIChatResult> {
   const start = performance.now();
   const elapsed = () => roundMs(performance.now() - start);
-  const secrets: string[] = [];
-  const redact = (text: string) => secrets.reduce((t, s) => t.split(s).join("***"), text);
+  let redactor = Redactor.NONE;
   const fail = (code: ChatDriverErrorCode, message: string, status?: number): OpenAIChatResult => ({
     ok: false,
-    error: { code, message: redact(message) },
+    error: { code, message: redactor.redact(message) },
     ...(status === undefined ? {} : { status }),
     latencyMs: elapsed(),
   });
@@ -144,24 +165,10 @@ export async function openaiChatCompletion(call: OpenAIChatCall): Promise<OpenAI
   if (call.messages.length === 0) return fail("invalid_request", "missing messages");
   if (!backend.base_url) return fail("invalid_request", `backend "${backend.name}" has no base_url`);
 
-  let key: string | undefined;
-  if (backend.api_key_env) {
-    let raw: string | undefined;
-    try {
-      raw = Deno.env.get(backend.api_key_env);
-    } catch (e) {
-      return fail(
-        "credential_error",
-        `cannot read API key variable ${backend.api_key_env}: ${(e as Error).name}`,
-      );
-    }
-    if (raw !== undefined && raw.trim() !== "") {
-      key = raw.trim();
-      secrets.push(raw);
-      if (key !== raw) secrets.push(key);
-      secrets.sort((a, b) => b.length - a.length);
-    }
-  }
+  const credential = readApiKey(backend);
+  if (!credential.ok) return fail("credential_error", credential.error);
+  const key = credential.key;
+  redactor = credential.redactor;
 
   let url: URL;
   try {
@@ -198,8 +205,14 @@ export async function openaiChatCompletion(call: OpenAIChatCall): Promise<OpenAI
         return fail("net_denied", `refusing non-http URL scheme ${url.protocol}`);
       }
       const hostPort = hostPortOf(url);
-      if (call.allowedHosts !== undefined && !call.allowedHosts.includes(hostPort)) {
-        return fail("net_denied", `network access to ${hostPort} is not allowed (not in net.allow)`);
+      if (call.policy !== undefined) {
+        const target = {
+          scheme: url.protocol.slice(0, -1) as NetScheme,
+          host: url.hostname,
+          port: portOf(url),
+        };
+        const decision = await untilAborted(call.policy.checkOutbound(target), ctrl.signal);
+        if (!decision.ok) return fail("net_denied", decision.reason);
       }
       try {
         res = await fetch(url, {
@@ -218,19 +231,37 @@ export async function openaiChatCompletion(call: OpenAIChatCall): Promise<OpenAI
       const location = res.headers.get("location");
       if ((res.status === 307 || res.status === 308) && location !== null && hop < MAX_REDIRECTS) {
         await res.body?.cancel();
-        const next = new URL(location, url);
-        if (next.origin !== url.origin) delete headers.authorization;
+        let next: URL;
+        try {
+          next = new URL(location, url);
+        } catch {
+          return fail(
+            "upstream_error",
+            `upstream status: ${res.status}: invalid redirect location`,
+            res.status,
+          );
+        }
+        if (next.origin !== url.origin && key !== undefined) {
+          return fail(
+            "net_denied",
+            `refusing to follow a redirect from ${url.origin} to another origin (${next.origin}) ` +
+              `on a request that carries the backend's API key`,
+            res.status,
+          );
+        }
         url = next;
         continue;
       }
       break;
     }
 
+    // Redacted as a whole before parsing, so neither the value nor a parse error quoting the
+    // text can carry the key (or a fragment of it) to the guest.
     const text = await res.text();
     if (!res.ok) {
       let json: unknown;
       try {
-        json = JSON.parse(text);
+        json = redactor.parseJson(text);
       } catch {
         json = undefined;
       }
@@ -243,7 +274,7 @@ export async function openaiChatCompletion(call: OpenAIChatCall): Promise<OpenAI
     }
     let body: unknown;
     try {
-      body = JSON.parse(text);
+      body = redactor.parseJson(text);
     } catch (e) {
       return fail(
         "invalid_response",

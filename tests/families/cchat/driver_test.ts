@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import type { BackendConfig, HostConfig } from "../../../host/config.ts";
 import { defaultConfig } from "../../../host/config.ts";
+import { NetPolicy } from "../../../host/net/policy.ts";
 import { selectBackend } from "../../../families/cchat/backends/router.ts";
 import {
   buildChatBody,
@@ -22,7 +23,7 @@ import {
   responseJson,
   runChatRoundTrip,
 } from "../../../families/cchat/backends/mod.ts";
-import { type OpenAIServer, startOpenAIServer } from "../../support/openai_server.ts";
+import { bearerOf, type OpenAIServer, startOpenAIServer } from "../../support/openai_server.ts";
 
 // ---------------------------------------------------------------- helpers
 
@@ -400,6 +401,188 @@ Deno.test("openai: the API key never appears in error text", async () => {
   });
 });
 
+// ------------------------------------------- credentials (security review: keys echoed upstream)
+
+/** Every 8-character fragment of `key` (the redaction threshold) absent from `text`. */
+function assertNoKeyFragment(text: string, key: string, what: string) {
+  for (let i = 0; i + 8 <= key.length; i++) {
+    const fragment = key.slice(i, i + 8);
+    assert.equal(text.includes(fragment), false, `${what}: fragment "${fragment}" leaked in ${text}`);
+  }
+}
+
+/** Everything a guest can read of a result: the response fd's JSON and the metrics. */
+function guestVisible(r: ChatRoundTripResult): string {
+  return JSON.stringify(responseJson(r)) + JSON.stringify(r);
+}
+
+const ECHO_KEY = "sk-proj-EchoedKey-0123456789abcdefghijklmnopqrstuvwxyz";
+
+Deno.test("openai: a 200 reply echoing the key never reaches the guest (content, usage, model, tool args)", async () => {
+  await withServer(async (s) => {
+    await withEnv(ECHO_KEY, async (env) => {
+      const cfg = configWith(openaiBackend("o", s.url, { api_key_env: env, model: "bound-model" }));
+      const key = ECHO_KEY;
+      // The upstream echoes what it received, whole and in pieces, in every field a guest sees.
+      s.enqueue({
+        kind: "dynamic",
+        reply: (req) => {
+          const got = bearerOf(req);
+          return {
+            body: {
+              id: "chatcmpl-echo",
+              object: "chat.completion",
+              model: `model-${got.slice(0, 10)}`,
+              choices: [{
+                index: 0,
+                message: {
+                  role: "assistant",
+                  content: `you sent ${got}; prefix ${got.slice(0, 10)}; middle ${got.slice(20, 28)}`,
+                  tool_calls: [{
+                    id: "call_1",
+                    type: "function",
+                    function: { name: "sum", arguments: JSON.stringify({ a: got, b: got.slice(5, 17) }) },
+                  }],
+                },
+                finish_reason: "tool_calls",
+              }],
+              usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2, note: got.slice(-12) },
+              [got]: "a key as a property name",
+            },
+          };
+        },
+      });
+      const r = expectOk(await runChatRoundTrip(cfg, chatReq({ model: "" })));
+      assert.equal(s.requests.at(-1)!.headers.authorization, `Bearer ${key}`, "the key was sent upstream");
+      assertNoKeyFragment(guestVisible(r), key, "200 reply");
+      const msg = (r.body.choices as { message: { content: string } }[])[0].message;
+      assert.equal(msg.content, "you sent ***; prefix ***; middle ***");
+      assert.equal(r.body.model, "model-***");
+      assert.equal(r.model, "model-***", "_spear.model falls back to the (redacted) response model");
+      assert.deepEqual(r.usage, { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2, note: "***" });
+      const call = (r.body.choices as { message: { tool_calls: { function: { arguments: string } }[] } }[])[0]
+        .message.tool_calls[0];
+      assert.deepEqual(JSON.parse(call.function.arguments), { a: "***", b: "***" }, "arguments stay JSON");
+
+      // Escaped spellings decode to the key, so they are caught after parsing too.
+      const escaped = key.split("").map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`).join(
+        "",
+      );
+      s.enqueue({
+        kind: "raw",
+        contentType: "application/json",
+        text: `{"choices":[],"model":"${escaped}"}`,
+      });
+      const r2 = expectOk(await runChatRoundTrip(cfg, chatReq({ model: "" })));
+      assert.equal(r2.body.model, "***");
+      assertNoKeyFragment(guestVisible(r2), key, "\\u-escaped echo");
+
+      // Fragments shorter than 8 characters are ordinary text and stay.
+      s.enqueue({ body: { choices: [], model: key.slice(0, 7) } });
+      assert.equal(expectOk(await runChatRoundTrip(cfg, chatReq({ model: "" }))).body.model, key.slice(0, 7));
+    });
+  });
+});
+
+Deno.test("openai: a reply after a same-origin 307 that echoes the key is redacted", async () => {
+  await withServer(async (s) => {
+    await withEnv(ECHO_KEY, async (env) => {
+      const cfg = configWith(openaiBackend("o", s.url, { api_key_env: env }));
+      s.enqueue(
+        { status: 307, body: {}, headers: { location: `${s.origin}/chat/completions` } },
+        { kind: "dynamic", reply: (req) => ({ body: { choices: [], echoed: bearerOf(req) } }) },
+      );
+      const r = expectOk(await runChatRoundTrip(cfg, chatReq()));
+      assert.deepEqual(s.requests.map((q) => q.path), ["/v1/chat/completions", "/chat/completions"]);
+      assert.equal(s.requests[1].headers.authorization, `Bearer ${ECHO_KEY}`, "same origin keeps the key");
+      assert.equal(r.body.echoed, "***");
+      assertNoKeyFragment(guestVisible(r), ECHO_KEY, "reply after 307");
+    });
+  });
+});
+
+Deno.test("openai: host error texts never carry a key fragment (parse error, upstream error, redirect)", async () => {
+  await withServer(async (s) => {
+    await withEnv(ECHO_KEY, async (env) => {
+      const cfg = configWith(openaiBackend("o", s.url, { api_key_env: env }));
+      // V8 quotes the text around a JSON syntax error: a 10-character prefix sits in the message.
+      s.enqueue({
+        kind: "dynamic",
+        reply: (req) => ({ kind: "raw", text: `{"id": ${bearerOf(req).slice(0, 10)}` }),
+      });
+      const e1 = expectError(await runChatRoundTrip(cfg, chatReq()));
+      assert.equal(e1.code, "invalid_response");
+      assert.match(e1.message, /is not JSON: .*\*\*\*/);
+      // Upstream errors that quote a prefix, as OpenAI's "Incorrect API key provided: sk-proj-…" does.
+      s.enqueue({
+        kind: "dynamic",
+        reply: (req) => ({
+          status: 401,
+          body: {
+            error: { message: `Incorrect API key provided: ${bearerOf(req).slice(0, 12)}…`, code: "k" },
+          },
+        }),
+      });
+      const e2 = expectError(await runChatRoundTrip(cfg, chatReq()));
+      assert.equal(e2.message, "Runtime error: upstream status: 401: k: Incorrect API key provided: ***…");
+      // A redirect whose target host spells a fragment (the error names the target origin).
+      s.enqueue({
+        status: 307,
+        body: {},
+        headers: { location: `http://${ECHO_KEY.slice(28, 40)}.example:1/` },
+      });
+      const e3 = expectError(await runChatRoundTrip(cfg, chatReq()));
+      assert.equal(e3.code, "net_denied");
+      for (const [i, e] of [e1, e2, e3].entries()) {
+        assertNoKeyFragment(e.message, ECHO_KEY, `error ${i + 1}`);
+        assertNoKeyFragment(
+          JSON.stringify(responseJson({ ok: false, error: e, latencyMs: 0 })),
+          ECHO_KEY,
+          "fd",
+        );
+      }
+    });
+  });
+});
+
+Deno.test("openai: a credentialed request never follows a redirect to another origin", async () => {
+  const other = startOpenAIServer();
+  try {
+    await withServer(async (s) => {
+      await withEnv(ECHO_KEY, async (env) => {
+        // The other origin is allowed by the network policy: the refusal is about credentials.
+        const cfg = { ...configWith(openaiBackend("o", s.url, { api_key_env: env })) };
+        cfg.net = { allow: [other.hostPort], listen: [] };
+        for (const status of [307, 308]) {
+          s.enqueue({ status, body: {}, headers: { location: `${other.url}/chat/completions` } });
+          const e = expectError(await runChatRoundTrip(cfg, chatReq()));
+          assert.equal(e.code, "net_denied");
+          assert.match(
+            e.message,
+            /refusing to follow a redirect from http:\/\/127\.0\.0\.1:\d+ to another origin/,
+          );
+          assert.ok(e.message.includes(other.origin), e.message);
+        }
+        assert.equal(other.requests.length, 0, "the other origin was never contacted");
+      });
+      // Without a key there is nothing to protect: the hop is followed, after the policy allows it.
+      const open = { ...configWith(openaiBackend("o", s.url)), net: { allow: [other.hostPort], listen: [] } };
+      s.enqueue({ status: 307, body: {}, headers: { location: `${other.url}/chat/completions` } });
+      expectOk(await runChatRoundTrip(open, chatReq()));
+      assert.equal(other.requests.length, 1);
+      assert.equal("authorization" in other.requests[0].headers, false);
+      const closed = configWith(openaiBackend("o", s.url));
+      s.enqueue({ status: 307, body: {}, headers: { location: `${other.url}/chat/completions` } });
+      const e = expectError(await runChatRoundTrip(closed, chatReq()));
+      assert.equal(e.code, "net_denied");
+      assert.ok(e.message.includes(other.hostPort), e.message);
+      assert.equal(other.requests.length, 1, "a hop the policy refuses is never made");
+    });
+  } finally {
+    await other.close();
+  }
+});
+
 Deno.test("openai: 4xx/5xx error text as SPEAR", async () => {
   await withServer(async (s) => {
     const cfg = configWith(openaiBackend("o", s.url));
@@ -512,7 +695,7 @@ Deno.test("openai: hosts outside the allow-list are refused before connecting", 
       messages: [{ role: "user", content: "x" }],
       tools: [],
       params: {},
-      allowedHosts: ["api.openai.com:443"],
+      policy: NetPolicy.parse(["api.openai.com:443"]),
     });
     assert.equal(r.ok, false);
     if (r.ok) return;
