@@ -3,7 +3,7 @@
  * each answers -ENOSYS (README "Status").
  */
 import { fail } from "../runtime/abi.ts";
-import type { Hostcall } from "../runtime/hostcall.ts";
+import { type Hostcall, i32call } from "../runtime/hostcall.ts";
 
 /** [name, arity] of the imports still answering -ENOSYS. */
 export const NOT_BUILT: readonly [string, number][] = [
@@ -21,12 +21,9 @@ export const NOT_BUILT: readonly [string, number][] = [
 ];
 
 export function notBuiltHostcalls(skip: Set<string>): Hostcall[] {
-  return NOT_BUILT.filter(([name]) => !skip.has(name)).map(([name, arity]) => ({
-    name,
-    params: Array(arity).fill("i32"),
-    result: "i32",
-    run: () => {
+  return NOT_BUILT.filter(([name]) => !skip.has(name)).map(([name, arity]) =>
+    i32call(name, arity, () => {
       throw fail("ENOSYS", `${name} is not built in this spearhost yet`);
-    },
-  }));
+    })
+  );
 }

@@ -7,7 +7,8 @@ import { Engine } from "../runtime/engine.ts";
 import { openWasmtime } from "../ffi/wasmtime.ts";
 import { decodeJson, Link, type Message } from "../protocol/channel.ts";
 import { defaultConfig, type HostConfig } from "./config.ts";
-import type { FailureKind, GuestInit, GuestResult } from "../runtime/instance.ts";
+import type { Entry, FailureKind, GuestInit, GuestResult } from "../runtime/instance.ts";
+import type { WasmValue } from "../runtime/hostcall.ts";
 import { type LogRecord, Op, opFamily } from "../protocol/wire.ts";
 import { defaultCacheDir, resolveWasmtimeLib } from "./native.ts";
 import { LogLevel } from "../runtime/abi.ts";
@@ -130,12 +131,18 @@ export interface RunOptions {
   stderrFile?: string;
   /** Display name (defaults to the file name). */
   name?: string;
+  /** `_start` with args (default), or one export called with typed args and input/output. */
+  entry?: Entry;
 }
 
 export interface RunResult {
   exitCode: number;
   failure?: { kind: FailureKind | "timeout"; message: string };
   durationMs: number;
+  /** A call entry's output bytes (`output: "cstring"`). */
+  output?: Uint8Array;
+  /** A call entry's typed results (`output: "values"`). */
+  values?: WasmValue[];
 }
 
 let nextGuestId = 1;
@@ -203,6 +210,7 @@ export class SpearHost {
       maxFds: options.maxFds ?? limits.max_fds,
       link: link.buffers,
       cacheDir: this.cacheDir,
+      entry: options.entry,
     };
 
     this.running++;

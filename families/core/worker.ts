@@ -2,17 +2,24 @@
 import { fail, LogLevel, MAX_LOG_BYTES } from "../../runtime/abi.ts";
 import type { GuestRuntime } from "../../runtime/guest.ts";
 import { Op } from "../../protocol/wire.ts";
-import { type Hostcall, i32call } from "../../runtime/hostcall.ts";
+import { type Hostcall, i32call, type Signature } from "../../runtime/hostcall.ts";
+
+const I64_RESULT: Signature = { params: [], results: ["i64"] };
 
 export function coreHostcalls(rt: GuestRuntime): Hostcall[] {
   const random = new BigInt64Array(1);
   return [
-    { name: "time_now_ms", params: [], result: "i64", run: () => BigInt(Date.now()) },
-    { name: "wall_time_s", params: [], result: "i64", run: () => BigInt(Math.floor(Date.now() / 1000)) },
+    { module: "spear", name: "time_now_ms", signatures: [I64_RESULT], run: () => BigInt(Date.now()) },
     {
+      module: "spear",
+      name: "wall_time_s",
+      signatures: [I64_RESULT],
+      run: () => BigInt(Math.floor(Date.now() / 1000)),
+    },
+    {
+      module: "spear",
       name: "random_i64",
-      params: [],
-      result: "i64",
+      signatures: [I64_RESULT],
       run: () => {
         crypto.getRandomValues(random);
         return random[0];
@@ -28,11 +35,11 @@ export function coreHostcalls(rt: GuestRuntime): Hostcall[] {
       return 0;
     }),
     {
+      module: "spear",
       name: "sleep_ms",
-      params: ["i32"],
-      result: null,
+      signatures: [{ params: ["i32"], results: [] }],
       // SPEAR casts to u64, so a negative value sleeps "forever"; the host timeout still ends it.
-      run: (ms) => void rt.block(() => false, ms < 0 ? -1 : ms),
+      run: (ms: number) => void rt.block(() => false, ms < 0 ? -1 : ms),
     },
   ];
 }
