@@ -38,6 +38,14 @@ export type {
   /** Exit code, or the failure (trap, timeout, memory, link, invalid module) and duration. */
   RunResult,
 } from "./host/host.ts";
+export type {
+  /** What a run calls: `_start` (command, the default) or one export with typed args, input and output. */
+  Entry,
+} from "./runtime/instance.ts";
+export type {
+  /** A wasm value: i64 as bigint, i32/f32/f64 as number. */
+  WasmValue,
+} from "./runtime/hostcall.ts";
 export {
   /** A config problem, with the field it concerns. */
   ConfigError,

@@ -3,10 +3,12 @@
  * the permissions that config needs (DESIGN.md "Least privilege"): --allow-net derived from
  * the config's network policy (host/net/policy.ts `denoNetGrants`: the narrowest grant Deno can
  * express, which the drivers' in-process check then narrows to the exact entries), --allow-env
- * to the named key variables only, --allow-read of the guest, config, mic file and install,
- * --allow-write of the module cache, and --allow-ffi.
+ * to the named key variables only, --allow-read of the guest, config and install,
+ * --allow-write of the module cache, --allow-ffi, plus what each built family declares for
+ * this config (families/<name>/family.ts `permissions`: the mic's file and ALSA paths, …).
  */
 import { ConfigError, netPolicy } from "../host/config.ts";
+import { familyPermissions } from "../families/registry.ts";
 import { denoNetGrants, parseResolvConf } from "../host/net/policy.ts";
 import { defaultCacheDir } from "../host/native.ts";
 import { main as runInProcess, parseArgs, resolveConfig, UsageError } from "./main.ts";
@@ -22,28 +24,25 @@ export async function permissionFlags(argv: string[]): Promise<string[]> {
   const reads = [root, cacheDir, Deno.cwd() + "/spear.json"];
   if (configPath) reads.push(configPath);
   if (cmd.command === "run") reads.push(cmd.guest);
-  if (config.mic.file) reads.push(config.mic.file);
-  // ALSA and PortAudio read their own configuration and device nodes.
-  reads.push("/usr/share/alsa", "/etc/asound.conf", "/dev/snd", "/proc/asound");
-  const alsaConfig = Deno.env.get("ALSA_CONFIG_PATH");
-  if (alsaConfig) reads.push(alsaConfig);
+  const families = familyPermissions(config);
+  reads.push(...families.read);
   const envNames = [
     "HOME",
     "XDG_CACHE_HOME",
     "SPEARHOST_CACHE_DIR",
     "SPEARHOST_WASMTIME_LIB",
-    "ALSA_CONFIG_PATH",
-    // The mic driver sets it so PortAudio's JACK backend never spawns a JACK server.
-    "JACK_NO_START_SERVER",
+    ...families.env,
   ];
   for (const b of config.backends) if (b.api_key_env) envNames.push(b.api_key_env);
   const net = denoNetGrants(netPolicy(config), await nameservers());
+  if (net !== "all") net.push(...families.net);
   return [
     "--allow-ffi",
     `--allow-read=${reads.join(",")}`,
-    `--allow-write=${cacheDir}`,
-    `--allow-env=${envNames.join(",")}`,
+    `--allow-write=${[cacheDir, ...families.write].join(",")}`,
+    `--allow-env=${[...new Set(envNames)].join(",")}`,
     ...(net === "all" ? ["--allow-net"] : net.length ? [`--allow-net=${net.join(",")}`] : []),
+    ...families.unstable.map((feature) => `--unstable-${feature}`),
   ];
 }
 

@@ -27,6 +27,8 @@ export const wasmtimeSymbols = {
   wasm_importtype_name: { parameters: [P], result: P },
   wasm_importtype_type: { parameters: [P], result: P },
   wasm_externtype_kind: { parameters: [P], result: "u8" },
+  wasm_externtype_as_functype_const: { parameters: [P], result: P },
+  wasm_externtype_as_memorytype_const: { parameters: [P], result: P },
 
   wasmtime_error_new: { parameters: [B], result: P },
   wasmtime_error_message: { parameters: [P, B], result: "void" },
@@ -60,12 +62,14 @@ export const wasmtimeSymbols = {
     parameters: [P, B, "usize", B, "usize", P, "function", P, P],
     result: P,
   },
+  wasmtime_linker_define: { parameters: [P, P, B, "usize", B, "usize", B], result: P },
   wasmtime_linker_instantiate: { parameters: [P, P, P, B, B], result: P },
 
   wasmtime_instance_export_get: { parameters: [P, B, B, "usize", B], result: "bool" },
   wasmtime_caller_context: { parameters: [P], result: P },
   wasmtime_memory_data: { parameters: [P, B], result: P },
   wasmtime_memory_data_size: { parameters: [P, B], result: "usize" },
+  wasmtime_memory_new: { parameters: [P, P, B], result: P },
   wasmtime_func_call_unchecked: { parameters: [P, B, B, "usize", B], result: P },
   wasmtime_func_type: { parameters: [P, B], result: P },
   wasmtime_table_get: { parameters: [P, B, "u64", B], result: "bool" },
@@ -78,6 +82,14 @@ export const wasmtimeSymbols = {
   wasm_valtype_new: { parameters: ["u8"], result: P },
   wasm_valtype_kind: { parameters: [P], result: "u8" },
   wasm_valtype_vec_new: { parameters: [B, "usize", B], result: "void" },
+
+  wasmtime_memorytype_new: { parameters: ["u64", "bool", "u64", "bool", "bool", "u8", B], result: P },
+  wasmtime_memorytype_minimum: { parameters: [P], result: "u64" },
+  wasmtime_memorytype_maximum: { parameters: [P, B], result: "bool" },
+  wasmtime_memorytype_is64: { parameters: [P], result: "bool" },
+  wasmtime_memorytype_isshared: { parameters: [P], result: "bool" },
+  wasmtime_memorytype_page_size_log2: { parameters: [P], result: "u8" },
+  wasm_memorytype_delete: { parameters: [P], result: "void" },
 
   wasmtime_trap_new: { parameters: [B, "usize"], result: P },
   wasm_trap_message: { parameters: [P, B], result: "void" },
@@ -96,7 +108,7 @@ export type WasmtimeLib = Deno.DynamicLibrary<typeof wasmtimeSymbols>["symbols"]
 export const WASMTIME_VERSION = "50.0.1";
 
 /** wasm_valkind_t */
-export const ValKind = { I32: 0, I64: 1, F32: 2, F64: 3 } as const;
+export const ValKind = { I32: 0, I64: 1, F32: 2, F64: 3, V128: 4, EXTERNREF: 128, FUNCREF: 129 } as const;
 /** wasmtime_valkind_t value of a funcref in wasmtime_val_t */
 export const WASMTIME_FUNCREF = 5;
 /** wasmtime_extern_kind_t */

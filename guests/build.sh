@@ -35,27 +35,42 @@ for f in "${deps[@]}"; do
 done
 
 failed=0
+build_one() { # build_one SRC OUT [EXTRA_CFLAGS...]
+  local src="$1" out="$2" tmp
+  local extra=("${@:3}")
+  if [ -f "$out" ] && [ "$out" -nt "$src" ] && [ "$out" -nt "$newest_dep" ]; then
+    return 0
+  fi
+  tmp="$out.tmp.$$"
+  if "$CC" "${CFLAGS[@]}" ${extra[@]+"${extra[@]}"} "$src" -o "$tmp"; then
+    mv -f "$tmp" "$out"
+    echo "built ${out#"$root"/}"
+  else
+    rm -f "$tmp"
+    echo "guests/build.sh: error: failed to build ${src#"$root"/}" >&2
+    failed=1
+  fi
+}
+
+# A source builds to <name>.wasm, unless it has lines `//! wasm NAME: FLAGS...`: then it
+# builds to each NAME.wasm with those extra flags (one source, several link styles: reactor,
+# imported memory, -D variants).
 build_dir() { # build_dir SRC_DIR OUT_DIR [EXTRA_CFLAGS...]
-  local src_dir="$1" out_dir="$2" src name out tmp
+  local src_dir="$1" out_dir="$2" src variant vname vflags
   local extra=("${@:3}")
   local sources=("$src_dir"/*.c)
   ((${#sources[@]})) || return 0
   mkdir -p "$out_dir"
   for src in "${sources[@]}"; do
-    name="$(basename "$src" .c)"
-    out="$out_dir/$name.wasm"
-    if [ -f "$out" ] && [ "$out" -nt "$src" ] && [ "$out" -nt "$newest_dep" ]; then
-      continue
-    fi
-    tmp="$out.tmp.$$"
-    if "$CC" "${CFLAGS[@]}" ${extra[@]+"${extra[@]}"} "$src" -o "$tmp"; then
-      mv -f "$tmp" "$out"
-      echo "built ${out#"$root"/}"
-    else
-      rm -f "$tmp"
-      echo "guests/build.sh: error: failed to build ${src#"$root"/}" >&2
-      failed=1
-    fi
+    local variants=()
+    while IFS= read -r variant; do variants+=("$variant"); done \
+      < <(sed -n 's|^//! wasm \([A-Za-z0-9_]*\):\(.*\)$|\1\2|p' "$src")
+    ((${#variants[@]})) || variants=("$(basename "$src" .c)")
+    for variant in "${variants[@]}"; do
+      read -r vname vflags <<<"$variant"
+      read -ra vflags <<<"$vflags"
+      build_one "$src" "$out_dir/$vname.wasm" ${extra[@]+"${extra[@]}"} ${vflags[@]+"${vflags[@]}"}
+    done
   done
 }
 

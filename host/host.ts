@@ -13,7 +13,8 @@ import { decodeCredit, decodeFrame, type Flow, StreamSender } from "../protocol/
 import { encode } from "../protocol/schema.ts";
 import { NoticeEnvelope, Op } from "../protocol/wire.ts";
 import { defaultConfig, type HostConfig, MAX_LIMITS } from "./config.ts";
-import type { FailureKind, GuestEntry, GuestInit, GuestResult } from "../runtime/instance.ts";
+import type { Entry, FailureKind, GuestInit, GuestResult } from "../runtime/instance.ts";
+import type { WasmValue } from "../runtime/hostcall.ts";
 import { defaultCacheDir, resolveWasmtimeLib } from "./native.ts";
 import { LogLevel } from "../runtime/abi.ts";
 import { Watchdog } from "./watchdog.ts";
@@ -228,16 +229,18 @@ export interface RunOptions {
   stderrFile?: string;
   /** Display name (defaults to the file name). */
   name?: string;
-  /** How the guest is entered: `_start` (default) or a named export. */
-  entry?: GuestEntry;
+  /** `_start` with args (default), or one export called with typed args and input/output. */
+  entry?: Entry;
 }
 
 export interface RunResult {
   exitCode: number;
   failure?: { kind: FailureKind | "timeout"; message: string };
   durationMs: number;
-  /** The output of an export-call entry. */
-  output?: GuestResult["output"];
+  /** A call entry's output bytes (`output: "cstring"`). */
+  output?: Uint8Array;
+  /** A call entry's typed results (`output: "values"`). */
+  values?: WasmValue[];
 }
 
 /** Limits an embedder may pass; anything outside is a RangeError before a guest starts. */

@@ -12,6 +12,7 @@ import {
   WASMTIME_FUNCREF,
   type WasmtimeLib,
 } from "../ffi/wasmtime.ts";
+import type { Signature, WasmType } from "./hostcall.ts";
 
 type Ptr = Deno.PointerValue;
 const encoder = new TextEncoder();
@@ -85,8 +86,6 @@ export function takeError(lib: WasmtimeLib, err: Ptr): { message: string; exitCo
   return isExit ? { message, exitCode: status[0] } : { message };
 }
 
-const SIZE_MAX = 0xffff_ffff_ffff_ffffn;
-
 /** Consumes a wasm_trap_t*, returning its message, code and the innermost frames. */
 export function takeTrap(lib: WasmtimeLib, trap: Ptr): { message: string; code?: number; frames: string[] } {
   const vec = new Uint8Array(Sizes.VEC);
@@ -107,10 +106,8 @@ export function takeTrap(lib: WasmtimeLib, trap: Ptr): { message: string; code?:
       const frame = list.getPointer(i * 8);
       const name = readNameAt(lib.wasmtime_frame_func_name(frame));
       const index = lib.wasm_frame_func_index(frame);
-      // usize: Number() would round large values; SIZE_MAX is the C API's "offset unknown".
-      const offset = BigInt(lib.wasm_frame_module_offset(frame));
-      const at = offset === SIZE_MAX ? "" : ` @ 0x${offset.toString(16)}`;
-      frames.push(`${name || `func[${index}]`}${at}`);
+      const offset = Number(lib.wasm_frame_module_offset(frame));
+      frames.push(`${name || `func[${index}]`} @ 0x${offset.toString(16)}`);
     }
   }
   lib.wasm_frame_vec_delete(fvec);
@@ -161,10 +158,82 @@ export class Engine {
   }
 }
 
+const VALTYPE_NAMES: Record<number, string> = {
+  [ValKind.I32]: "i32",
+  [ValKind.I64]: "i64",
+  [ValKind.F32]: "f32",
+  [ValKind.F64]: "f64",
+  [ValKind.V128]: "v128",
+  [ValKind.EXTERNREF]: "externref",
+  [ValKind.FUNCREF]: "funcref",
+};
+const VALKINDS: Record<WasmType, number> = {
+  i32: ValKind.I32,
+  i64: ValKind.I64,
+  f32: ValKind.F32,
+  f64: ValKind.F64,
+};
+
+/**
+ * A function type as a module declares it. Types a host function cannot take (v128,
+ * references) keep their name, so they can be shown in an error and never match a Signature.
+ */
+export interface FuncType {
+  params: string[];
+  results: string[];
+}
+
+/** Narrows a declared function type to one the host can bind (only i32/i64/f32/f64). */
+export function asSignature(type: FuncType): Signature | undefined {
+  const plain = (t: string) => t in VALKINDS;
+  return type.params.every(plain) && type.results.every(plain) ? type as Signature : undefined;
+}
+
+/** Reads a borrowed wasm_functype_t. */
+function readFuncType(lib: WasmtimeLib, type: Ptr): FuncType {
+  const names = (vec: Ptr) => {
+    const view = new Deno.UnsafePointerView(vec!);
+    const size = Number(view.getBigUint64(0));
+    const data = view.getPointer(8);
+    const out: string[] = [];
+    for (let i = 0; i < size; i++) {
+      const kind = lib.wasm_valtype_kind(new Deno.UnsafePointerView(data!).getPointer(i * 8));
+      out.push(VALTYPE_NAMES[kind] ?? `valkind${kind}`);
+    }
+    return out;
+  };
+  return { params: names(lib.wasm_functype_params(type)), results: names(lib.wasm_functype_results(type)) };
+}
+
+/** A memory type's limits, in pages of `1 << pageSizeLog2` bytes. */
+export interface MemoryLimits {
+  min: bigint;
+  max?: bigint;
+  is64: boolean;
+  shared: boolean;
+  pageSizeLog2: number;
+}
+
+function readMemoryType(lib: WasmtimeLib, type: Ptr): MemoryLimits {
+  const max = new BigUint64Array(1);
+  const hasMax = lib.wasmtime_memorytype_maximum(type, new Uint8Array(max.buffer));
+  return {
+    min: lib.wasmtime_memorytype_minimum(type),
+    max: hasMax ? max[0] : undefined,
+    is64: lib.wasmtime_memorytype_is64(type),
+    shared: lib.wasmtime_memorytype_isshared(type),
+    pageSizeLog2: lib.wasmtime_memorytype_page_size_log2(type),
+  };
+}
+
 export interface ImportDesc {
   module: string;
   name: string;
   kind: number;
+  /** The declared type of a function import. */
+  func?: FuncType;
+  /** The declared limits of a memory import. */
+  memory?: MemoryLimits;
 }
 
 /** A compiled module. */
@@ -219,11 +288,19 @@ export class Module {
       const list = new Deno.UnsafePointerView(data);
       for (let i = 0; i < count; i++) {
         const imp = list.getPointer(i * 8);
-        result.push({
+        const type = this.lib.wasm_importtype_type(imp);
+        const desc: ImportDesc = {
           module: readNameAt(this.lib.wasm_importtype_module(imp)),
           name: readNameAt(this.lib.wasm_importtype_name(imp)),
-          kind: this.lib.wasm_externtype_kind(this.lib.wasm_importtype_type(imp)),
-        });
+          kind: this.lib.wasm_externtype_kind(type),
+        };
+        // Both types are borrowed from the import vector: read them before it is freed.
+        if (desc.kind === ExternKind.FUNC) {
+          desc.func = readFuncType(this.lib, this.lib.wasm_externtype_as_functype_const(type));
+        } else if (desc.kind === ExternKind.MEMORY) {
+          desc.memory = readMemoryType(this.lib, this.lib.wasm_externtype_as_memorytype_const(type));
+        }
+        result.push(desc);
       }
     }
     this.lib.wasm_importtype_vec_delete(vec);
@@ -310,21 +387,41 @@ export class Store {
     check(lib, lib.wasmtime_context_set_wasi(this.context, config), "internal"); // takes ownership
   }
 
+  /**
+   * Creates a memory owned by this store (for a guest that imports its memory). Returns the
+   * wasmtime_memory_t handle; the store's limiter applies to it like to a module's own memory.
+   */
+  newMemory(limits: MemoryLimits): Uint8Array {
+    const lib = this.engine.lib;
+    const typeOut = new BigUint64Array(1);
+    check(
+      lib,
+      lib.wasmtime_memorytype_new(
+        limits.min,
+        limits.max !== undefined,
+        limits.max ?? 0n,
+        limits.is64,
+        limits.shared,
+        limits.pageSizeLog2,
+        new Uint8Array(typeOut.buffer),
+      ),
+      "link",
+    );
+    const type = Deno.UnsafePointer.create(typeOut[0]);
+    const handle = new Uint8Array(Sizes.HANDLE);
+    try {
+      check(lib, lib.wasmtime_memory_new(this.context, type, handle), "link");
+    } finally {
+      lib.wasm_memorytype_delete(type);
+    }
+    return handle;
+  }
+
   delete(): void {
     this.engine.lib.wasmtime_store_delete(this.ptr);
     this.deadlineCallback?.close();
   }
 }
-
-import type { WasmType } from "./abi.ts";
-export type { WasmType };
-
-const VAL_KINDS: Record<WasmType, number> = {
-  i32: ValKind.I32,
-  i64: ValKind.I64,
-  f32: ValKind.F32,
-  f64: ValKind.F64,
-};
 
 /** A host function: reads its arguments from and writes its result into `raw` (wasmtime_val_raw_t[]). */
 export type HostFunction = (caller: Ptr, raw: DataView) => Ptr;
@@ -336,7 +433,7 @@ const HOST_CALLBACK = {
 
 function valtypeVec(lib: WasmtimeLib, types: readonly WasmType[]): Uint8Array {
   const ptrs = new BigUint64Array(Math.max(1, types.length));
-  types.forEach((t, i) => ptrs[i] = pointerAddress(lib.wasm_valtype_new(VAL_KINDS[t])));
+  types.forEach((t, i) => ptrs[i] = pointerAddress(lib.wasm_valtype_new(VALKINDS[t])));
   const vec = new Uint8Array(Sizes.VEC);
   lib.wasm_valtype_vec_new(vec, BigInt(types.length), new Uint8Array(ptrs.buffer));
   return vec;
@@ -414,6 +511,21 @@ export class Linker {
     check(lib, err, "internal");
   }
 
+  /** Defines a memory of `store` (Store.newMemory) under `module.name`. */
+  defineMemory(store: Store, module: string, name: string, memory: Uint8Array): void {
+    const lib = this.engine.lib;
+    const ext = new Uint8Array(Sizes.EXTERN);
+    ext[0] = ExternKind.MEMORY;
+    ext.set(memory, Sizes.UNION_OFFSET);
+    const m = encoder.encode(module);
+    const n = encoder.encode(name);
+    check(
+      lib,
+      lib.wasmtime_linker_define(this.ptr, store.context, m, BigInt(m.length), n, BigInt(n.length), ext),
+      "link",
+    );
+  }
+
   instantiate(store: Store, module: Module): Instance {
     const lib = this.engine.lib;
     const instance = new Uint8Array(Sizes.INSTANCE);
@@ -477,33 +589,16 @@ export class Instance {
   }
 }
 
-/** Reads the wasm types of a function (params, results) as valkind numbers. */
-export function funcSignature(
-  lib: WasmtimeLib,
-  context: Ptr,
-  func: Uint8Array,
-): { params: number[]; results: number[] } {
+/** The type of a function (an export, a table entry). */
+export function funcSignature(lib: WasmtimeLib, context: Ptr, func: Uint8Array): FuncType {
   const type = lib.wasmtime_func_type(context, func);
-  const kinds = (vec: Ptr) => {
-    const view = new Deno.UnsafePointerView(vec!);
-    const size = Number(view.getBigUint64(0));
-    const data = view.getPointer(8);
-    const out: number[] = [];
-    for (let i = 0; i < size; i++) {
-      out.push(lib.wasm_valtype_kind(new Deno.UnsafePointerView(data!).getPointer(i * 8)));
-    }
-    return out;
-  };
-  const sig = {
-    params: kinds(lib.wasm_functype_params(type)),
-    results: kinds(lib.wasm_functype_results(type)),
-  };
+  const sig = readFuncType(lib, type);
   lib.wasm_functype_delete(type);
   return sig;
 }
 
 /**
- * Calls a function with raw i32/i64 slots (`raw` holds args on entry, results on return).
+ * Calls a function with raw slots (`raw` holds args on entry, results on return; 16 bytes each).
  * The caller must have checked the signature (funcSignature). Traps and WASI exits come back
  * as a WasmError; the call itself never throws for guest faults.
  */

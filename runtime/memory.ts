@@ -99,6 +99,23 @@ export class GuestMemory {
   }
 
   /**
+   * A copy of the NUL-terminated bytes at `ptr`, without the NUL. The scan stops after `max`
+   * bytes (ENOSPC) so a guest cannot make the host copy its whole memory; a pointer outside
+   * memory or a string running into the end of memory is EFAULT.
+   */
+  cString(ptr: number, max: number): Uint8Array {
+    const bytes = this.current();
+    if (ptr < 0 || ptr >= bytes.length) throw fail("EFAULT", `bad guest pointer ${ptr}`);
+    const end = Math.min(bytes.length, ptr + max + 1);
+    const length = bytes.subarray(ptr, end).indexOf(0);
+    if (length >= 0) return bytes.slice(ptr, ptr + length);
+    if (end === bytes.length) {
+      throw fail("EFAULT", `string at ${ptr} is not NUL-terminated before the end of guest memory`);
+    }
+    throw fail("ENOSPC", `string at ${ptr} is longer than ${max} bytes`);
+  }
+
+  /**
    * SPEAR's out-buffer convention: capacity is the u32 at `lenPtr`. If `data` does not fit,
    * the needed length is written back and ENOSPC thrown (nothing is consumed: callers peek,
    * write, and only then dequeue). Otherwise copies, stores the length, returns it.
