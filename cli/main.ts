@@ -161,6 +161,10 @@ async function runCommand(cmd: RunCommand): Promise<number> {
     maxFds: cmd.maxFds,
   });
   await host.close();
+  if (result.droppedLogs) {
+    const guest = escapeLogText(cmd.guest.split("/").pop()!);
+    console.error(`spear: ${guest}: ${result.droppedLogs} log records not written: stderr did not drain`);
+  }
   const line = describeFailure(cmd.guest.split("/").pop()!, result);
   if (line) {
     console.error(line);

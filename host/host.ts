@@ -54,6 +54,13 @@ export interface InboundStream {
   closed?(): void;
 }
 
+/**
+ * How long the host keeps writing a finished guest's remaining log records to a sink that
+ * does not keep up (a stderr nobody reads); the rest are counted in `RunResult.droppedLogs`,
+ * so a stalled reader can hold neither the run nor the host.
+ */
+export const LOG_DRAIN_GRACE_MS = 2000;
+
 /** Most bytes the host holds towards one guest before it stops that guest (a driver bug guard). */
 export const MAX_INBOUND_BACKLOG_BYTES = 128 << 20;
 
@@ -64,6 +71,9 @@ export class GuestSession {
   private readonly senders = new Map<number, { sender: StreamSender; onClose?: () => void }>();
   private readonly inbound = new Map<number, InboundStream>();
   private nextHostStream = -1;
+  private drainDeadline?: Promise<void>;
+  /** Log records not written because the sink did not drain after the guest ended. */
+  droppedLogs = 0;
   /** Set by the host: answers this guest's requests. */
   rpc!: RpcServer<SessionContext>;
 
@@ -175,6 +185,16 @@ export class GuestSession {
     else this.cleanups.push(cleanup);
   }
 
+  /** Settles when `p` does, or at the latest LOG_DRAIN_GRACE_MS after the guest ended (false). */
+  async drained(p: Promise<void>): Promise<boolean> {
+    this.drainDeadline ??= new Promise<void>((resolve) => {
+      this.onEnd(() => setTimeout(resolve, LOG_DRAIN_GRACE_MS));
+    });
+    let timedOut = false;
+    await Promise.race([p, this.drainDeadline.then(() => void (timedOut = true))]);
+    return !timedOut;
+  }
+
   end(): void {
     if (this.ended) return;
     this.ended = true;
@@ -241,6 +261,8 @@ export interface RunResult {
   output?: Uint8Array;
   /** A call entry's typed results (`output: "values"`). */
   values?: WasmValue[];
+  /** Log records dropped because the log sink did not drain (LOG_DRAIN_GRACE_MS); normally 0. */
+  droppedLogs?: number;
 }
 
 /** Limits an embedder may pass; anything outside is a RangeError before a guest starts. */
@@ -400,7 +422,7 @@ export class SpearHost {
           durationMs,
         };
       }
-      return { ...plain, durationMs };
+      return { ...plain, durationMs, ...(session.droppedLogs ? { droppedLogs: session.droppedLogs } : {}) };
     } finally {
       this.watchdog!.disarm(session.id);
       worker.terminate();
@@ -408,7 +430,7 @@ export class SpearHost {
       link.toHost.ring(); // release the serve loop
       await served;
       // Records the guest wrote that were still waiting for room in the ring.
-      for (const m of collect(link, leftover)) await this.dispatch(session, m);
+      for (const m of collect(link, leftover)) await this.deliver(session, m);
       if (guestDone && this.idleLinks.length < MAX_IDLE_LINKS) this.idleLinks.push(link);
       this.live.delete(session.id);
     }
@@ -424,15 +446,25 @@ export class SpearHost {
     for (;;) {
       const seen = toHost.bell;
       toHost.receive((m) => backlog.push(m), () => toGuest.ring());
-      for (const m of backlog.splice(0)) await this.dispatch(session, m);
+      for (const m of backlog.splice(0)) await this.deliver(session, m);
       toGuest.flush();
       if (!session.alive) {
         toHost.receive((m) => backlog.push(m)); // the last records
-        for (const m of backlog.splice(0)) await this.dispatch(session, m);
+        for (const m of backlog.splice(0)) await this.deliver(session, m);
         return;
       }
       if (toHost.used === 0) await toHost.waitBellAsync(seen);
     }
+  }
+
+  /** Dispatches one message; a log record's write is awaited, bounded once the guest ended. */
+  private async deliver(session: GuestSession, m: Message): Promise<void> {
+    if (m.op === Op.LOG && session.droppedLogs > 0) {
+      session.droppedLogs++; // the sink stalled: the rest of this guest's records are counted
+      return;
+    }
+    const pending = this.dispatch(session, m);
+    if (pending && !(await session.drained(pending))) session.droppedLogs++;
   }
 
   private dispatch(session: GuestSession, m: Message): void | Promise<void> {

@@ -86,6 +86,8 @@ export function takeError(lib: WasmtimeLib, err: Ptr): { message: string; exitCo
   return isExit ? { message, exitCode: status[0] } : { message };
 }
 
+const SIZE_MAX = 0xffff_ffff_ffff_ffffn;
+
 /** Consumes a wasm_trap_t*, returning its message, code and the innermost frames. */
 export function takeTrap(lib: WasmtimeLib, trap: Ptr): { message: string; code?: number; frames: string[] } {
   const vec = new Uint8Array(Sizes.VEC);
@@ -106,8 +108,10 @@ export function takeTrap(lib: WasmtimeLib, trap: Ptr): { message: string; code?:
       const frame = list.getPointer(i * 8);
       const name = readNameAt(lib.wasmtime_frame_func_name(frame));
       const index = lib.wasm_frame_func_index(frame);
-      const offset = Number(lib.wasm_frame_module_offset(frame));
-      frames.push(`${name || `func[${index}]`} @ 0x${offset.toString(16)}`);
+      // usize: Number() would round large values; SIZE_MAX is the C API's "offset unknown".
+      const offset = BigInt(lib.wasm_frame_module_offset(frame));
+      const at = offset === SIZE_MAX ? "" : ` @ 0x${offset.toString(16)}`;
+      frames.push(`${name || `func[${index}]`}${at}`);
     }
   }
   lib.wasm_frame_vec_delete(fvec);

@@ -13,7 +13,9 @@ import { startOpenAIServer } from "../support/openai_server.ts";
 
 const root = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 const HOSTILE = `${root}/guests/build/test/hostile.wasm`;
-const STUB_CONFIG = parseConfig({ backends: [{ name: "stub", kind: "stub", ops: ["chat_completions"] }] });
+const STUB_CONFIG = parseConfig({
+  backends: [{ name: "stub", kind: "stub", ops: ["chat_completions"], features: ["supports_tools"] }],
+});
 
 interface Ran {
   exitCode: number;
