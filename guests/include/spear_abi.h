@@ -1,8 +1,9 @@
 /*
  * spear_abi.h -- GENERATED FILE, DO NOT EDIT.
  *
- * Generated from runtime/abi.ts by scripts/gen_header.ts (`deno task gen-header`).
- * Change the numbers in runtime/abi.ts and regenerate; a test fails when they drift apart.
+ * Generated from the family registry (families/<name>/family.ts `abi`) by scripts/gen_header.ts
+ * (`deno task gen-header`). Change the numbers there and regenerate; a test fails when they
+ * drift apart.
  * Include <spear.h>, which includes this file.
  *
  * These are SPEAR's fixed "virtual errno" and command numbers. Never compare hostcall
@@ -10,6 +11,17 @@
  */
 #ifndef SPEARHOST_SPEAR_ABI_H
 #define SPEARHOST_SPEAR_ABI_H
+
+/* log levels for the `log` import */
+#define SP_LOG_TRACE 0
+#define SP_LOG_DEBUG 1
+#define SP_LOG_INFO  2
+#define SP_LOG_WARN  3
+#define SP_LOG_ERROR 4
+
+/* sizes (spearhost additions) */
+#define SPEAR_LOG_MAX_BYTES      16384
+#define SPEAR_EPOLL_RECORD_BYTES 8
 
 /* errno values (Linux numbering); hostcalls return them negated, e.g. -SPEAR_EAGAIN */
 #define SPEAR_EPERM        1
@@ -76,16 +88,5 @@
 #define SPEAR_MIC_CTL_SET_PARAM    1
 #define SPEAR_MIC_CTL_GET_STATUS   2
 #define SPEAR_MIC_CTL_LIST_DEVICES 3 /* spearhost extension */
-
-/* log levels for the `log` import */
-#define SP_LOG_TRACE 0
-#define SP_LOG_DEBUG 1
-#define SP_LOG_INFO  2
-#define SP_LOG_WARN  3
-#define SP_LOG_ERROR 4
-
-/* sizes (spearhost additions) */
-#define SPEAR_LOG_MAX_BYTES      16384
-#define SPEAR_EPOLL_RECORD_BYTES 8
 
 #endif /* SPEARHOST_SPEAR_ABI_H */
