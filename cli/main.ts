@@ -10,7 +10,8 @@ import { escapeLogText } from "../host/log.ts";
 export const USAGE = `spear — run WebAssembly guests built for SPEAR's C SDK
 
 Usage:
-  spear run [--config FILE] [--timeout-ms N] [--memory-mb N] [--max-fds N] GUEST.wasm [-- ARGS...]
+  spear run [--config FILE] [--timeout-ms N] [--memory-mb N] [--max-fds N] [--host-memory-mb N]
+            GUEST.wasm [-- ARGS...]
   spear devices [--config FILE]      list audio input devices (PortAudio)
   spear --help
 
@@ -19,6 +20,7 @@ Options:
   --timeout-ms N    end the guest after N ms of wall time (default: limits.timeout_ms, 30000)
   --memory-mb N     cap the guest's linear memory (default: limits.memory_mb, 512)
   --max-fds N       cap open fds per guest (default: limits.max_fds, 1024)
+  --host-memory-mb N  cap what the host keeps for the guest (default: limits.host_memory_mb, 64)
 
 Exit status: the guest's own exit code when it exits; otherwise
   2 usage or config error    3 invalid module or missing import    124 timeout
@@ -33,6 +35,7 @@ export interface RunCommand {
   timeoutMs?: number;
   memoryMb?: number;
   maxFds?: number;
+  hostMemoryMb?: number;
   guest: string;
   args: string[];
 }
@@ -86,6 +89,9 @@ export function parseArgs(argv: string[]): Command {
         break;
       case "--max-fds":
         parsed.maxFds = limitValue(flag, value(), MAX_LIMITS.max_fds);
+        break;
+      case "--host-memory-mb":
+        parsed.hostMemoryMb = limitValue(flag, value(), MAX_LIMITS.host_memory_mb);
         break;
       default:
         if (flag.startsWith("-")) throw new UsageError(`unknown option ${flag}`);
@@ -159,6 +165,7 @@ async function runCommand(cmd: RunCommand): Promise<number> {
     timeoutMs: cmd.timeoutMs,
     memoryMb: cmd.memoryMb,
     maxFds: cmd.maxFds,
+    hostMemoryMb: cmd.hostMemoryMb,
   });
   await host.close();
   if (result.droppedLogs) {

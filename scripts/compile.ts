@@ -78,6 +78,11 @@ export async function compile(): Promise<CompileResult> {
     "--include",
     "runtime/worker.ts",
     "--include",
+    "host/watchdog_worker.ts",
+    // Family halves are loaded lazily (families/registry.ts): name them so they are embedded.
+    "--include",
+    "families/",
+    "--include",
     EMBEDDED_LIB,
     "--output",
     tmp,
