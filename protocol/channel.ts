@@ -193,10 +193,6 @@ export class Channel {
     this.flush();
   }
 
-  sendJson(op: number, fd: number, value: unknown): void {
-    this.send(op, fd, encoder.encode(JSON.stringify(value)));
-  }
-
   /**
    * Moves backlog into the ring; returns true when the backlog is empty. While a backlog
    * remains, SPACE_WANTED asks the consumer to wake us when it frees room; the flag is set
@@ -282,14 +278,6 @@ export class Channel {
     }
     return whole;
   }
-}
-
-export function decodeJson<T = unknown>(payload: Uint8Array): T {
-  return JSON.parse(decoder.decode(payload)) as T;
-}
-
-export function decodeText(payload: Uint8Array): string {
-  return decoder.decode(payload);
 }
 
 /** The two channels between one guest and the host. */

@@ -72,7 +72,8 @@ export function withStatusTable(readme: string): string {
   const start = readme.indexOf(TABLE_START);
   const end = readme.indexOf(TABLE_END);
   if (start < 0 || end < start) throw new Error(`${README_PATH}: status table markers missing`);
-  return readme.slice(0, start + TABLE_START.length) + "\n\n" + renderStatusTable() + "\n\n" + readme.slice(end);
+  return readme.slice(0, start + TABLE_START.length) + "\n\n" + renderStatusTable() + "\n\n" +
+    readme.slice(end);
 }
 
 /** Writes `text` to `path` unless it already holds it (guests/build.sh stays a no-op then). */

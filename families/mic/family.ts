@@ -19,7 +19,7 @@ export default family<MicSection>({
   name: "mic",
   status: "built",
   label: "`mic_*`",
-  summary: "built: see \"Microphones\" below",
+  summary: 'built: see "Microphones" below',
   imports: [
     spearImport("mic_create", 0),
     spearImport("mic_ctl", 4),

@@ -4,7 +4,9 @@
  * counter wrap, cross-thread delivery through a Worker, and fragmented large messages.
  */
 import assert from "node:assert/strict";
-import { Channel, decodeJson, decodeText, Link, type Message } from "../../protocol/channel.ts";
+import { Channel, Link, type Message } from "../../protocol/channel.ts";
+import * as s from "../../protocol/schema.ts";
+import { decode, encode } from "../../protocol/schema.ts";
 import { type LinkWorkerCommand, testPayload } from "../support/link_worker.ts";
 
 function payload(seed: number, len: number): Uint8Array {
@@ -160,15 +162,15 @@ Deno.test("channel: messages larger than the ring travel in fragments and arrive
   assert.throws(() => Channel.create(32), /power of two/);
 });
 
-Deno.test("channel: JSON and text helpers round-trip; empty payloads", () => {
+Deno.test("channel: JSON (through protocol/schema.ts) and text round-trip; empty payloads", () => {
   const ch = Channel.create(1024);
-  ch.sendJson(5, -1, { a: [1, "ü"], b: null });
+  ch.send(5, -1, encode(s.json, { a: [1, "ü"], b: null }));
   ch.send(6, 0);
   const got = drain(ch);
-  assert.deepEqual(decodeJson(got[0].payload), { a: [1, "ü"], b: null });
+  assert.deepEqual(decode(s.json, got[0].payload), { a: [1, "ü"], b: null });
   assert.equal(got[0].fd, -1);
   assert.equal(got[1].payload.length, 0);
-  assert.equal(decodeText(new TextEncoder().encode("héllo")), "héllo");
+  assert.equal(new TextDecoder().decode(new TextEncoder().encode("héllo")), "héllo");
 });
 
 Deno.test("channel: bell, terminate flag and Link attach share state", () => {

@@ -14,6 +14,7 @@
 
 import type { BackendConfig, HostConfig } from "../../../host/config.ts";
 import { netPolicy } from "../../../host/config.ts";
+import type { BodyBudget } from "./openai.ts";
 import { openaiChatCompletion } from "./openai.ts";
 import { selectBackend } from "./router.ts";
 import { stubChatCompletion } from "./stub.ts";
@@ -104,6 +105,7 @@ export async function runChatRoundTrip(
   req: ChatRoundTripRequest,
   signal?: AbortSignal,
   random: () => number = Math.random,
+  budget?: BodyBudget,
 ): Promise<ChatRoundTripResult> {
   const start = performance.now();
   const elapsed = () => Math.round((performance.now() - start) * 1000) / 1000;
@@ -164,6 +166,7 @@ export async function runChatRoundTrip(
         timeoutMs,
         signal,
         policy: netPolicy(config),
+        budget,
       });
       if (!r.ok) {
         return {

@@ -76,6 +76,8 @@ export interface OpenAIChatCall {
   signal?: AbortSignal;
   /** The network policy every hop must pass (see `netPolicy`); unchecked when undefined. */
   policy?: NetPolicy;
+  /** The guest's host budget: the body is charged while it is read, and refused past it. */
+  budget?: BodyBudget;
 }
 
 /** SPEAR's URL rule: base containing `/v1` → base + `/chat/completions`, else + `/v1/chat/completions`. */
@@ -142,6 +144,60 @@ export function openaiErrorDetail(json: unknown): string | undefined {
 
 function roundMs(ms: number): number {
   return Math.round(ms * 1000) / 1000;
+}
+
+/** What a body may cost while it is read (protocol/budget.ts HostBudget). */
+export interface BodyBudget {
+  tryCharge(bytes: number): boolean;
+  release(bytes: number): void;
+}
+
+/**
+ * Longest upstream body read: past it the reply could not reach the guest anyway (the host's
+ * 32 MiB message limit), so reading stops there instead of holding an unbounded body.
+ */
+export const MAX_BODY_BYTES = 32 << 20;
+
+/**
+ * Reads a body as text chunk by chunk, charging the guest's budget as it grows: many large
+ * replies in flight at once cannot grow the main thread past what the guest may hold.
+ */
+async function readBody(
+  res: Response,
+  max: number,
+  budget?: BodyBudget,
+): Promise<{ text: string } | { error: string }> {
+  const reader = res.body?.getReader();
+  if (!reader) return { text: "" };
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (total + value.length > max) {
+        await reader.cancel();
+        return { error: `response body of more than ${max} bytes exceeds the host limit of ${max} bytes` };
+      }
+      if (budget && !budget.tryCharge(value.length)) {
+        await reader.cancel();
+        return {
+          error: `response body of more than ${total + value.length} bytes is over the guest's host budget`,
+        };
+      }
+      total += value.length;
+      chunks.push(value);
+    }
+    const whole = new Uint8Array(total);
+    let at = 0;
+    for (const c of chunks) {
+      whole.set(c, at);
+      at += c.length;
+    }
+    return { text: new TextDecoder().decode(whole) };
+  } finally {
+    budget?.release(total);
+  }
 }
 
 class Timeout extends Error {}
@@ -257,7 +313,9 @@ export async function openaiChatCompletion(call: OpenAIChatCall): Promise<OpenAI
 
     // Redacted as a whole before parsing, so neither the value nor a parse error quoting the
     // text can carry the key (or a fragment of it) to the guest.
-    const text = await res.text();
+    const read = await readBody(res, MAX_BODY_BYTES, call.budget);
+    if ("error" in read) return fail("invalid_response", read.error, res.status);
+    const text = read.text;
     if (!res.ok) {
       let json: unknown;
       try {

@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import type { BackendConfig, HostConfig } from "../../../host/config.ts";
 import { defaultConfig } from "../../../host/config.ts";
+import { HostBudget } from "../../../protocol/budget.ts";
 import { NetPolicy } from "../../../host/net/policy.ts";
 import { selectBackend } from "../../../families/cchat/backends/router.ts";
 import {
@@ -944,4 +945,39 @@ Deno.test("stub: through runChatRoundTrip, with default model and metrics fields
     { id: "call_stub_1", type: "function", function: { name: "add", arguments: '{"a":2,"b":40}' } },
   ]);
   assert.deepEqual(responseJson(r2)._spear, { backend: "stub", model: "stub-model" });
+});
+
+Deno.test("openai: the body is charged to the guest's budget while it is read; past it the reply is an error", async () => {
+  await withServer(async (server) => {
+    const cfg = configWith(openaiBackend("o", server.url));
+    const big = "x".repeat(2 << 20);
+    const budget = HostBudget.create(1 << 20);
+    server.enqueue({ kind: "echo" });
+    const err = expectError(
+      await runChatRoundTrip(
+        cfg,
+        chatReq({ messages: [{ role: "user", content: big }] }),
+        undefined,
+        Math.random,
+        budget,
+      ),
+    );
+    assert.match(err.message, /over the guest's host budget/);
+    assert.equal(budget.used, 0, "what was charged for the partial body is released");
+
+    const roomy = HostBudget.create(8 << 20);
+    server.enqueue({ kind: "echo" });
+    const ok = expectOk(
+      await runChatRoundTrip(
+        cfg,
+        chatReq({ messages: [{ role: "user", content: big }] }),
+        undefined,
+        Math.random,
+        roomy,
+      ),
+    );
+    assert.ok(JSON.stringify(ok.body).length > 2 << 20);
+    assert.equal(roomy.used, 0);
+    assert.ok(roomy.peak > 2 << 20, "the body was charged while it was read");
+  });
 });
