@@ -1,9 +1,10 @@
 /**
- * The guest ABI's numbers: errno values, poll bits, ctl commands and fd kinds.
+ * The guest ABI's core numbers: errno values, poll bits, epoll and fd ctl commands, log levels.
+ * Each family keeps its own command numbers in its protocol.ts.
  *
- * This file is the single source of truth. `guests/include/spear_abi.h` is generated
- * from it (`deno task gen-header`) and a test fails when the two drift apart, so the C
- * SDK and the host can never disagree on a number.
+ * `guests/include/spear_abi.h` is generated from these and the families' numbers through the
+ * registry (`deno task gen-header`), and a test fails when they drift apart, so the C SDK and
+ * the host can never disagree on a number.
  */
 
 /** Linux errno numbers, returned negated by every hostcall (SPEAR's "virtual errno"). */
@@ -52,23 +53,6 @@ export const FdCtl = {
   GET_STATUS: 4,
   GET_METRICS: 5,
 } as const;
-
-export const CchatCtl = { SET_PARAM: 1, GET_METRICS: 2 } as const;
-export const CchatSendFlag = { ENABLE_METRICS: 1, AUTO_TOOL_CALL: 2 } as const;
-
-export const RtasrCtl = {
-  SET_PARAM: 1,
-  CONNECT: 2,
-  GET_STATUS: 3,
-  SEND_EVENT: 4,
-  FLUSH: 5,
-  CLEAR: 6,
-  SET_AUTOFLUSH: 7,
-  GET_AUTOFLUSH: 8,
-} as const;
-
-/** LIST_DEVICES is a spearhost addition (SPEAR has 1 and 2 only). */
-export const MicCtl = { SET_PARAM: 1, GET_STATUS: 2, LIST_DEVICES: 3 } as const;
 
 export const LogLevel = { TRACE: 0, DEBUG: 1, INFO: 2, WARN: 3, ERROR: 4 } as const;
 

@@ -1,16 +1,6 @@
 /** rtasr_*: realtime speech recognition streams (SPEC.md §5). Not built yet: every call is -ENOSYS. */
 import { family, spearImport } from "../family.ts";
-
-export const RtasrCtl = {
-  SET_PARAM: 1,
-  CONNECT: 2,
-  GET_STATUS: 3,
-  SEND_EVENT: 4,
-  FLUSH: 5,
-  CLEAR: 6,
-  SET_AUTOFLUSH: 7,
-  GET_AUTOFLUSH: 8,
-} as const;
+import { RtasrCtl } from "./protocol.ts";
 
 export default family({
   name: "rtasr",
