@@ -8,7 +8,7 @@ import { GuestMemory, type MemorySource } from "./memory.ts";
 import type { Frame, Link, Message } from "../protocol/channel.ts";
 import { HostBudget } from "../protocol/budget.ts";
 import { type Method, type Outcome, type PendingCall, RpcClient } from "../protocol/rpc.ts";
-import { decodeCredit, decodeFrame, encodeCredit, type StreamFrame } from "../protocol/stream.ts";
+import { decodeCredit, decodeFrame, encodeCredit, type StreamFrame, StreamSender } from "../protocol/stream.ts";
 import { decode } from "../protocol/schema.ts";
 import { NoticeEnvelope, Op } from "../protocol/wire.ts";
 import { fail } from "./abi.ts";
@@ -119,14 +119,44 @@ export class GuestRuntime {
     return id;
   }
 
-  /** Routes a host-created stream (from a notice) to `receiver`. */
+  /**
+   * Routes a host-created stream (from a notice) to `receiver`. Call it from the notice handler
+   * itself: the stream's first items may follow the notice at once, and items for a stream
+   * nobody receives are dropped.
+   */
   adoptStream(id: number, receiver: StreamReceiver): void {
     this.streams.set(id, receiver);
   }
 
-  /** Stops receiving a stream and tells its producer to stop. */
+  /**
+   * Opens a guest → host stream (bytes the guest writes, e.g. audio to a recogniser, data to a
+   * socket). The host's consumer grants credit as it drains, so `send` refuses (false) past the
+   * window and the guest sees -EAGAIN / EPOLLOUT instead of growing host memory.
+   */
+  openOutbound(window: number): StreamSender {
+    const id = this.nextStreamId++;
+    const out = this.link.toHost;
+    const channel = {
+      send: (op: number, fd: number, payload: Uint8Array) => this.send(op, fd, payload),
+      get used() {
+        return out.used;
+      },
+      get capacity() {
+        return out.capacity;
+      },
+      get backlog() {
+        return out.backlog;
+      },
+    };
+    const sender = new StreamSender(channel, id, { mode: "credit", window });
+    this.creditHandlers.set(id, (bytes) => sender.grant(bytes));
+    return sender;
+  }
+
+  /** Stops a stream either way and tells the other end (its producer stops, or its consumer ends). */
   closeStream(id: number): void {
-    if (this.streams.delete(id)) this.send(Op.STREAM_CLOSE, id);
+    const known = this.streams.delete(id) || this.creditHandlers.delete(id);
+    if (known) this.send(Op.STREAM_CLOSE, id);
   }
 
   /** Returns `bytes` of credit to a stream's producer (its reader consumed them). */
