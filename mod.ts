@@ -7,10 +7,9 @@
  *
  * const config = await loadConfig("guests/configs/stub.json");
  * const host = new SpearHost({ config }); // every built family's driver
-
  * const result = await host.run("guests/build/chat_completion.wasm", { timeoutMs: 10_000 });
  * console.log(result.exitCode, result.failure?.message);
- * host.close();
+ * await host.close();
  * ```
  *
  * Each `run` starts the guest in its own Worker; many guests can run at once in one host,

@@ -8,7 +8,13 @@ import { GuestMemory, type MemorySource } from "./memory.ts";
 import type { Frame, Link, Message } from "../protocol/channel.ts";
 import { HostBudget } from "../protocol/budget.ts";
 import { type Method, type Outcome, type PendingCall, RpcClient } from "../protocol/rpc.ts";
-import { decodeCredit, decodeFrame, encodeCredit, type StreamFrame, StreamSender } from "../protocol/stream.ts";
+import {
+  decodeCredit,
+  decodeFrame,
+  encodeCredit,
+  type StreamFrame,
+  StreamSender,
+} from "../protocol/stream.ts";
 import { decode } from "../protocol/schema.ts";
 import { NoticeEnvelope, Op } from "../protocol/wire.ts";
 import { fail } from "./abi.ts";

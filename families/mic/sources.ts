@@ -8,7 +8,7 @@
  *   for a raw file's format: use WAV for anything else). Converted with AudioConverter
  *   (channel mix, libsamplerate); the end of the file is EPOLLHUP after a final, possibly
  *   shorter frame, unless `loop` is set (then it starts over seamlessly).
- * - device: PortAudio, read off the JS thread (drivers/mic/devices.ts).
+ * - device: PortAudio, read off the JS thread (families/mic/devices.ts).
  *
  * Pacing: frame k is due when its audio has been "recorded", start + (k+1) * frame duration,
  * computed from the start time rather than by adding intervals, so late timers never

@@ -2,6 +2,7 @@
  * The fault campaign's hostile guest: argv[1] picks an attack on the host; results go to
  * stdout as "key=value" lines for tests/system/limits_test.ts.
  *   bigmsg N MIB     cchat_write_msg N times with the same MIB-MiB content; prints the first failing rc
+ *   bigparam N MIB   cchat SET_PARAM N times, each a new key with an MIB-MiB string value
  *   logs N           N log() calls; prints how many returned 0
  *   logflood         logs forever (a slow stderr must not defeat --timeout-ms)
  *   fds N            N fds watched by an epoll, then closed (held by the epoll)
@@ -73,6 +74,30 @@ int main(int argc, char **argv) {
         /* The guest goes on after the refusal: the host is still there. */
         outi("after_close", sp_cchat_close(fd));
         outi("after_create", sp_cchat_create() >= 1000);
+    } else if (strcmp(mode, "bigparam") == 0) {
+        int n = atoi(argv[2]);
+        size_t size = (size_t)atoi(argv[3]) << 20;
+        char *json = malloc(size + 64);
+        int32_t fd = sp_cchat_create();
+        int i = 0, rc = 0;
+        for (; i < n; i++) {
+            int head = snprintf(json, 64, "{\"key\":\"k%d\",\"value\":\"", i);
+            memset(json + head, 'v', size);
+            memcpy(json + head + size, "\"}", 2);
+            rc = sp_cchat_set_param_json(fd, json, (uint32_t)(head + size + 2));
+            if (rc != 0) break;
+        }
+        outi("accepted", i);
+        outi("rc", rc);
+        /* Replacing one key again and again costs nothing more. */
+        int same = 0;
+        for (int j = 0; j < 20; j++) {
+            int head = snprintf(json, 64, "{\"key\":\"k0\",\"value\":\"");
+            memset(json + head, 'w', 1 << 20);
+            memcpy(json + head + (1 << 20), "\"}", 2);
+            if (sp_cchat_set_param_json(fd, json, (uint32_t)(head + (1 << 20) + 2)) == 0) same++;
+        }
+        outi("same_key", same);
     } else if (strcmp(mode, "logs") == 0) {
         int n = atoi(argv[2]), ok = 0;
         char line[64];

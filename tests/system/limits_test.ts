@@ -64,6 +64,14 @@ Deno.test("limits: 700 writes of an 8 MiB message end in -ENOMEM at the host bud
   assert.equal(r.values.get("after_create"), "1");
 });
 
+Deno.test("limits: SET_PARAM values are charged too; replacing a key releases the old value", async () => {
+  const r = await run(["bigparam", "100", "8"], { memoryMb: 64 });
+  assert.equal(r.exitCode, 0, r.failure);
+  assert.equal(r.values.get("rc"), String(-Errno.ENOMEM));
+  assert.ok(Number(r.values.get("accepted")) < 8);
+  assert.equal(r.values.get("same_key"), "20", "a replaced value frees its charge");
+});
+
 Deno.test("limits: closed fds an epoll still holds are charged until released; past the budget -ENOMEM", async () => {
   const r = await run(["fds", "1000000"]);
   assert.equal(r.exitCode, 0, r.failure);

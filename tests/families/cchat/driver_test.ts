@@ -981,3 +981,8 @@ Deno.test("openai: the body is charged to the guest's budget while it is read; p
     assert.ok(roomy.peak > 2 << 20, "the body was charged while it was read");
   });
 });
+
+Deno.test("stub: a digit run far longer than an i64 is skipped without parsing it (the main thread stays free)", () => {
+  assert.deepEqual(firstTwoIntegers(`${"9".repeat(20_000_000)} then 7 and 35`), ["7", "35"]);
+  assert.deepEqual(firstTwoIntegers(`-${"0".repeat(100)}42 and 1`), ["-42", "1"]);
+});
