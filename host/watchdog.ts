@@ -1,6 +1,9 @@
 /**
- * Main-thread handle of the time-limit thread (host/watchdog_worker.ts): one per host.
+ * Main-thread handle of the time-limit thread (host/watchdog_worker.ts): one per host. It is a
+ * `node:worker_threads` Worker because that kind can be unref'd: an embedder that never calls
+ * `host.close()` still sees its program exit, as it did before the watchdog existed.
  */
+import { Worker } from "node:worker_threads";
 import type { Channel } from "../protocol/channel.ts";
 import type { WatchdogCommand } from "./watchdog_worker.ts";
 
@@ -8,7 +11,8 @@ export class Watchdog {
   private readonly worker: Worker;
 
   constructor(libPath: string, engineAddress: bigint) {
-    this.worker = new Worker(new URL("./watchdog_worker.ts", import.meta.url), { type: "module" });
+    this.worker = new Worker(new URL("./watchdog_worker.ts", import.meta.url));
+    this.worker.unref();
     this.post({ kind: "init", libPath, engineAddress });
   }
 

@@ -1,4 +1,3 @@
-/// <reference lib="deno.worker" />
 /**
  * The time-limit thread. Guest deadlines are timers here, in a Worker of their own, because
  * the main thread's event loop can be busy (a driver parsing a large reply, a slow stderr) and
@@ -6,6 +5,7 @@
  * it sets TIMEOUT in the guest's channel (waking it if parked in a hostcall) and bumps the
  * engine epoch (interrupting it if running wasm).
  */
+import { parentPort } from "node:worker_threads";
 import { openWasmtime } from "../ffi/wasmtime.ts";
 import { Channel, TerminateReason } from "../protocol/channel.ts";
 
@@ -17,8 +17,7 @@ export type WatchdogCommand =
 let bumpEpoch: () => void = () => {};
 const timers = new Map<number, ReturnType<typeof setTimeout>>();
 
-self.onmessage = (event: MessageEvent<WatchdogCommand>) => {
-  const cmd = event.data;
+parentPort!.on("message", (cmd: WatchdogCommand) => {
   if (cmd.kind === "init") {
     const lib = openWasmtime(cmd.libPath);
     const engine = Deno.UnsafePointer.create(cmd.engineAddress);
@@ -38,4 +37,4 @@ self.onmessage = (event: MessageEvent<WatchdogCommand>) => {
     clearTimeout(timers.get(cmd.id));
     timers.delete(cmd.id);
   }
-};
+});
