@@ -19,6 +19,8 @@ import { decode } from "../protocol/schema.ts";
 import { NoticeEnvelope, Op } from "../protocol/wire.ts";
 import { fail } from "./abi.ts";
 
+const decoder = new TextDecoder();
+
 /** Thrown inside a hostcall when the host asked the guest to stop (timeout, shutdown). */
 export class GuestTerminated extends Error {
   constructor() {
@@ -234,7 +236,7 @@ export class GuestRuntime {
         return;
       case Op.STREAM_EVENT: {
         const receiver = this.streams.get(m.fd);
-        if (receiver) receiver.event(JSON.parse(new TextDecoder().decode(m.payload)));
+        if (receiver) receiver.event(JSON.parse(decoder.decode(m.payload)));
         return;
       }
       case Op.NOTICE: {
