@@ -86,7 +86,12 @@ export const MicDeviceInfo: s.Schema<MicDeviceInfo> = s.object({
 export const micStart = method("mic.start", MicStartRequest, MicStartResult);
 export const micListDevices = method("mic.list_devices", s.nullable(s.json), s.array(MicDeviceInfo));
 
-/** Stream events of a capture. */
+/** Stream events of a capture (`dropped`: frames the stream dropped so far). */
+export const MicEvent = s.tagged("type", {
+  eof: s.object({ type: s.literal("eof"), dropped: s.int }),
+  error: s.object({ type: s.literal("error"), error: s.string, dropped: s.int }),
+  overflows: s.object({ type: s.literal("overflows"), total: s.int, dropped: s.int }),
+});
 export type MicEvent =
   | { type: "eof"; dropped: number }
   | { type: "error"; error: string; dropped: number }

@@ -22,7 +22,7 @@ import type { HostcallFn } from "../family.ts";
 import {
   type MicConfig,
   MicCtl,
-  type MicEvent,
+  MicEvent,
   micFrameBytes,
   micListDevices,
   type MicSource,
@@ -353,8 +353,8 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
     },
     event(value: Record<string, unknown>) {
       const s = entry.state;
-      const event = value as MicEvent;
-      s.hostDropped = Math.max(s.hostDropped, event.dropped ?? 0);
+      const event = MicEvent.check(value, "mic event") as MicEvent;
+      s.hostDropped = Math.max(s.hostDropped, event.dropped);
       if (event.type === "overflows") s.overflows = event.total;
       else {
         s.running = false;
