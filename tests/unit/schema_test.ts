@@ -103,6 +103,20 @@ Deno.test("schema: tagged unions choose the variant by the tag field", () => {
   );
 });
 
+Deno.test("schema: field and tag names that Object.prototype also has are read from the value only", () => {
+  // A tag naming an inherited property is an unknown variant (a ProtocolError, which the rpc
+  // client turns into a failed call), not a TypeError thrown out of the receiving thread.
+  const Event = s.tagged("type", { end: s.object({ type: s.literal("end") }) });
+  for (const tag of ["toString", "constructor", "__proto__", "hasOwnProperty"]) {
+    rejects(() => Event.check({ type: tag }, "ev"), 'ev.type: expected "end"');
+  }
+  // An absent optional field is absent even when Object.prototype has a property of that name.
+  const Odd = s.object({ constructor: s.optional(s.string), valueOf: s.optional(s.int) });
+  assert.deepEqual(Odd.check({}, ""), {});
+  assert.deepEqual(Odd.check({ constructor: "c", valueOf: 1 }, ""), { constructor: "c", valueOf: 1 });
+  rejects(() => s.object({ toString: s.string }).check({}, "o"), "o.toString: expected a string");
+});
+
 Deno.test("schema: decode parses and checks JSON bytes; non-JSON is a ProtocolError naming what", () => {
   const Msg = s.object({ id: s.int, name: s.string });
   assert.deepEqual(s.decode(Msg, encoder.encode('{"id":1,"name":"ü","x":[]}')), { id: 1, name: "ü" });
