@@ -52,6 +52,7 @@ Deno.test("budget: force charges past the limit; later charges are refused until
   assert.equal(b.used, 120);
   assert.equal(b.available, 0, "available never goes negative");
   assert.equal(b.tryCharge(1), false);
+  assert.ok(b.peak >= b.used, `peak ${b.peak} is below used ${b.used}`);
   b.release(30);
   assert.equal(b.used, 90);
   assert.equal(b.tryCharge(10), true);
