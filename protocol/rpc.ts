@@ -238,7 +238,14 @@ export class RpcServer<C> {
 
   private reply(reply: ReplyEnvelope): void {
     if (this.closed) return;
-    let bytes = encode(ReplyEnvelope, reply);
+    let bytes: Uint8Array;
+    try {
+      bytes = encode(ReplyEnvelope, reply);
+    } catch (e) {
+      // A result JSON cannot carry (a BigInt, a cycle) is a driver bug: it fails this call only.
+      const error = `the host's reply could not be encoded: ${(e as Error)?.message ?? e}`;
+      bytes = encode(ReplyEnvelope, { id: reply.id, ok: false, error });
+    }
     if (this.budget && !this.budget.tryCharge(bytes.length)) {
       const error = `reply of ${bytes.length} bytes is over the guest's host budget (${
         this.budget.limit >> 20

@@ -301,6 +301,27 @@ Deno.test("rpc: a reply is charged to the guest's budget until applied; one over
   assert.equal(p.budget.used, 100);
 });
 
+Deno.test("rpc: a handler result that cannot be encoded fails that call, not the host", async () => {
+  const bad = method("t.bad", s.object({}), s.json);
+  const p = rpcPair([
+    handle<Record<string, never>, unknown, TestContext>(bad, () => ({ n: 1n })),
+    handle<{ a: number; b: number }, number, TestContext>(add, ({ a, b }) => a + b),
+  ]);
+  const broken = p.client.start(bad, {});
+  const fine = p.client.start(add, { a: 1, b: 2 });
+  p.toServer();
+  await settle();
+  p.toClient();
+  assert.equal(broken.outcome?.ok, false);
+  assert.match(
+    (broken.outcome as { error: string }).error,
+    /^the host's reply could not be encoded: .*BigInt/,
+  );
+  assert.deepEqual(fine.outcome, { ok: true, value: 3 });
+  assert.equal(p.server.active, 0);
+  assert.equal(p.budget.used, 0);
+});
+
 // ------------------------------------------------------------ through GuestRuntime
 
 Deno.test("rpc: GuestRuntime.call returns a pre-queued reply; a stale reply before it is counted late", async () => {
