@@ -175,6 +175,7 @@ export class RpcServer<C> {
 
   /** Applies one REQUEST; never throws (a bad request gets an error reply). */
   receiveRequest(fd: number, payload: Uint8Array): void {
+    if (this.closed) return; // the guest ended: nothing would ever abort the handler
     let request: RequestEnvelope;
     try {
       request = decode(RequestEnvelope, payload, "request");

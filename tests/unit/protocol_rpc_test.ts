@@ -274,6 +274,23 @@ Deno.test("rpc: RpcServer.close aborts every handler and replies to nothing, not
   assert.equal(p.client.outstanding, 0);
 });
 
+Deno.test("rpc: requests that arrive after RpcServer.close run no handler and get no reply", async () => {
+  // The host closes a session's server when the guest ends, then still reads what the guest
+  // sent last: a request among it must not start work (a capture, a backend call) that no
+  // signal would ever stop.
+  const w = waiter();
+  const p = rpcPair([w.handler]);
+  p.server.close();
+  p.client.start(nope, {});
+  p.client.start(wait, { tag: "after" }, { timeoutMs: 10 });
+  p.toServer();
+  await settle(20);
+  assert.equal(w.seen.length, 0, "a handler ran for a closed session");
+  assert.equal(p.server.active, 0);
+  assert.equal(p.link.toGuest.used, 0);
+  assert.equal(p.budget.used, 0);
+});
+
 Deno.test("rpc: a reply is charged to the guest's budget until applied; one over the budget becomes an error", async () => {
   const p = rpcPair([handle<{ n: number }, string, TestContext>(big, ({ n }) => "y".repeat(n))], 1000);
   p.budget.tryCharge(100); // held by something else
