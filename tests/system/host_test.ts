@@ -187,6 +187,22 @@ Deno.test("host: drivers start once with the host, close refuses while guests ru
   assert.equal(host.sessions.size, 0);
   await host.close();
   assert.deepEqual(events, ["a.start", "b.start", "a.stop", "b.stop"]);
+  await host.close();
+  assert.deepEqual(events, ["a.start", "b.start", "a.stop", "b.stop"], "a second close stops nothing");
+  // A host used again after close starts its drivers again (and stops them again).
+  await host.start();
+  assert.deepEqual(events.slice(4), ["a.start", "b.start"]);
+  await host.close();
+  assert.deepEqual(events.slice(6), ["a.stop", "b.stop"]);
+
+  // A host that never started stops nothing.
+  const idle: string[] = [];
+  const never = new SpearHost({
+    drivers: [{ family: "idle", start: () => void idle.push("start"), stop: () => void idle.push("stop") }],
+    cacheDir: null,
+  });
+  await never.close();
+  assert.deepEqual(idle, []);
 });
 
 Deno.test("host: sessions lists the running guests; a driver-created handle is adopted by the guest's worker", async () => {
