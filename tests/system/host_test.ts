@@ -144,7 +144,7 @@ async function tempFile(): Promise<string> {
   return await Deno.makeTempFile({ prefix: "spear_host_test_" });
 }
 
-Deno.test("host: drivers start once with the host, close refuses while guests run and stops each started driver once", async () => {
+Deno.test("host: drivers start once with the host; close stops each started driver once; a reused host restarts them", async () => {
   const events: string[] = [];
   let seenHost: SpearHost | undefined;
   const ping = method("life.ping", s.object({}), s.int);
