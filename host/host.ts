@@ -206,6 +206,12 @@ export class GuestSession {
       } catch { /* one failing cleanup must not stop the others */ }
     }
     this.senders.clear();
+    for (const stream of this.inbound.values()) {
+      try {
+        stream.closed?.();
+      } catch { /* one failing cleanup must not stop the others */ }
+    }
+    this.inbound.clear();
     for (const cleanup of this.cleanups.splice(0)) {
       try {
         cleanup();
@@ -485,10 +491,18 @@ export class SpearHost {
     }
   }
 
-  /** Stops the drivers and frees the engine. Call when no guest is running. */
+  /**
+   * Stops the drivers (if they were started; once) and frees the engine. Call when no guest
+   * is running. A host used again afterwards starts its drivers again.
+   */
   async close(): Promise<void> {
     if (this.live.size > 0) throw new Error("guests are still running");
-    for (const driver of this.drivers ?? []) await driver.stop?.();
+    const started = this.started;
+    this.started = undefined;
+    if (started) {
+      await started.catch(() => {}); // a failed start still stops what it started
+      for (const driver of this.drivers ?? []) await driver.stop?.();
+    }
     this.watchdog?.close();
     this.watchdog = undefined;
     this.engine?.delete();

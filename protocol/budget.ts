@@ -62,10 +62,7 @@ export class HostBudget {
         return false;
       }
       if (Atomics.compareExchange(this.cells, USED, used, used + bytes) === used) {
-        const now = used + bytes;
-        for (let peak = this.peak; now > peak; peak = this.peak) {
-          if (Atomics.compareExchange(this.cells, PEAK, peak, now) === peak) break;
-        }
+        this.raisePeak(used + bytes);
         return true;
       }
     }
@@ -73,11 +70,25 @@ export class HostBudget {
 
   /** Charges even past the limit: small control messages that must get through (an error reply). */
   force(bytes: number): void {
-    if (bytes > 0) Atomics.add(this.cells, USED, bytes);
+    if (bytes > 0) this.raisePeak(Atomics.add(this.cells, USED, bytes) + bytes);
+  }
+
+  private raisePeak(now: number): void {
+    for (let peak = this.peak; now > peak; peak = this.peak) {
+      if (Atomics.compareExchange(this.cells, PEAK, peak, now) === peak) break;
+    }
   }
 
   release(bytes: number): void {
     if (bytes > 0) Atomics.sub(this.cells, USED, bytes);
+  }
+
+  /** The limit as people read it: "64 MiB", "512 KiB", "100 bytes". */
+  toString(): string {
+    const n = this.limit;
+    if (n % (1 << 20) === 0) return `${n >> 20} MiB`;
+    if (n % (1 << 10) === 0) return `${n >> 10} KiB`;
+    return `${n} bytes`;
   }
 
   /** Empties the counters for another guest with the same limit. */

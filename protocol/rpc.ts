@@ -73,12 +73,11 @@ export class RpcClient {
 
   start<P, R>(m: Method<P, R>, params: P, options: StartOptions<R> = {}): PendingCall<R> {
     const call = new PendingCall<R>(this.nextId++, options.fd ?? 0, m as Method<unknown, R>, options.onDone);
-    this.pending.set(call.id, call as PendingCall<unknown>);
     const envelope: RequestEnvelope = { id: call.id, method: m.name, params };
     if (options.timeoutMs !== undefined) envelope.timeoutMs = options.timeoutMs;
+    // Encoding throws for params JSON cannot carry; it happens before registering, so nothing stays pending.
     const bytes = encode(RequestEnvelope, envelope);
     if (options.maxBytes !== undefined && bytes.length > options.maxBytes) {
-      this.pending.delete(call.id);
       call.outcome = {
         ok: false,
         error: `request of ${bytes.length} bytes exceeds the host limit of ${options.maxBytes} bytes`,
@@ -86,6 +85,7 @@ export class RpcClient {
       call.onDone?.(call.outcome);
       return call;
     }
+    this.pending.set(call.id, call as PendingCall<unknown>);
     this.send(Op.REQUEST, call.fd, bytes);
     return call;
   }
@@ -175,6 +175,7 @@ export class RpcServer<C> {
 
   /** Applies one REQUEST; never throws (a bad request gets an error reply). */
   receiveRequest(fd: number, payload: Uint8Array): void {
+    if (this.closed) return; // the guest ended: nothing would ever abort the handler
     let request: RequestEnvelope;
     try {
       request = decode(RequestEnvelope, payload, "request");
@@ -198,6 +199,8 @@ export class RpcServer<C> {
     if (request.timeoutMs !== undefined) {
       const ms = request.timeoutMs;
       timer = setTimeout(() => this.finish(id, controller, { id, ok: false, error: timeoutMessage(ms) }), ms);
+      // A cancelled or closed call must not keep a timer (and the event loop) alive.
+      controller.signal.addEventListener("abort", () => clearTimeout(timer), { once: true });
     }
     const ctx = { ...this.context, fd, signal: controller.signal };
     Promise.resolve()
@@ -238,11 +241,16 @@ export class RpcServer<C> {
 
   private reply(reply: ReplyEnvelope): void {
     if (this.closed) return;
-    let bytes = encode(ReplyEnvelope, reply);
+    let bytes: Uint8Array;
+    try {
+      bytes = encode(ReplyEnvelope, reply);
+    } catch (e) {
+      // A result JSON cannot carry (a BigInt, a cycle) is a driver bug: it fails this call only.
+      const error = `the host's reply could not be encoded: ${(e as Error)?.message ?? e}`;
+      bytes = encode(ReplyEnvelope, { id: reply.id, ok: false, error });
+    }
     if (this.budget && !this.budget.tryCharge(bytes.length)) {
-      const error = `reply of ${bytes.length} bytes is over the guest's host budget (${
-        this.budget.limit >> 20
-      } MiB)`;
+      const error = `reply of ${bytes.length} bytes is over the guest's host budget (${this.budget})`;
       bytes = encode(ReplyEnvelope, { id: reply.id, ok: false, error });
       this.budget.force(bytes.length);
     }

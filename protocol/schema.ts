@@ -83,7 +83,7 @@ export function object<S extends Shape>(shape: S): Schema<ObjectOf<S>> {
     const src = v as Record<string, unknown>;
     const out: Record<string, unknown> = {};
     for (const key of keys) {
-      const value = shape[key].check(src[key], p ? `${p}.${key}` : key);
+      const value = shape[key].check(Object.hasOwn(src, key) ? src[key] : undefined, p ? `${p}.${key}` : key);
       if (value !== undefined) out[key] = value;
     }
     return out as ObjectOf<S>;
@@ -97,7 +97,7 @@ export function tagged<const K extends string, M extends Record<string, Schema<u
 ): Schema<Infer<M[keyof M]>> {
   return schema((v, p) => {
     const which = typeof v === "object" && v !== null ? (v as Record<string, unknown>)[tag] : undefined;
-    const variant = typeof which === "string" ? variants[which] : undefined;
+    const variant = typeof which === "string" && Object.hasOwn(variants, which) ? variants[which] : undefined;
     if (!variant) {
       bad(
         p ? `${p}.${tag}` : tag,

@@ -292,7 +292,7 @@ export class GuestRuntime {
     if (!this.budget.tryCharge(bytes)) {
       throw fail(
         errno,
-        `${what}: ${bytes} bytes over the guest's host budget (${this.budget.limit >> 20} MiB)`,
+        `${what}: ${bytes} bytes over the guest's host budget (${this.budget})`,
       );
     }
   }

@@ -159,9 +159,7 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
     let bytes = encoder.encode(JSON.stringify(json));
     if (!rt.budget.tryCharge(bytes.length)) {
       resp.failed = true;
-      const message = `response of ${bytes.length} bytes is over the guest's host budget (${
-        rt.budget.limit >> 20
-      } MiB)`;
+      const message = `response of ${bytes.length} bytes is over the guest's host budget (${rt.budget})`;
       bytes = encoder.encode(JSON.stringify({ error: { message, code: "host_budget" } }));
       rt.budget.force(bytes.length);
     }
@@ -244,7 +242,7 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
   const overBudget = (entry: FdEntry<ChatResponse>) =>
     failResponse(entry, {
       code: "host_budget",
-      message: `the session is over the guest's host budget (${rt.budget.limit >> 20} MiB)`,
+      message: `the session is over the guest's host budget (${rt.budget})`,
     });
 
   /** Executes the tool calls of one assistant turn, then continues the loop. */

@@ -14,6 +14,10 @@
  *    payloads from `testPayload`; when the ring is full it waits on link.toGuest's bell (the
  *    consumer rings it when it frees room) and flushes its backlog. Reports the largest
  *    backlog it had.
+ *  - {kind: "consume", count, gate}: waits until the Int32 gate[0] is non-zero, then plays the
+ *    host: receives `count` messages from link.toHost (ringing link.toGuest when the producer
+ *    wants room, as the host's serve loop does) and checks that message i has fd i and the
+ *    payload `testPayload(i, maxPayload)`. Reports how many arrived and the first mismatch.
  */
 import { Link } from "../../protocol/channel.ts";
 import { StreamSender } from "../../protocol/stream.ts";
@@ -22,7 +26,14 @@ export type LinkWorkerCommand =
   | { kind: "wake"; buffers: [SharedArrayBuffer, SharedArrayBuffer]; delayMs: number; stream: number }
   | { kind: "ring"; buffers: [SharedArrayBuffer, SharedArrayBuffer]; delayMs: number; times: number }
   | { kind: "terminate"; buffers: [SharedArrayBuffer, SharedArrayBuffer]; delayMs: number }
-  | { kind: "produce"; buffers: [SharedArrayBuffer, SharedArrayBuffer]; count: number; maxPayload: number };
+  | { kind: "produce"; buffers: [SharedArrayBuffer, SharedArrayBuffer]; count: number; maxPayload: number }
+  | {
+    kind: "consume";
+    buffers: [SharedArrayBuffer, SharedArrayBuffer];
+    count: number;
+    maxPayload: number;
+    gate: SharedArrayBuffer;
+  };
 
 /** Deterministic payload of message `i`: varied length, bytes derived from i. */
 export function testPayload(i: number, maxPayload: number): Uint8Array {
@@ -78,6 +89,29 @@ self.onmessage = (event: MessageEvent<LinkWorkerCommand>) => {
         link.toGuest.waitBell(seen, 20);
       }
       self.postMessage({ done: true, maxBacklog });
+      break;
+    }
+    case "consume": {
+      const gate = new Int32Array(cmd.gate);
+      self.postMessage({ armed: true });
+      while (Atomics.load(gate, 0) === 0) Atomics.wait(gate, 0, 0, 100);
+      let received = 0;
+      let mismatch = "";
+      while (received < cmd.count) {
+        const seen = link.toHost.bell;
+        link.toHost.receive((m) => {
+          const want = testPayload(received, cmd.maxPayload);
+          if (
+            !mismatch &&
+            (m.fd !== received || m.payload.length !== want.length || m.payload.some((b, j) => b !== want[j]))
+          ) {
+            mismatch = `message ${received} arrived as fd ${m.fd} with ${m.payload.length} bytes`;
+          }
+          received++;
+        }, () => link.toGuest.ring());
+        if (received < cmd.count) link.toHost.waitBell(seen, 50);
+      }
+      self.postMessage({ done: true, received, mismatch });
       break;
     }
   }

@@ -1,10 +1,12 @@
 /**
  * The SPSC ring channel and Link (protocol/channel.ts): framing across the wrap point with
  * varied sizes, ordering, the producer backlog when the ring is full (nothing lost), u32
- * counter wrap, cross-thread delivery through a Worker, and fragmented large messages.
+ * counter wrap, cross-thread delivery through a Worker, fragmented large messages, the
+ * backlog's byte count, handing the backlog over when the producer goes away (drainBacklog +
+ * receiveFrames), and the first-wins terminate reason.
  */
 import assert from "node:assert/strict";
-import { Channel, Link, type Message } from "../../protocol/channel.ts";
+import { Channel, type Frame, Link, type Message, TerminateReason } from "../../protocol/channel.ts";
 import * as s from "../../protocol/schema.ts";
 import { decode, encode } from "../../protocol/schema.ts";
 import { type LinkWorkerCommand, testPayload } from "../support/link_worker.ts";
@@ -252,4 +254,78 @@ Deno.test("channel: cross-thread delivery from a Worker through a small ring, no
   } finally {
     worker.terminate();
   }
+});
+
+Deno.test("channel: backlogBytes counts the payload bytes the producer holds, fragments included", () => {
+  const ch = Channel.create(256); // frames carry at most 64 payload bytes
+  assert.equal(ch.backlogBytes, 0);
+  for (let i = 0; i < 3; i++) ch.send(1, i, payload(i, 60)); // 72-byte frames: the ring holds three
+  assert.deepEqual([ch.backlog, ch.backlogBytes], [0, 0]);
+  ch.send(1, 3, payload(3, 50));
+  ch.send(1, 4, payload(4, 300)); // five fragments: 64 * 4 + 44
+  assert.deepEqual([ch.backlog, ch.backlogBytes], [6, 350]);
+  ch.send(1, 5);
+  assert.deepEqual([ch.backlog, ch.backlogBytes], [7, 350], "an empty message holds no bytes");
+  const got: Message[] = [];
+  let lowest = ch.backlogBytes;
+  for (let rounds = 0; got.length < 6; rounds++) {
+    assert.ok(rounds < 100, "never drained");
+    ch.receive((m) => got.push(m));
+    ch.flush();
+    assert.ok(ch.backlogBytes <= lowest, "the count only falls as frames move into the ring");
+    lowest = ch.backlogBytes;
+    const held = ch.backlog;
+    assert.ok(held > 0 || ch.backlogBytes === 0);
+  }
+  assert.deepEqual([ch.backlog, ch.backlogBytes], [0, 0]);
+  assert.deepEqual(got[4].payload, payload(4, 300));
+});
+
+Deno.test("channel: drainBacklog + receiveFrames deliver a fragmented message whose first fragments were already in the ring", () => {
+  const producer = Channel.create(256);
+  const consumer = new Channel(producer.buffer);
+  const big = payload(9, 300); // fragments of 64, 64, 64, 64, 44 bytes
+  producer.send(2, 1, payload(1, 10));
+  producer.send(3, 2, big);
+  producer.send(4, 3, payload(3, 20));
+  assert.ok(producer.backlog > 0, "part of the message must still wait in the producer");
+  assert.ok(producer.used > 100, "and part of it must be in the ring already");
+  // The producer goes away: what it still holds is handed over with its result.
+  const left: Frame[] = producer.drainBacklog();
+  assert.deepEqual([producer.backlog, producer.backlogBytes], [0, 0]);
+  assert.ok(left.length >= 2);
+  assert.ok(left.some((f) => f.flags !== 0), "a fragment in the hand-over continues the message");
+  const got: Message[] = [];
+  consumer.receive((m) => got.push(m));
+  assert.deepEqual(got.map((m) => m.fd), [1], "the ring alone holds only the start of the large message");
+  assert.equal(consumer.receiveFrames(left, (m) => got.push(m)), 2);
+  assert.deepEqual(got.map((m) => [m.op, m.fd, m.payload.length]), [[2, 1, 10], [3, 2, 300], [4, 3, 20]]);
+  assert.deepEqual(got[1].payload, big, "the fragments from the ring and from the hand-over join in order");
+  assert.deepEqual(got[2].payload, payload(3, 20));
+  // Nothing is left half-received: the next message arrives alone.
+  producer.reset();
+  producer.send(5, 4, payload(4, 8));
+  const after: Message[] = [];
+  consumer.receive((m) => after.push(m));
+  assert.deepEqual(after.map((m) => [m.op, m.payload.length]), [[5, 8]]);
+});
+
+Deno.test("channel: the terminate reason is set once — the first reason given wins — and reset clears it", () => {
+  const link = Link.create(1024);
+  const guestSide = Link.attach(link.buffers);
+  assert.equal(guestSide.toGuest.terminateReason, 0);
+  const bell = guestSide.toGuest.bell;
+  link.toGuest.requestTerminate(TerminateReason.TIMEOUT);
+  assert.ok(guestSide.toGuest.bell > bell, "asking a guest to stop wakes it");
+  link.toGuest.requestTerminate(TerminateReason.OVERFLOW);
+  link.toGuest.requestTerminate();
+  assert.equal(guestSide.toGuest.terminateReason, TerminateReason.TIMEOUT);
+  assert.equal(guestSide.toGuest.terminateRequested, true);
+  link.reset();
+  assert.equal(guestSide.toGuest.terminateReason, 0);
+  link.toGuest.requestTerminate();
+  assert.equal(guestSide.toGuest.terminateReason, TerminateReason.STOP, "STOP is the default reason");
+  link.toGuest.requestTerminate(TerminateReason.OVERFLOW);
+  assert.equal(link.toGuest.terminateReason, TerminateReason.STOP);
+  assert.equal(link.toHost.terminateReason, 0, "the other channel is untouched");
 });
