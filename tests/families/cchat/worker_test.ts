@@ -4,6 +4,7 @@
  * round-trip requests. Covers what the host budget holds for sessions and responses.
  */
 import assert from "node:assert/strict";
+import { Errno } from "../../../runtime/abi.ts";
 import { CchatSendFlag } from "../../../families/cchat/protocol.ts";
 import { fakeGuest } from "../../support/fake_guest.ts";
 
@@ -49,4 +50,21 @@ Deno.test("cchat worker: a turn appended while the session is open is released w
   assert.ok(g.rt.budget.used > base, "the session holds the appended turn");
   assert.equal(g.call("cchat_close", session), 0);
   assert.equal(g.rt.budget.used, base);
+});
+
+Deno.test("cchat worker: JSON nested too deep is -EINVAL up front, so a later cchat_send still works", async () => {
+  const g = await fakeGuest({ families: ["fd", "cchat"] });
+  const session = g.call("cchat_create");
+  const deep = `${"[".repeat(50_000)}${"]".repeat(50_000)}`;
+  // Before: accepted, stored, and the next cchat_send threw RangeError in JSON.stringify
+  // (the binding made that -EIO and left an open response fd the guest never got).
+  const param = g.write(OUT, `{"key":"model","value":${deep}}`);
+  g.view.setUint32(LEN, param, true);
+  assert.equal(g.call("cchat_ctl", session, 1, OUT, LEN), -Errno.EINVAL);
+  const tool = g.write(OUT, `{"type":"function","function":{"name":"t","parameters":${deep}}}`);
+  assert.equal(g.call("cchat_write_fn", session, 0, OUT, tool), -Errno.EINVAL);
+  const response = g.call("cchat_send", session, 0);
+  assert.equal(response, session + 1);
+  assert.equal(g.requests().length, 1);
+  assert.equal(g.rt.fds.openCount, 2);
 });
