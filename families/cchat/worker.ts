@@ -63,6 +63,8 @@ export interface ChatResponse {
   backend?: string;
   model?: string;
   failed: boolean;
+  /** Turns this response appended to its session after the session closed (charged until this fd closes). */
+  held: number;
 }
 
 const LIMITS = {
@@ -230,12 +232,18 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
     throw fail("EIO", "tool asked for more room twice");
   };
 
-  /** Appends a turn of the tool loop to the session, charged like a written message. */
-  const appendTurn = (session: ChatSession, message: Json): boolean => {
+  /**
+   * Appends a turn of the tool loop to the response's session, charged like a written message:
+   * to the session while it is open, else to the response — a closed session has released what
+   * it held, so the turns its responses still append are released when the response closes.
+   */
+  const appendTurn = (entry: FdEntry<ChatResponse>, message: Json): boolean => {
     const size = JSON.stringify(message).length + ITEM_OVERHEAD_BYTES;
     if (!rt.budget.tryCharge(size)) return false;
-    session.held += size;
-    session.messages.push(message);
+    const session = entry.state.session;
+    if (session.closed) entry.state.held += size;
+    else session.state.held += size;
+    session.state.messages.push(message);
     return true;
   };
 
@@ -251,7 +259,7 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
     const resp = entry.state;
     const session = resp.session.state;
     const maxCalls = numberParam(session, "max_total_tool_calls", "max_tool_calls");
-    if (!appendTurn(session, message)) return overBudget(entry);
+    if (!appendTurn(entry, message)) return overBudget(entry);
     for (const call of calls) {
       if (resp.toolCalls >= maxCalls) {
         failResponse(entry, { code: "tool_call_limit", message: "exceeded max_total_tool_calls" });
@@ -281,7 +289,7 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
       }
       // A tool may close its own response: then nothing more runs and nothing goes upstream.
       if (entry.closed) return;
-      if (!appendTurn(session, { role: "tool", content: result, tool_call_id: call.id })) {
+      if (!appendTurn(entry, { role: "tool", content: result, tool_call_id: call.id })) {
         return overBudget(entry);
       }
     }
@@ -327,7 +335,7 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
     }
     if (auto && message) {
       const turn = { role: message.role ?? "assistant", content: message.content ?? null };
-      if (!appendTurn(resp.session.state, turn)) return overBudget(entry);
+      if (!appendTurn(entry, turn)) return overBudget(entry);
     }
     complete(entry, { ...result.body, _spear: { backend: result.backend, model: result.model } });
   }
@@ -429,9 +437,10 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
         toolCalls: 0,
         latencyMs: 0,
         failed: false,
+        held: 0,
       }, {
         // The request in flight, if any, is cancelled by the runtime (closing an fd cancels its calls).
-        onClose: (e) => e.state.bytes && rt.budget.release(e.state.bytes.length),
+        onClose: (e) => rt.budget.release((e.state.bytes?.length ?? 0) + e.state.held),
         metrics: (e) => responseMetrics(e.state),
       });
       session.state.sends++;

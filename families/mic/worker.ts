@@ -429,14 +429,21 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
     });
 
   return {
-    mic_create: () =>
-      fds.alloc<MicState>("Mic", newMicState(newQueue()), {
-        onClose: (e) => {
-          endCapture(e.state);
-          e.state.queue.dispose();
-        },
-        metrics: (e) => micMetrics(e.state),
-      }).fd,
+    mic_create: () => {
+      const queue = newQueue(); // reserves its cap in the host budget
+      try {
+        return fds.alloc<MicState>("Mic", newMicState(queue), {
+          onClose: (e) => {
+            endCapture(e.state);
+            e.state.queue.dispose();
+          },
+          metrics: (e) => micMetrics(e.state),
+        }).fd;
+      } catch (e) {
+        queue.dispose(); // no fd (EMFILE, ENOMEM): nothing holds the queue
+        throw e;
+      }
+    },
 
     mic_ctl: (fd: number, cmd: number, argPtr: number, lenPtr: number) => {
       const len = mem.u32(lenPtr); // always read, as SPEAR's glue

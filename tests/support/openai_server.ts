@@ -135,7 +135,13 @@ export function startOpenAIServer(): OpenAIServer {
     const path = new URL(request.url).pathname;
     const headers: Record<string, string> = {};
     request.headers.forEach((v, k) => (headers[k] = v));
-    const rawBody = await request.text();
+    let rawBody: string;
+    try {
+      rawBody = await request.text();
+    } catch {
+      // The client went away before its body arrived (a cancelled request): nobody to answer.
+      return new Response(null, { status: 499 });
+    }
     let body: unknown;
     try {
       body = JSON.parse(rawBody);

@@ -235,3 +235,19 @@ Deno.test("mic worker: stub upload, failed starts are -EIO with EPOLLERR, bad in
   h.g.replyError("libportaudio.so.2 not found");
   assert.equal(h.ctl(fd, MicCtl.LIST_DEVICES).rc, -EIO);
 });
+
+Deno.test("mic worker: mic_create refused at the fd limit reserves nothing (its queue's budget is released)", async () => {
+  const g = await fakeGuest({ families: ["fd", "mic"], maxFds: 2 });
+  const before = g.rt.budget.used;
+  const a = g.call("mic_create");
+  const b = g.call("mic_create");
+  assert.deepEqual([a, b], [1000, 1001]);
+  const held = g.rt.budget.used;
+  for (let i = 0; i < 300; i++) assert.equal(g.call("mic_create"), -Errno.EMFILE);
+  assert.equal(g.rt.budget.used, held, "a refused mic_create leaked its queue's reservation");
+  assert.equal(g.call("mic_close", a), 0);
+  assert.equal(g.call("mic_close", b), 0);
+  assert.equal(g.rt.budget.used, before);
+  // The budget is still there for new fds (before the fix, 128 refusals used up 64 MiB: ENOMEM).
+  assert.equal(g.call("mic_create"), 1002);
+});

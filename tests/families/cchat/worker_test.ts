@@ -1,0 +1,70 @@
+/**
+ * The cchat family's worker part (families/cchat/worker.ts) without Wasmtime, over the fake
+ * guest (tests/support/fake_guest.ts); the test plays the chat driver by replying to the
+ * round-trip requests. Covers what the host budget holds for sessions and responses.
+ */
+import assert from "node:assert/strict";
+import { Errno } from "../../../runtime/abi.ts";
+import { CchatSendFlag } from "../../../families/cchat/protocol.ts";
+import { fakeGuest } from "../../support/fake_guest.ts";
+
+const LEN = 8;
+const OUT = 64;
+const ROLE = 4096;
+const CONTENT = 4160;
+
+const reply = (content: string) => ({
+  ok: true,
+  latencyMs: 1,
+  backend: "stub",
+  model: "m",
+  body: { choices: [{ message: { role: "assistant", content } }] },
+});
+
+Deno.test("cchat worker: a turn appended after the session closed is released with its response", async () => {
+  const g = await fakeGuest({ families: ["fd", "cchat"] });
+  const base = g.rt.budget.used;
+  const session = g.call("cchat_create");
+  const roleLen = g.write(ROLE, "user");
+  const contentLen = g.write(CONTENT, "hello");
+  assert.equal(g.call("cchat_write_msg", session, ROLE, roleLen, CONTENT, contentLen), 0);
+  // AUTO_TOOL_CALL appends the assistant's turn to the session when the response completes.
+  const response = g.call("cchat_send", session, CchatSendFlag.AUTO_TOOL_CALL);
+  assert.equal(g.call("cchat_close", session), 0);
+  g.reply(reply("x".repeat(10_000)));
+  g.view.setUint32(LEN, 65536, true);
+  assert.ok(g.call("cchat_recv", response, OUT, LEN) > 10_000);
+  assert.equal(g.call("cchat_close", response), 0);
+  assert.equal(g.rt.budget.used, base, "the turn appended to the closed session is still charged");
+});
+
+Deno.test("cchat worker: a turn appended while the session is open is released with the session", async () => {
+  const g = await fakeGuest({ families: ["fd", "cchat"] });
+  const base = g.rt.budget.used;
+  const session = g.call("cchat_create");
+  const response = g.call("cchat_send", session, CchatSendFlag.AUTO_TOOL_CALL);
+  g.reply(reply("hi"));
+  g.view.setUint32(LEN, 65536, true);
+  assert.ok(g.call("cchat_recv", response, OUT, LEN) > 0);
+  assert.equal(g.call("cchat_close", response), 0);
+  assert.ok(g.rt.budget.used > base, "the session holds the appended turn");
+  assert.equal(g.call("cchat_close", session), 0);
+  assert.equal(g.rt.budget.used, base);
+});
+
+Deno.test("cchat worker: JSON nested too deep is -EINVAL up front, so a later cchat_send still works", async () => {
+  const g = await fakeGuest({ families: ["fd", "cchat"] });
+  const session = g.call("cchat_create");
+  const deep = `${"[".repeat(50_000)}${"]".repeat(50_000)}`;
+  // Before: accepted, stored, and the next cchat_send threw RangeError in JSON.stringify
+  // (the binding made that -EIO and left an open response fd the guest never got).
+  const param = g.write(OUT, `{"key":"model","value":${deep}}`);
+  g.view.setUint32(LEN, param, true);
+  assert.equal(g.call("cchat_ctl", session, 1, OUT, LEN), -Errno.EINVAL);
+  const tool = g.write(OUT, `{"type":"function","function":{"name":"t","parameters":${deep}}}`);
+  assert.equal(g.call("cchat_write_fn", session, 0, OUT, tool), -Errno.EINVAL);
+  const response = g.call("cchat_send", session, 0);
+  assert.equal(response, session + 1);
+  assert.equal(g.requests().length, 1);
+  assert.equal(g.rt.fds.openCount, 2);
+});
