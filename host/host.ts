@@ -179,6 +179,65 @@ export class GuestSession {
     }
   }
 
+  /**
+   * Serves the guest's outbound channel until the session ends: log records go to `sink`,
+   * requests to the session's RpcServer, stream messages to their streams. A record is
+   * written before the next is read, so a slow sink backs up into the guest, not into host
+   * memory. Call `finish` after the guest's worker has ended, with the frames it handed over.
+   */
+  async serve(sink: LogSink): Promise<void> {
+    const { toHost, toGuest } = this.link;
+    const backlog: Message[] = [];
+    for (;;) {
+      const seen = toHost.bell;
+      toHost.receive((m) => backlog.push(m), () => toGuest.ring());
+      for (const m of backlog.splice(0)) await this.deliver(m, sink);
+      toGuest.flush();
+      if (!this.alive) {
+        toHost.receive((m) => backlog.push(m)); // the last records
+        for (const m of backlog.splice(0)) await this.deliver(m, sink);
+        return;
+      }
+      if (toHost.used === 0) await toHost.waitBellAsync(seen);
+    }
+  }
+
+  /** Applies the frames a finished worker handed over (records still waiting for room in the ring). */
+  async finish(frames: Frame[], sink: LogSink): Promise<void> {
+    const out: Message[] = [];
+    this.link.toHost.receive((m) => out.push(m));
+    this.link.toHost.receiveFrames(frames, (m) => out.push(m));
+    for (const m of out) await this.deliver(m, sink);
+  }
+
+  /** Dispatches one message; a log record's write is awaited, bounded once the guest ended. */
+  private async deliver(m: Message, sink: LogSink): Promise<void> {
+    if (m.op === Op.LOG && this.droppedLogs > 0) {
+      this.droppedLogs++; // the sink stalled: the rest of this guest's records are counted
+      return;
+    }
+    const pending = this.dispatch(m, sink);
+    if (pending && !(await this.drained(pending))) this.droppedLogs++;
+  }
+
+  private dispatch(m: Message, sink: LogSink): void | Promise<void> {
+    switch (m.op) {
+      case Op.LOG: {
+        const known = m.fd >= LogLevel.TRACE && m.fd <= LogLevel.ERROR;
+        const written = sink(this.name, known ? m.fd : LogLevel.INFO, decoder.decode(m.payload));
+        return written instanceof Promise ? written.then(() => {}) : undefined;
+      }
+      case Op.REQUEST:
+        this.rpc.receiveRequest(m.fd, m.payload);
+        return;
+      case Op.CANCEL:
+        this.rpc.receiveCancel(m.payload);
+        return;
+      default:
+        this.applyStream(m);
+    }
+  }
+
   /** Registers teardown work run when the guest ends (stop captures, abort requests). */
   onEnd(cleanup: () => void): void {
     if (this.ended) cleanup();
@@ -392,7 +451,7 @@ export class SpearHost {
     this.live.set(session.id, session);
     const worker = new Worker(new URL("../runtime/worker.ts", import.meta.url), { type: "module" });
     this.watchdog!.arm(session.id, timeoutMs, link.toGuest);
-    const served = this.serve(session, link);
+    const served = session.serve(this.logSink);
     let guestDone = false; // the worker sent its result: it no longer touches the link
     let leftover: Frame[] = [];
     try {
@@ -436,58 +495,9 @@ export class SpearHost {
       link.toHost.ring(); // release the serve loop
       await served;
       // Records the guest wrote that were still waiting for room in the ring.
-      for (const m of collect(link, leftover)) await this.deliver(session, m);
+      await session.finish(leftover, this.logSink);
       if (guestDone && this.idleLinks.length < MAX_IDLE_LINKS) this.idleLinks.push(link);
       this.live.delete(session.id);
-    }
-  }
-
-  /**
-   * Serves the guest's outbound channel until the session ends. A log record is written
-   * before the next is read, so a slow sink backs up into the guest, not into host memory.
-   */
-  private async serve(session: GuestSession, link: Link): Promise<void> {
-    const { toHost, toGuest } = link;
-    const backlog: Message[] = [];
-    for (;;) {
-      const seen = toHost.bell;
-      toHost.receive((m) => backlog.push(m), () => toGuest.ring());
-      for (const m of backlog.splice(0)) await this.deliver(session, m);
-      toGuest.flush();
-      if (!session.alive) {
-        toHost.receive((m) => backlog.push(m)); // the last records
-        for (const m of backlog.splice(0)) await this.deliver(session, m);
-        return;
-      }
-      if (toHost.used === 0) await toHost.waitBellAsync(seen);
-    }
-  }
-
-  /** Dispatches one message; a log record's write is awaited, bounded once the guest ended. */
-  private async deliver(session: GuestSession, m: Message): Promise<void> {
-    if (m.op === Op.LOG && session.droppedLogs > 0) {
-      session.droppedLogs++; // the sink stalled: the rest of this guest's records are counted
-      return;
-    }
-    const pending = this.dispatch(session, m);
-    if (pending && !(await session.drained(pending))) session.droppedLogs++;
-  }
-
-  private dispatch(session: GuestSession, m: Message): void | Promise<void> {
-    switch (m.op) {
-      case Op.LOG: {
-        const known = m.fd >= LogLevel.TRACE && m.fd <= LogLevel.ERROR;
-        const written = this.logSink(session.name, known ? m.fd : LogLevel.INFO, decoder.decode(m.payload));
-        return written instanceof Promise ? written.then(() => {}) : undefined;
-      }
-      case Op.REQUEST:
-        session.rpc.receiveRequest(m.fd, m.payload);
-        return;
-      case Op.CANCEL:
-        session.rpc.receiveCancel(m.payload);
-        return;
-      default:
-        session.applyStream(m);
     }
   }
 
@@ -508,12 +518,4 @@ export class SpearHost {
     this.engine?.delete();
     this.engine = undefined;
   }
-}
-
-/** The frames a finished worker handed over, reassembled into messages. */
-function collect(link: Link, frames: Frame[]): Message[] {
-  const out: Message[] = [];
-  link.toHost.receive((m) => out.push(m));
-  link.toHost.receiveFrames(frames, (m) => out.push(m));
-  return out;
 }

@@ -444,7 +444,12 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
         metrics: (e) => responseMetrics(e.state),
       });
       session.state.sends++;
-      request(entry);
+      try {
+        request(entry);
+      } catch (e) {
+        fds.close(entry.fd); // the guest never learns this fd: do not leave it open
+        throw e;
+      }
       return entry.fd;
     },
 

@@ -15,7 +15,7 @@
  *   - this thread plays the host for that guest with the real thing: a SpearHost (so its
  *     drivers start as in production — the registry's built families, a stub and an
  *     OpenAI-compatible chat backend, a mic file), a GuestSession and RpcServer wired to the
- *     host's handlers, and a copy of SpearHost's serve loop (private there: logs, requests,
+ *     host's handlers, served by `GuestSession.serve` as SpearHost serves a guest (logs, requests,
  *     cancels, streams). Calls that reach drivers really run: chat round trips (the stub
  *     backend, and an OpenAI-compatible one — tests/support/openai_server.ts — that answers
  *     with seeded tool calls, echoes, and sometimes non-JSON, wrongly shaped JSON or an HTTP
@@ -44,10 +44,9 @@ import { parseConfig } from "../../host/config.ts";
 import { GuestSession, SpearHost } from "../../host/host.ts";
 import { resolveWasmtimeLib } from "../../host/native.ts";
 import { LogLevel } from "../../runtime/abi.ts";
-import { Link, type Message } from "../../protocol/channel.ts";
+import { Link } from "../../protocol/channel.ts";
 import { HostBudget } from "../../protocol/budget.ts";
 import { RpcServer } from "../../protocol/rpc.ts";
-import { Op } from "../../protocol/wire.ts";
 import {
   buildFuzzGuest,
   type CallRecord,
@@ -69,7 +68,6 @@ const CALL_LIMIT_MS = 5000;
 const MAX_FDS = 48;
 /** Room for 48 fds with mic queues of up to 1 MiB reserved each, sessions and responses. */
 const HOST_BUDGET_MB = 128;
-const decoder = new TextDecoder();
 
 function envInt(name: string): number | undefined {
   const raw = Deno.env.get(name);
@@ -222,33 +220,10 @@ Deno.test("fuzz: every registry import, seeded and time-bounded; the host surviv
     const budget = HostBudget.create(HOST_BUDGET_MB << 20);
     const session = new GuestSession(1_000_000, "fuzz", link, config, budget);
     session.rpc = new RpcServer((op, fd, p) => session.send(op, fd, p), handlers, { session }, budget);
-    const dispatch = (m: Message) => {
-      switch (m.op) {
-        case Op.LOG: {
-          logs.records++;
-          const text = decoder.decode(m.payload);
-          if (m.fd === LogLevel.ERROR && text.startsWith("host: internal error")) logs.internal.push(text);
-          return;
-        }
-        case Op.REQUEST:
-          return session.rpc.receiveRequest(m.fd, m.payload);
-        case Op.CANCEL:
-          return session.rpc.receiveCancel(m.payload);
-        default:
-          return session.applyStream(m);
-      }
-    };
-    const serve = async () => {
-      const { toHost, toGuest } = link;
-      const backlog: Message[] = [];
-      for (;;) {
-        const seen = toHost.bell;
-        toHost.receive((m) => backlog.push(m), () => toGuest.ring());
-        for (const m of backlog.splice(0)) dispatch(m);
-        toGuest.flush();
-        if (!session.alive) return toHost.receive(dispatch);
-        if (toHost.used === 0) await toHost.waitBellAsync(seen);
-      }
+    // Served by the session's own loop, as SpearHost serves a guest; the sink counts records.
+    const sink = (_guest: string, level: number, text: string) => {
+      logs.records++;
+      if (level === LogLevel.ERROR && text.startsWith("host: internal error")) logs.internal.push(text);
     };
 
     const imports = allImports();
@@ -271,7 +246,7 @@ Deno.test("fuzz: every registry import, seeded and time-bounded; the host surviv
       guard: guard.buffer as SharedArrayBuffer,
     };
 
-    const served = serve();
+    const served = session.serve(sink);
     const worker = new Worker(new URL("../support/fuzz_worker.ts", import.meta.url), { type: "module" });
     let blocked = "";
     let report: FuzzReport;
