@@ -291,6 +291,18 @@ export function defaultConfig(): HostConfig {
  * through it (host/net/policy.ts).
  */
 export function netPolicy(config: HostConfig, options?: NetPolicyOptions): NetPolicy {
+  // Every request asks for the policy: build it once per config (options make a custom one).
+  if (!options) {
+    let policy = policies.get(config);
+    if (!policy) policies.set(config, policy = buildPolicy(config));
+    return policy;
+  }
+  return buildPolicy(config, options);
+}
+
+const policies = new WeakMap<HostConfig, NetPolicy>();
+
+function buildPolicy(config: HostConfig, options?: NetPolicyOptions): NetPolicy {
   const allow = (config.net.allow ?? []).map((e) => parseNetEntry(e, "allow"));
   for (const b of config.backends) if (b.base_url) allow.push(backendEntry(b.base_url));
   const listen = (config.net.listen ?? []).map((e) => parseNetEntry(e, "listen"));

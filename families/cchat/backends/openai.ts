@@ -146,6 +146,8 @@ function roundMs(ms: number): number {
   return Math.round(ms * 1000) / 1000;
 }
 
+const utf8 = new TextDecoder();
+
 /** What a body may cost while it is read (protocol/budget.ts HostBudget). */
 export interface BodyBudget {
   tryCharge(bytes: number): boolean;
@@ -167,6 +169,25 @@ async function readBody(
   max: number,
   budget?: BodyBudget,
 ): Promise<{ text: string } | { error: string }> {
+  // With a length announced for an unencoded body (a compressed one is decoded by fetch, so its
+  // length says nothing of the bytes) the body is charged up front and read in one go.
+  const announced = Number(res.headers.get("content-length") ?? NaN);
+  const encoded = (res.headers.get("content-encoding") ?? "identity") !== "identity";
+  if (!encoded && Number.isSafeInteger(announced) && announced >= 0) {
+    if (announced > max) {
+      await res.body?.cancel();
+      return { error: `response body of ${announced} bytes exceeds the host limit of ${max} bytes` };
+    }
+    if (budget && !budget.tryCharge(announced)) {
+      await res.body?.cancel();
+      return { error: `response body of ${announced} bytes is over the guest's host budget` };
+    }
+    try {
+      return { text: utf8.decode(await res.bytes()) }; // fetch holds the body to its announced length
+    } finally {
+      budget?.release(announced);
+    }
+  }
   const reader = res.body?.getReader();
   if (!reader) return { text: "" };
   const chunks: Uint8Array[] = [];
@@ -194,7 +215,7 @@ async function readBody(
       whole.set(c, at);
       at += c.length;
     }
-    return { text: new TextDecoder().decode(whole) };
+    return { text: utf8.decode(whole) };
   } finally {
     budget?.release(total);
   }
