@@ -229,23 +229,25 @@ export class WsTransport implements Transport {
     ws.onerror = () => {}; // onclose follows with the code
     ws.onclose = (e: CloseEvent) => {
       clearTimeout(this.connectTimer);
+      // Deno reports a connection lost without a close frame as code 0 (the spec says 1006).
+      const code = e.code === 0 ? 1006 : e.code;
       const reason = this.opts.redactor.redact(e.reason ?? "");
       if (!this.opened) {
         this.end({
-          code: e.code,
+          code,
           reason,
           message: `cannot connect to ${url}: ${
-            e.code === 1006 ? "connection failed" : describeClose(e.code, reason, this.lastErrorCode)
+            code === 1006 ? "connection failed" : describeClose(code, reason, this.lastErrorCode)
           }`,
           error: true,
         });
         return;
       }
-      const normal = (e.code === 1000 || e.code === 1001) && this.lastErrorCode !== "beta_api_shape_disabled";
+      const normal = (code === 1000 || code === 1001) && this.lastErrorCode !== "beta_api_shape_disabled";
       this.end({
-        code: e.code,
+        code,
         reason,
-        message: describeClose(e.code, reason, this.lastErrorCode),
+        message: describeClose(code, reason, this.lastErrorCode),
         error: !normal,
       });
     };

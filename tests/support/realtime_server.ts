@@ -80,7 +80,10 @@ export const gaHello: Script = async (conn) => {
   await conn.sendJson({ type: "session.updated", event_id: "evt_2", session: update.json!.session });
 };
 
-export function startRealtimeServer(script: Script = gaHello, options: { handshake?: boolean } = {}): RealtimeServer {
+export function startRealtimeServer(
+  script: Script = gaHello,
+  options: { handshake?: boolean; handshakeDelayMs?: number } = {},
+): RealtimeServer {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
   const connections: RealtimeConnection[] = [];
@@ -106,6 +109,7 @@ export function startRealtimeServer(script: Script = gaHello, options: { handsha
       if (!(await read())) return;
     }
     if (options.handshake === false) return; // accept TCP, never answer (connect timeout tests)
+    if (options.handshakeDelayMs) await new Promise((r) => setTimeout(r, options.handshakeDelayMs));
     const rawHead = decoder.decode(buffer.subarray(0, headEnd));
     buffer = buffer.slice(encoder.encode(rawHead + "\r\n\r\n").length);
     const [requestLine, ...lines] = rawHead.split("\r\n");
