@@ -27,6 +27,7 @@ export const FULL = {
   print_progress: 25,
   print_realtime: 26,
   print_timestamps: 27,
+  max_tokens: 48, // i32, per segment (0 = no limit)
   audio_ctx: 56, // i32
   language: 104, // const char*
   suppress_blank: 113,

@@ -193,7 +193,7 @@ export function startRealtimeServer(
         if (buffer.length < total) break;
         const mask = masked ? buffer.subarray(at, at + 4) : null;
         const payload = buffer.slice(at + (masked ? 4 : 0), total);
-        if (mask) for (let i = 0; i < payload.length; i++) payload[i] ^= mask[i & 3];
+        if (mask) { for (let i = 0; i < payload.length; i++) payload[i] ^= mask[i & 3]; }
         const fin = (buffer[0] & 0x80) !== 0;
         const opcode = buffer[0] & 0x0f;
         buffer = buffer.slice(total);

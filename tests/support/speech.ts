@@ -11,7 +11,22 @@ export async function speak(text: string, rate = 24000, voice = "en-us"): Promis
     for (
       const [cmd, args] of [
         ["espeak-ng", ["-v", voice, "-w", wav, text]],
-        ["sox", ["-D", wav, "-t", "raw", "-e", "signed-integer", "-b", "16", "-L", "-r", String(rate), "-c", "1", raw]],
+        ["sox", [
+          "-D",
+          wav,
+          "-t",
+          "raw",
+          "-e",
+          "signed-integer",
+          "-b",
+          "16",
+          "-L",
+          "-r",
+          String(rate),
+          "-c",
+          "1",
+          raw,
+        ]],
       ] as const
     ) {
       const out = await new Deno.Command(cmd, { args: [...args], stdout: "null", stderr: "piped" }).output();

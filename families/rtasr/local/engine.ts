@@ -58,9 +58,34 @@ export function whisperInstalled(files = whisperFiles()): boolean {
 
 const LANGUAGE = new TextEncoder().encode("en\0");
 
-/** Text Whisper prints for non-speech: `[BLANK_AUDIO]`, `(wind blowing)`, `[Music]`. */
+/**
+ * Removes what Whisper prints for non-speech (`[BLANK_AUDIO]`, `(wind blowing)`) and the loops
+ * it falls into on cut-off audio: a sentence or a run of words repeated back to back is kept
+ * once.
+ */
 export function cleanTranscript(text: string): string {
-  return text.replace(/\[[^\]]*\]|\([^)]*\)|\*[^*]*\*/g, " ").replace(/\s+/g, " ").trim();
+  let t = text.replace(/\[[^\]]*\]|\([^)]*\)|\*[^*]*\*/g, " ").replace(/\s+/g, " ").trim();
+  const sentences = t.match(/[^.!?]+[.!?]*/g) ?? [];
+  const kept: string[] = [];
+  const plain = (x: string) => x.toLowerCase().replace(/[^a-z0-9' ]+/g, " ").replace(/\s+/g, " ").trim();
+  for (const s of sentences) {
+    const p = plain(s);
+    // A sentence said again, whole or cut short, after itself: Whisper looping, not speech.
+    if (p !== "" && kept.some((k) => plain(k).startsWith(p)) && p.split(" ").length >= 2) continue;
+    kept.push(s);
+  }
+  t = kept.join("").replace(/\s+/g, " ").trim();
+  // A run of 1–6 words repeated three or more times in a row is a decoding loop.
+  const words = t.split(" ");
+  for (let n = 1; n <= 6; n++) {
+    for (let i = 0; i + 3 * n <= words.length; i++) {
+      const a = words.slice(i, i + n).join(" ").toLowerCase();
+      let reps = 1;
+      while (words.slice(i + reps * n, i + (reps + 1) * n).join(" ").toLowerCase() === a) reps++;
+      if (reps >= 3) words.splice(i + n, (reps - 1) * n);
+    }
+  }
+  return words.join(" ").trim();
 }
 
 export interface DecodeResult {
@@ -143,6 +168,9 @@ export class WhisperEngine {
     v.setBigUint64(FULL.language, BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(LANGUAGE))), true);
     v.setFloat32(FULL.temperature, 0, true);
     v.setFloat32(FULL.temperature_inc, 0, true);
+    // Speech runs at about 3 words (4 tokens) a second: more than 8 a second is a loop.
+    const seconds = Math.max(0, samples - TRAILING_SILENCE_SAMPLES) / WHISPER_RATE;
+    v.setInt32(FULL.max_tokens, Math.ceil(seconds * 8) + 8, true);
     return p;
   }
 }

@@ -64,11 +64,28 @@ export function resample24to16(pcm: Int16Array): Float32Array {
   return out;
 }
 
-/** The words of `next` beyond `sent`, when `next` still begins with `sent` (else null). */
-export function deltaOf(sent: string, next: string): string | null {
-  if (!next.startsWith(sent)) return null;
-  const rest = next.slice(sent.length);
-  return rest.trim() === "" ? null : rest;
+const norm = (w: string) => w.toLowerCase().replace(/[^a-z0-9']/g, "");
+
+/** Whitespace-separated tokens (punctuation kept). */
+export function tokens(text: string): string[] {
+  return text.split(/\s+/).filter((w) => w !== "");
+}
+
+/** How many leading tokens two hypotheses agree on (compared without case and punctuation). */
+export function agreed(a: readonly string[], b: readonly string[]): number {
+  let n = 0;
+  while (n < a.length && n < b.length && norm(a[n]) === norm(b[n])) n++;
+  return n;
+}
+
+/**
+ * The text after the `sent` tokens of `next`, when `next` still begins with them (compared
+ * without case and punctuation); null when it diverged or adds nothing.
+ */
+export function deltaOf(sent: readonly string[], next: string): string | null {
+  const t = tokens(next);
+  if (agreed(sent, t) < sent.length || t.length === sent.length) return null;
+  return (sent.length === 0 ? "" : " ") + t.slice(sent.length).join(" ");
 }
 
 interface Utterance {
@@ -78,8 +95,10 @@ interface Utterance {
   /** Speech start (for partial pacing). */
   speechStart: number;
   end?: number;
-  /** Text already sent in deltas. */
-  sent: string;
+  /** Tokens already sent in deltas. */
+  sent: string[];
+  /** The previous partial's tokens (words two partials agree on are stable). */
+  lastHypothesis: string[];
   lastPartialAt: number;
   /** Partial decodes run for this item. */
   partials: number;
@@ -296,7 +315,8 @@ export class LocalAsrSession {
       itemId: `item_${this.id.slice(-4)}_${(++this.items).toString().padStart(4, "0")}`,
       start,
       speechStart: start,
-      sent: "",
+      sent: [],
+      lastHypothesis: [],
       lastPartialAt: start,
       partials: 0,
     };
@@ -384,17 +404,20 @@ export class LocalAsrSession {
       if (this.closed || u.end !== undefined) return;
       const r = await this.opts.decoder.transcribe(audio, 1).catch(() => null);
       if (!r || this.closed || u.end !== undefined) return;
-      const delta = deltaOf(u.sent, r.text);
-      if (delta === null) return;
-      // Only whole words: the last one may still be cut by the end of the audio.
-      const words = delta.match(/^.*\s/s)?.[0] ?? "";
-      if (words.trim() === "") return;
-      u.sent += words;
+      // Local agreement: a word is sent once two partials in a row agree on it and it is not
+      // the last one (which the end of the audio may have cut).
+      const hyp = tokens(r.text);
+      const stable = Math.min(agreed(u.lastHypothesis, hyp), hyp.length - 1);
+      u.lastHypothesis = hyp;
+      if (stable <= u.sent.length || agreed(u.sent, hyp) < u.sent.length) return;
+      const fresh = hyp.slice(u.sent.length, stable);
+      const delta = (u.sent.length === 0 ? "" : " ") + fresh.join(" ");
+      u.sent = hyp.slice(0, stable);
       this.send({
         type: "conversation.item.input_audio_transcription.delta",
         item_id: u.itemId,
         content_index: 0,
-        delta: words,
+        delta,
       });
     });
   }
@@ -432,7 +455,7 @@ export class LocalAsrSession {
           });
           return;
         }
-        const rest = deltaOf(u.sent, r.text) ?? (u.sent === "" ? r.text : null);
+        const rest = deltaOf(u.sent, r.text);
         if (rest) {
           this.send({
             type: "conversation.item.input_audio_transcription.delta",

@@ -35,18 +35,27 @@ async function feed(s: LocalAsrSession, pcm: Int16Array, speed = 3) {
   }
 }
 
-Deno.test({ name: "local: pure helpers (delta of a growing hypothesis, 24→16 kHz)", fn() {
-  assert.equal(deltaOf("", " Hello"), " Hello");
-  assert.equal(deltaOf(" Hello", " Hello world."), " world.");
-  assert.equal(deltaOf(" Hello there", " Hello world."), null);
-  const tone = Int16Array.from({ length: 2400 }, (_, i) => Math.round(8000 * Math.sin((2 * Math.PI * 440 * i) / 24000)));
-  const out = resample24to16(tone);
-  assert.equal(out.length, 1600);
-  // Same tone at 16 kHz: compare with the ideal samples away from the edges.
-  let err = 0;
-  for (let k = 20; k < 1580; k++) err = Math.max(err, Math.abs(out[k] - (8000 / 32768) * Math.sin((2 * Math.PI * 440 * k) / 16000)));
-  assert.ok(err < 0.02, `resampling error ${err}`);
-} });
+Deno.test({
+  name: "local: pure helpers (delta of a growing hypothesis, 24→16 kHz)",
+  fn() {
+    assert.equal(deltaOf([], " Hello"), "Hello");
+    assert.equal(deltaOf(["Hello"], " hello, world."), " world.");
+    assert.equal(deltaOf(["Hello", "there"], " Hello world."), null);
+    assert.equal(deltaOf(["Hello"], "Hello"), null);
+    const tone = Int16Array.from(
+      { length: 2400 },
+      (_, i) => Math.round(8000 * Math.sin((2 * Math.PI * 440 * i) / 24000)),
+    );
+    const out = resample24to16(tone);
+    assert.equal(out.length, 1600);
+    // Same tone at 16 kHz: compare with the ideal samples away from the edges.
+    let err = 0;
+    for (let k = 20; k < 1580; k++) {
+      err = Math.max(err, Math.abs(out[k] - (8000 / 32768) * Math.sin((2 * Math.PI * 440 * k) / 16000)));
+    }
+    assert.ok(err < 0.02, `resampling error ${err}`);
+  },
+});
 
 Deno.test({
   name: "local: server VAD turns two spoken sentences into GA events with the right words",
@@ -57,14 +66,21 @@ Deno.test({
     const a = "Please call the office tomorrow morning and ask for the weekly report.";
     const b = "The weather today is cold and windy, so bring a warm jacket.";
     const pcm = concat(silence(0.5), await speak(a), silence(1.2), await speak(b), silence(1.5));
-    const { s, events } = await session({ type: "server_vad", threshold: 0.5, prefix_padding_ms: 300, silence_duration_ms: 500 });
+    const { s, events } = await session({
+      type: "server_vad",
+      threshold: 0.5,
+      prefix_padding_ms: 300,
+      silence_duration_ms: 500,
+    });
     try {
       s.created();
       await feed(s, pcm);
       await s.idle();
       const types = events.map((e) => e.type);
       assert.equal(types[0], "session.created");
-      const completed = events.filter((e) => e.type === "conversation.item.input_audio_transcription.completed");
+      const completed = events.filter((e) =>
+        e.type === "conversation.item.input_audio_transcription.completed"
+      );
       assert.equal(completed.length, 2, JSON.stringify(types));
       for (const [i, ref] of [a, b].entries()) {
         const c = completed[i];
@@ -81,7 +97,9 @@ Deno.test({
         assert.deepEqual((c.usage as { type: string }).type, "duration");
       }
       const heard = new Set(completed.flatMap((c) => words(String(c.transcript))));
-      for (const w of ["office", "tomorrow", "report", "weather", "jacket"]) assert.ok(heard.has(w), `"${w}" missing`);
+      for (const w of ["office", "tomorrow", "report", "weather", "jacket"]) {
+        assert.ok(heard.has(w), `"${w}" missing`);
+      }
       const committed = events.filter((e) => e.type === "input_audio_buffer.committed");
       assert.equal(committed[1].previous_item_id, committed[0].item_id);
     } finally {
@@ -91,7 +109,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "local: manual turns — a short commit is OpenAI's error, a real one transcribes; bad events get errors",
+  name:
+    "local: manual turns — a short commit is OpenAI's error, a real one transcribes; bad events get errors",
   ignore: !ready,
   sanitizeResources: false,
   sanitizeOps: false,
@@ -109,11 +128,16 @@ Deno.test({
       const errors = events.filter((e) => e.type === "error").map((e) => (e.error as { code: string }).code);
       assert.deepEqual(errors, ["input_audio_buffer_commit_empty", "invalid_json", "unknown_event"]);
       assert.ok(events.some((e) => e.type === "input_audio_buffer.cleared"));
-      assert.ok(!events.some((e) => e.type === "input_audio_buffer.speech_started"), "no VAD with turn_detection null");
+      assert.ok(
+        !events.some((e) => e.type === "input_audio_buffer.speech_started"),
+        "no VAD with turn_detection null",
+      );
       const done = events.find((e) => e.type === "conversation.item.input_audio_transcription.completed");
       assert.ok(done, JSON.stringify(events.map((e) => e.type)));
       const heard = words(String(done.transcript));
-      for (const w of ["brother", "car", "summer"]) assert.ok(heard.includes(w), `"${w}" missing in "${done.transcript}"`);
+      for (const w of ["brother", "car", "summer"]) {
+        assert.ok(heard.includes(w), `"${w}" missing in "${done.transcript}"`);
+      }
     } finally {
       s.close();
     }

@@ -12,10 +12,14 @@ Deno.test("stub: Init → Configured → Connected, events readable one per read
   const r = await runScript(config(), [
     "status",
     ...STUB_FAST,
-    "param", "stub_emit_completed_every", "3",
+    "param",
+    "stub_emit_completed_every",
+    "3",
     "status",
     "connect",
-    "read", "transcription.completed", "3000",
+    "read",
+    "transcription.completed",
+    "3000",
     "status",
     "close",
     "status",
@@ -29,7 +33,11 @@ Deno.test("stub: Init → Configured → Connected, events readable one per read
   assert.equal(st.max_send_queue_bytes, 1 << 20);
   assert.equal(st.dropped_events, 0);
   const events = r.events as { type: string; seq: number; text: string }[];
-  assert.deepEqual(events.map((e) => e.type), ["transcription.delta", "transcription.delta", "transcription.completed"]);
+  assert.deepEqual(events.map((e) => e.type), [
+    "transcription.delta",
+    "transcription.delta",
+    "transcription.completed",
+  ]);
   assert.deepEqual(events.map((e) => e.seq), [1, 2, 3]);
   assert.equal(events[0].text, "a".repeat(20));
   assert.equal(logged(r.logs, "close rc="), "0");
@@ -38,14 +46,22 @@ Deno.test("stub: Init → Configured → Connected, events readable one per read
 
 Deno.test("stub: a full send queue is -EAGAIN, EPOLLOUT comes back as the transport drains", async () => {
   const r = await runScript(config(), [
-    "param", "max_send_queue_bytes", "16",
+    "param",
+    "max_send_queue_bytes",
+    "16",
     "mask",
-    "write1", "16", "0",
+    "write1",
+    "16",
+    "0",
     "mask",
-    "write1", "1", "0",
+    "write1",
+    "1",
+    "0",
     "status",
     "connect",
-    "write", "16", "0",
+    "write",
+    "16",
+    "0",
     "status",
   ]);
   assert.equal(logged(r.logs, "mask ", 0), "0x4"); // writable before CONNECT
@@ -61,11 +77,15 @@ Deno.test("stub: a full send queue is -EAGAIN, EPOLLOUT comes back as the transp
 Deno.test("stub: drop_oldest on the receive queue is counted in dropped_events", async () => {
   const r = await runScript(config(), [
     ...STUB_FAST,
-    "param", "max_recv_queue_bytes", "300",
+    "param",
+    "max_recv_queue_bytes",
+    "300",
     "connect",
-    "sleep", "400",
+    "sleep",
+    "400",
     "status",
-    "drain", "50",
+    "drain",
+    "50",
   ]);
   const st = loggedJson(r.logs, "status");
   assert.ok((st.dropped_events as number) > 0, JSON.stringify(st));
@@ -81,9 +101,12 @@ Deno.test("stub: a -ENOSPC read keeps the event; the next read gets it whole", a
   const r = await runScript(config(), [
     ...STUB_FAST,
     "connect",
-    "sleep", "50",
+    "sleep",
+    "50",
     "small",
-    "read", "transcription", "1000",
+    "read",
+    "transcription",
+    "1000",
   ]);
   assert.match(logged(r.logs, "small rc="), /^-28 need=\d+/);
   const need = Number(logged(r.logs, "small rc=").split("need=")[1]);
@@ -95,12 +118,16 @@ Deno.test("stub: a -ENOSPC read keeps the event; the next read gets it whole", a
 Deno.test("SET_AUTOFLUSH / GET_AUTOFLUSH: defaults, new format, legacy format, invalid", async () => {
   const r = await runScript(config(), [
     "getseg",
-    "seg", '{"strategy":"client_commit","client_commit":{"flush_interval_ms":123,"max_buffer_bytes":7}}',
+    "seg",
+    '{"strategy":"client_commit","client_commit":{"flush_interval_ms":123,"max_buffer_bytes":7}}',
     "getseg",
-    "seg", '{"enabled":true,"mode":"silence","silence_ms":321,"flush_on_close":true}',
+    "seg",
+    '{"enabled":true,"mode":"silence","silence_ms":321,"flush_on_close":true}',
     "getseg",
-    "seg", '{"strategy":"sometimes"}',
-    "seg", "[1]",
+    "seg",
+    '{"strategy":"sometimes"}',
+    "seg",
+    "[1]",
   ]);
   assert.deepEqual(loggedJson(r.logs, "autoflush", 0), {
     strategy: "server_vad",
@@ -118,15 +145,28 @@ Deno.test("SET_AUTOFLUSH / GET_AUTOFLUSH: defaults, new format, legacy format, i
   assert.equal(legacy.strategy, "server_vad");
   assert.equal(legacy.flush_on_close, true);
   assert.deepEqual(legacy.vad, { silence_ms: 321, threshold: 0.5, prefix_padding_ms: 300 });
-  assert.deepEqual(r.logs.filter((l) => l.startsWith("seg rc=")), ["seg rc=0", "seg rc=0", "seg rc=-22", "seg rc=-22"]);
+  assert.deepEqual(r.logs.filter((l) => l.startsWith("seg rc=")), [
+    "seg rc=0",
+    "seg rc=0",
+    "seg rc=-22",
+    "seg rc=-22",
+  ]);
 });
 
 Deno.test("SET_PARAM: bad JSON, empty key and an unknown transport are -EINVAL", async () => {
   const r = await runScript(config(), [
-    "param", "", "1",
-    "param", "transport", '"carrier-pigeon"',
-    "param", "max_recv_queue_bytes", '"big"',
-    "param", "transport", '"stub"',
+    "param",
+    "",
+    "1",
+    "param",
+    "transport",
+    '"carrier-pigeon"',
+    "param",
+    "max_recv_queue_bytes",
+    '"big"',
+    "param",
+    "transport",
+    '"stub"',
   ]);
   assert.deepEqual(r.logs.filter((l) => l.startsWith("param rc=")), [
     "param rc=-22",
@@ -138,12 +178,18 @@ Deno.test("SET_PARAM: bad JSON, empty key and an unknown transport are -EINVAL",
 
 Deno.test("no silent stub: a websocket transport with no backend fails CONNECT with a clear last_error", async () => {
   const r = await runScript(config(), [
-    "param", "transport", '"websocket"',
-    "param", "backend", '"openai-realtime-asr"',
+    "param",
+    "transport",
+    '"websocket"',
+    "param",
+    "backend",
+    '"openai-realtime-asr"',
     "connect",
     "mask",
     "status",
-    "write1", "10", "0",
+    "write1",
+    "10",
+    "0",
   ]);
   assert.equal(logged(r.logs, "connect rc="), "-5");
   const st = loggedJson(r.logs, "status");

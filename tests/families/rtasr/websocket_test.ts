@@ -46,10 +46,13 @@ Deno.test("ws: GA URL, Authorization header, no beta header, session.update shap
   try {
     const r = await runScript(wsConfig(server.baseUrl), [
       ...WS,
-      "seg", '{"strategy":"server_vad","vad":{"silence_ms":321}}',
+      "seg",
+      '{"strategy":"server_vad","vad":{"silence_ms":321}}',
       "connect",
       "status",
-      "read", "session.updated", "5000",
+      "read",
+      "session.updated",
+      "5000",
       "status",
     ]);
     assert.equal(logged(r.logs, "connect rc="), "0");
@@ -70,12 +73,20 @@ Deno.test("ws: GA URL, Authorization header, no beta header, session.update shap
           input: {
             format: { type: "audio/pcm", rate: 24000 },
             transcription: { model: "gpt-4o-mini-transcribe" },
-            turn_detection: { type: "server_vad", threshold: 0.5, prefix_padding_ms: 300, silence_duration_ms: 321 },
+            turn_detection: {
+              type: "server_vad",
+              threshold: 0.5,
+              prefix_padding_ms: 300,
+              silence_duration_ms: 321,
+            },
           },
         },
       },
     });
-    assert.deepEqual((r.events as { type: string }[]).map((e) => e.type), ["session.created", "session.updated"]);
+    assert.deepEqual((r.events as { type: string }[]).map((e) => e.type), [
+      "session.created",
+      "session.updated",
+    ]);
     assertNoKey(r.logs.join("\n"));
   } finally {
     await server.close();
@@ -86,7 +97,12 @@ Deno.test("ws: appended audio arrives byte-exact; FLUSH commits after it; turn_d
   const server = startRealtimeServer(async (conn) => {
     await gaHello(conn);
     await conn.waitFor((m) => m.json?.type === "input_audio_buffer.commit", 10000);
-    await conn.sendJson({ type: "input_audio_buffer.committed", event_id: "e3", item_id: "item_1", previous_item_id: null });
+    await conn.sendJson({
+      type: "input_audio_buffer.committed",
+      event_id: "e3",
+      item_id: "item_1",
+      previous_item_id: null,
+    });
     await conn.sendJson({
       type: "conversation.item.input_audio_transcription.completed",
       event_id: "e4",
@@ -98,13 +114,22 @@ Deno.test("ws: appended audio arrives byte-exact; FLUSH commits after it; turn_d
   try {
     const r = await runScript(wsConfig(server.baseUrl), [
       ...WS,
-      "seg", '{"strategy":"manual"}',
-      "write", "9600", "1", // before CONNECT: held, then sent in order
+      "seg",
+      '{"strategy":"manual"}',
+      "write",
+      "9600",
+      "1", // before CONNECT: held, then sent in order
       "connect",
-      "write", "4801", "7",
-      "write", "20000", "3",
+      "write",
+      "4801",
+      "7",
+      "write",
+      "20000",
+      "3",
       "flush",
-      "read", "transcription.completed", "10000",
+      "read",
+      "transcription.completed",
+      "10000",
       "metrics",
     ]);
     assert.equal(logged(r.logs, "flush rc="), "0");
@@ -119,7 +144,9 @@ Deno.test("ws: appended audio arrives byte-exact; FLUSH commits after it; turn_d
     const commitAt = conn.messages.findIndex((m) => m.json?.type === "input_audio_buffer.commit");
     assert.ok(commitAt > conn.messages.indexOf(appends[appends.length - 1]), "commit after the audio");
     assert.deepEqual(conn.messages[commitAt].json, { type: "input_audio_buffer.commit" });
-    const completed = (r.events as { type: string; transcript?: string }[]).find((e) => e.type.endsWith("completed"));
+    const completed = (r.events as { type: string; transcript?: string }[]).find((e) =>
+      e.type.endsWith("completed")
+    );
     assert.equal(completed?.transcript, "hello world");
     const metrics = loggedJson(r.logs, "metrics");
     assert.equal(metrics.bytes_written, 9600 + 4801 + 20000);
@@ -134,15 +161,26 @@ Deno.test("ws: backpressure — no credit while the socket is not open, EPOLLOUT
   try {
     const r = await runScript(wsConfig(server.baseUrl), [
       ...WS,
-      "param", "max_send_queue_bytes", "32000",
+      "param",
+      "max_send_queue_bytes",
+      "32000",
       "connect",
-      "write1", "32000", "0",
-      "write1", "1", "0",
+      "write1",
+      "32000",
+      "0",
+      "write1",
+      "1",
+      "0",
       "mask",
       "status",
-      "write", "32000", "5",
-      "read", "session.updated", "5000",
-      "sleep", "100",
+      "write",
+      "32000",
+      "5",
+      "read",
+      "session.updated",
+      "5000",
+      "sleep",
+      "100",
       "status",
     ]);
     assert.equal(logged(r.logs, "write1 rc=", 0), "32000");
@@ -170,11 +208,19 @@ Deno.test("ws: a dropped server is Error + EPOLLERR with last_error", async () =
     const r = await runScript(wsConfig(server.baseUrl), [
       ...WS,
       "connect",
-      "read", "session.updated", "5000",
-      "write", "4800", "0",
-      "read", "never", "5000",
+      "read",
+      "session.updated",
+      "5000",
+      "write",
+      "4800",
+      "0",
+      "read",
+      "never",
+      "5000",
       "status",
-      "write1", "10", "0",
+      "write1",
+      "10",
+      "0",
     ]);
     assert.equal(logged(r.logs, "read end=", 1), "err");
     const st = loggedJson(r.logs, "status");
@@ -203,7 +249,9 @@ Deno.test("ws: close 4000 beta_api_shape_disabled reads as what it is; beta shap
     const r = await runScript(wsConfig(server.baseUrl, { protocol: "beta" }), [
       ...WS,
       "connect",
-      "read", "never", "5000",
+      "read",
+      "never",
+      "5000",
       "status",
     ]);
     assert.equal(logged(r.logs, "read end="), "err");
@@ -212,7 +260,11 @@ Deno.test("ws: close 4000 beta_api_shape_disabled reads as what it is; beta shap
     assert.equal(st.close_code, 4000);
     assert.match(String(st.last_error), /refused the beta realtime protocol .*beta_api_shape_disabled.*GA/);
     const error = (r.events as { type: string; error?: { code: string } }[]).find((e) => e.type === "error");
-    assert.equal(error?.error?.code, "beta_api_shape_disabled", "the server's error event reaches the guest unchanged");
+    assert.equal(
+      error?.error?.code,
+      "beta_api_shape_disabled",
+      "the server's error event reaches the guest unchanged",
+    );
     const conn = await server.connection();
     assert.equal(conn.headers["openai-beta"], "realtime=v1");
     assert.equal(conn.path, "/v1/realtime?intent=transcription&model=gpt-4o-mini-transcribe");
@@ -221,7 +273,12 @@ Deno.test("ws: close 4000 beta_api_shape_disabled reads as what it is; beta shap
       session: {
         input_audio_format: "pcm16",
         input_audio_transcription: { model: "gpt-4o-mini-transcribe" },
-        turn_detection: { type: "server_vad", threshold: 0.5, prefix_padding_ms: 300, silence_duration_ms: 500 },
+        turn_detection: {
+          type: "server_vad",
+          threshold: 0.5,
+          prefix_padding_ms: 300,
+          silence_duration_ms: 500,
+        },
       },
     });
   } finally {
@@ -240,10 +297,16 @@ Deno.test("ws: bad JSON from the server passes through unchanged; bad JSON from 
     const r = await runScript(wsConfig(server.baseUrl), [
       ...WS,
       "connect",
-      "send", "{broken",
-      "read", "not json", "5000",
-      "send", '{"type":"custom.ping","n":1}',
-      "read", "custom.pong", "5000",
+      "send",
+      "{broken",
+      "read",
+      "not json",
+      "5000",
+      "send",
+      '{"type":"custom.ping","n":1}',
+      "read",
+      "custom.pong",
+      "5000",
       "status",
     ]);
     assert.equal(logged(r.logs, "send rc=", 0), "-22");
@@ -262,12 +325,23 @@ Deno.test("ws: a server that echoes the key never hands it to the guest", async 
   const server = startRealtimeServer(async (conn) => {
     await gaHello(conn);
     const auth = conn.headers.authorization;
-    await conn.sendJson({ type: "error", error: { type: "invalid_request_error", code: "echo", message: `got ${auth}` } });
+    await conn.sendJson({
+      type: "error",
+      error: { type: "invalid_request_error", code: "echo", message: `got ${auth}` },
+    });
     await conn.sendJson({ type: "debug", headers: conn.headers, prefix: KEY.slice(0, 12) });
     await conn.close(4001, `bad key ${KEY}`);
   });
   try {
-    const r = await runScript(wsConfig(server.baseUrl), [...WS, "connect", "read", "never", "5000", "status", "metrics"]);
+    const r = await runScript(wsConfig(server.baseUrl), [
+      ...WS,
+      "connect",
+      "read",
+      "never",
+      "5000",
+      "status",
+      "metrics",
+    ]);
     assert.ok(r.events.length >= 3);
     assert.equal(loggedJson(r.logs, "status").state, "Error");
     assertNoKey(r.logs.join("\n"));
@@ -281,9 +355,13 @@ Deno.test("ws: connect timeout and refused connections become Error with last_er
   try {
     const r = await runScript(wsConfig(silent.baseUrl), [
       ...WS,
-      "param", "connect_timeout_ms", "300",
+      "param",
+      "connect_timeout_ms",
+      "300",
       "connect",
-      "read", "never", "5000",
+      "read",
+      "never",
+      "5000",
       "status",
     ]);
     assert.equal(logged(r.logs, "connect rc="), "0");
@@ -301,7 +379,9 @@ Deno.test("ws: a ws_url the network policy does not allow fails CONNECT; the key
   try {
     const denied = await runScript(wsConfig(server.baseUrl), [
       ...WS,
-      "param", "ws_url", '"ws://192.0.2.1:9/v1/realtime"',
+      "param",
+      "ws_url",
+      '"ws://192.0.2.1:9/v1/realtime"',
       "connect",
       "status",
     ]);
@@ -320,9 +400,13 @@ Deno.test("ws: a ws_url the network policy does not allow fails CONNECT; the key
     });
     const r = await runScript(cfg, [
       ...WS,
-      "param", "ws_url", `"ws://${other.hostPort}/custom"`,
+      "param",
+      "ws_url",
+      `"ws://${other.hostPort}/custom"`,
       "connect",
-      "read", "session.updated", "5000",
+      "read",
+      "session.updated",
+      "5000",
     ]);
     assert.equal(logged(r.logs, "read end="), "found");
     const conn = await other.connection();
