@@ -18,7 +18,8 @@ import { type BackendConfig, type HostConfig, netPolicy } from "../../host/confi
 import type { Driver, GuestSession, SessionContext } from "../../host/host.ts";
 import { readApiKey } from "../../host/net/credentials.ts";
 import { handle } from "../../protocol/rpc.ts";
-import type { StreamSender } from "../../protocol/stream.ts";
+import { streamClock, type StreamSender } from "../../protocol/stream.ts";
+import { LatencyWindow } from "../../protocol/latency.ts";
 import {
   MIN_COMMIT_BYTES,
   rtasrConnect,
@@ -87,7 +88,7 @@ export function selectRealtimeBackend(
   return candidates[candidates.length - 1];
 }
 
-type Item = { audio: Uint8Array } | { text: string; kind: "flush" | "clear" | "raw" | "auto" };
+type Item = { audio: Uint8Array; at: number } | { text: string; kind: "flush" | "clear" | "raw" | "auto" };
 
 /** One fd's link between its streams and its transport. */
 export class Connection {
@@ -106,6 +107,8 @@ export class Connection {
   audioIn = 0;
   audioOut = 0;
   eventsOut = 0;
+  /** rtasr_write in the guest → the chunk handed to the transport (socket send), ms. */
+  readonly writeToSend = new LatencyWindow();
 
   constructor(
     readonly session: GuestSession,
@@ -158,10 +161,10 @@ export class Connection {
     this.armAutoflush();
   }
 
-  audio(bytes: Uint8Array): void {
+  audio(bytes: Uint8Array, at: number): void {
     if (this.closing || this.finished) return;
     this.audioIn += bytes.length;
-    this.queue.push({ audio: bytes.slice() });
+    this.queue.push({ audio: bytes.slice(), at });
     this.pump();
   }
 
@@ -187,6 +190,7 @@ export class Connection {
       const item = this.queue.shift()!;
       if ("audio" in item) {
         this.transport.sendAudio(item.audio);
+        this.writeToSend.add(streamClock() - item.at);
         this.audioOut += item.audio.length;
         this.sinceCommit += item.audio.length;
         this.lastAudioAt = performance.now();
@@ -385,7 +389,7 @@ export function rtasrDriver(config: HostConfig, options: RtasrDriverOptions = {}
         return { ok: false, error: "cancelled" };
       }
       session.receiveStream(req.audio, {
-        data: (bytes) => c.audio(bytes),
+        data: (bytes, at) => c.audio(bytes, at),
         event: (value) => c.guestEvent(value as RtasrGuestEvent),
         closed: () => c.guestClosed(),
       });

@@ -14,8 +14,8 @@
  * client_commit segmentation) only `input_audio_buffer.commit` ends one.
  *
  * Whisper does not stream: partial results come from re-decoding the growing utterance on one
- * thread, never more than one decode at a time per session; a delta carries the words a new
- * partial added to what was already sent. The final decode (two threads) gives `completed`.
+ * thread, never more than one decode at a time per session; a delta carries the words two
+ * partials in a row agree on (local agreement). The final decode gives `completed`.
  */
 import type { JsonObject } from "../../../runtime/json.ts";
 import { isJsonObject } from "../../../runtime/json.ts";
@@ -27,8 +27,15 @@ const FRAME = 480; // 20 ms at 24 kHz
 export const MIN_COMMIT_MS = 100;
 /** An utterance is cut here (Whisper's window is 30 s, with its trailing silence). */
 export const MAX_UTTERANCE_MS = 28000;
+/**
+ * Threads of the final decode. One: measured on these 2-core machines, whisper.cpp on two
+ * threads (OpenMP barriers) was up to 20× slower than on one whenever the other core was busy,
+ * and one thread decodes an utterance in a tenth of its length anyway. It also keeps a stream
+ * at one core.
+ */
+export const FINAL_THREADS = 1;
 /** Partials: at least this much new speech since the previous one. */
-export const PARTIAL_EVERY_MS = 600;
+export const PARTIAL_EVERY_MS = 450;
 
 export interface TurnDetection {
   type: "server_vad";
@@ -440,7 +447,7 @@ export class LocalAsrSession {
         if (this.closed) return;
         let r;
         try {
-          r = await this.opts.decoder.transcribe(audio, 2);
+          r = await this.opts.decoder.transcribe(audio, FINAL_THREADS);
         } catch (e) {
           this.send({
             type: "conversation.item.input_audio_transcription.failed",
