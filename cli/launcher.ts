@@ -18,7 +18,7 @@ const root = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 /** The Deno permission flags for one invocation. */
 export async function permissionFlags(argv: string[]): Promise<string[]> {
   const cmd = parseArgs(argv);
-  const configPath = cmd.command === "help" ? undefined : cmd.configPath;
+  const configPath = cmd.command === "help" || cmd.command === "asr-server" ? undefined : cmd.configPath;
   const config = await resolveConfig(configPath);
   const cacheDir = defaultCacheDir();
   const reads = [root, cacheDir, Deno.cwd() + "/spear.json"];
@@ -36,6 +36,8 @@ export async function permissionFlags(argv: string[]): Promise<string[]> {
   for (const b of config.backends) if (b.api_key_env) envNames.push(b.api_key_env);
   const net = denoNetGrants(netPolicy(config), await nameservers());
   if (net !== "all") net.push(...families.net);
+  // asr-server listens on exactly the address it was given.
+  if (cmd.command === "asr-server" && net !== "all") net.push(`${cmd.host}:${cmd.port}`);
   return [
     "--allow-ffi",
     `--allow-read=${reads.join(",")}`,

@@ -6,6 +6,7 @@ import { ConfigError, defaultConfig, type HostConfig, loadConfig, MAX_LIMITS } f
 import { type RunResult, SpearHost } from "../host/host.ts";
 import { listDevices } from "../families/mic/devices.ts";
 import { escapeLogText } from "../host/log.ts";
+import { DEFAULT_ASR_PORT, startAsrServer } from "../families/rtasr/server.ts";
 
 export const USAGE = `spear — run WebAssembly guests built for SPEAR's C SDK
 
@@ -13,6 +14,10 @@ Usage:
   spear run [--config FILE] [--timeout-ms N] [--memory-mb N] [--max-fds N] [--host-memory-mb N]
             GUEST.wasm [-- ARGS...]
   spear devices [--config FILE]      list audio input devices (PortAudio)
+  spear asr-server [--port N] [--host H]
+                                     serve OpenAI's realtime transcription protocol (GA) over
+                                     WebSocket at ws://H:N/v1/realtime, backed by the offline
+                                     Whisper engine (default 127.0.0.1:8765)
   spear --help
 
 Options:
@@ -40,7 +45,36 @@ export interface RunCommand {
   args: string[];
 }
 
-export type Command = RunCommand | { command: "devices"; configPath?: string } | { command: "help" };
+export interface AsrServerCommand {
+  command: "asr-server";
+  port: number;
+  host: string;
+}
+
+export type Command =
+  | RunCommand
+  | { command: "devices"; configPath?: string }
+  | AsrServerCommand
+  | { command: "help" };
+
+function parseAsrServer(rest: string[]): AsrServerCommand {
+  const cmd: AsrServerCommand = { command: "asr-server", port: DEFAULT_ASR_PORT, host: "127.0.0.1" };
+  for (let i = 0; i < rest.length; i++) {
+    const [flag, inline] = rest[i].includes("=") ? rest[i].split(/=(.*)/s, 2) : [rest[i], undefined];
+    const value = () => inline ?? rest[++i];
+    if (flag === "--port") {
+      const v = value();
+      const n = v !== undefined && /^[0-9]+$/.test(v) ? Number(v) : NaN;
+      if (!(n >= 0 && n <= 65535)) throw new UsageError(`--port must be 0–65535, got "${v}"`);
+      cmd.port = n;
+    } else if (flag === "--host") {
+      const v = value();
+      if (!v) throw new UsageError("--host needs a value");
+      cmd.host = v;
+    } else throw new UsageError(`asr-server: unknown argument ${flag}`);
+  }
+  return cmd;
+}
 
 /** A limit flag's value: plain decimal digits within the config's range for that limit. */
 function limitValue(flag: string, value: string | undefined, max: number): number {
@@ -59,6 +93,7 @@ export function parseArgs(argv: string[]): Command {
   if (command === undefined || command === "--help" || command === "-h" || command === "help") {
     return { command: "help" };
   }
+  if (command === "asr-server") return parseAsrServer(rest);
   if (command !== "run" && command !== "devices") {
     throw new UsageError(`unknown command "${command}" (try --help)`);
   }
@@ -186,6 +221,21 @@ export async function main(argv: string[]): Promise<number> {
     const cmd = parseArgs(argv);
     if (cmd.command === "help") {
       console.log(USAGE);
+      return 0;
+    }
+    if (cmd.command === "asr-server") {
+      const server = await startAsrServer({
+        hostname: cmd.host,
+        port: cmd.port,
+        onListen: ({ hostname, port }) =>
+          console.error(
+            `spear asr-server: listening on ws://${hostname}:${port}/v1/realtime (offline Whisper)`,
+          ),
+      });
+      for (const signal of ["SIGINT", "SIGTERM"] as const) {
+        Deno.addSignalListener(signal, () => server.close());
+      }
+      await server.finished;
       return 0;
     }
     if (cmd.command === "devices") {

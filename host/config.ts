@@ -33,6 +33,8 @@ export interface BackendConfig {
   /** e.g. "supports_tools", "supports_json_schema". */
   features: string[];
   weight: number;
+  /** Realtime backends: "beta" selects OpenAI's older realtime shape (local servers); GA otherwise. */
+  protocol?: "ga" | "beta";
 }
 
 export interface Limits {
@@ -150,7 +152,7 @@ function parseBackend(raw: unknown, index: number, names: Set<string>): BackendC
   if (!isJsonObject(raw)) throw new ConfigError(where, "must be an object");
   rejectUnknownKeys(
     raw,
-    ["name", "kind", "base_url", "model", "api_key_env", "ops", "features", "weight"],
+    ["name", "kind", "base_url", "model", "api_key_env", "ops", "features", "weight", "protocol"],
     where,
   );
   const name = optString(raw, "name", where);
@@ -188,6 +190,10 @@ function parseBackend(raw: unknown, index: number, names: Set<string>): BackendC
   }
   const ops = stringArray(raw, "ops", where);
   if (ops.length === 0) throw new ConfigError(`${where}.ops`, "must list at least one operation");
+  const protocol = raw.protocol;
+  if (protocol !== undefined && protocol !== "ga" && protocol !== "beta") {
+    throw new ConfigError(`${where}.protocol`, 'must be "ga" or "beta"');
+  }
   return {
     name,
     kind: kind as BackendKind,
@@ -197,6 +203,7 @@ function parseBackend(raw: unknown, index: number, names: Set<string>): BackendC
     ops,
     features: stringArray(raw, "features", where),
     weight: positiveInt(raw, "weight", where, 1, 1_000_000),
+    ...(protocol !== undefined ? { protocol } : {}),
   };
 }
 

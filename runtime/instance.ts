@@ -273,6 +273,44 @@ function defineProcExit(linker: Linker, rt: GuestRuntime) {
   });
 }
 
+/**
+ * Replaces WASI's `fd_fdstat_get` for the guest's stdio (fds 0–2, the only fds a guest has:
+ * no preopens): each reports a character device without seek/tell rights, which is what
+ * wasi-libc's isatty() looks for, so stdout is line-buffered as on a terminal and a line a
+ * guest prints with fwrite/puts reaches the host's stdout when it ends, not when the guest
+ * exits (SPEAR's mic_rtasr prints transcripts that way; a guest stopped by its time limit no
+ * longer loses what it printed). Writes still go through Wasmtime's WASI to the real stdio.
+ */
+function defineStdioFdstat(linker: Linker, rt: GuestRuntime, calls: CallStack) {
+  const WASI_EBADF = 8, WASI_EFAULT = 21, CHARACTER_DEVICE = 2;
+  // fd_read | fd_fdstat_set_flags | fd_write | poll_fd_readwrite; no fd_seek (1<<2) or fd_tell (1<<5).
+  const RIGHTS = (1n << 1n) | (1n << 3n) | (1n << 6n) | (1n << 27n);
+  const stat = new Uint8Array(24);
+  const view = new DataView(stat.buffer);
+  view.setUint8(0, CHARACTER_DEVICE);
+  view.setBigUint64(8, RIGHTS, true);
+  view.setBigUint64(16, 0n, true);
+  linker.define("wasi_snapshot_preview1", "fd_fdstat_get", ["i32", "i32"], ["i32"], (caller, raw) => {
+    const fd = raw.getInt32(0, true);
+    const ptr = raw.getInt32(16, true);
+    let errno = 0;
+    if (fd < 0 || fd > 2) errno = WASI_EBADF;
+    else {
+      calls.enterHostcall(caller);
+      rt.mem.invalidate();
+      try {
+        rt.mem.write(ptr, stat);
+      } catch {
+        errno = WASI_EFAULT;
+      } finally {
+        calls.leave();
+      }
+    }
+    raw.setInt32(0, errno, true);
+    return null;
+  });
+}
+
 const I32 = 0, I64 = 1, F32 = 2, F64 = 3, NONE = -1;
 const TYPE_CODES: Record<WasmType, number> = { i32: I32, i64: I64, f32: F32, f64: F64 };
 
@@ -509,6 +547,7 @@ export class GuestInstance {
       linker = new Linker(engine);
       linker.defineWasi();
       defineProcExit(linker, rt);
+      defineStdioFdstat(linker, rt, calls);
       for (const { hc, sig } of plan.hostcalls) {
         if (!options.bindOverride?.(linker, hc, sig)) bindHostcall(lib, linker, rt, calls, hc, sig);
       }

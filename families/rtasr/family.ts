@@ -1,12 +1,13 @@
-/** rtasr_*: realtime speech recognition streams (SPEC.md §5). Not built yet: every call is -ENOSYS. */
+/** rtasr_*: realtime speech recognition streams (SPEC.md §5, reference §6, seed 002). */
 import { family, spearImport } from "../family.ts";
 import { RtasrCtl } from "./protocol.ts";
 
 export default family({
   name: "rtasr",
-  status: "not_built",
+  status: "built",
   label: "`rtasr_*`",
-  summary: "**not built**: every call returns `-ENOSYS` (38)",
+  summary:
+    'built: `stub`, `openai_realtime_ws` (GA protocol) and `local_asr` (offline Whisper); see "Realtime ASR"',
   imports: [
     spearImport("rtasr_create", 0),
     spearImport("rtasr_ctl", 4),
@@ -21,4 +22,17 @@ export default family({
     values: RtasrCtl,
   }],
   backendKinds: ["openai_realtime_ws", "local_asr"],
+  permissions(config) {
+    // WebSocket hosts come from the network policy (each backend's base_url) and key variables
+    // from the backends, both granted by the launcher; a local model outside the install is read.
+    const read: string[] = [];
+    for (const b of config.backends) {
+      if (b.kind === "local_asr" && b.model && (b.model.includes("/") || b.model.endsWith(".bin"))) {
+        read.push(b.model);
+      }
+    }
+    return { read };
+  },
+  worker: () => import("./worker.ts"),
+  driver: () => import("./driver.ts"),
 });

@@ -174,13 +174,21 @@ int main(void) {
     R("epoll_close_never", sp_epoll_close(never));
     R("epoll_close_twice", sp_epoll_close(closed_ep));
 
-    /* ---- imports that are not built yet: -ENOSYS */
+    /* ---- rtasr */
     len = sizeof buf;
-    R("rtasr_create", sp_rtasr_create());
+    int32_t asr = sp_rtasr_create();
+    R("rtasr_create", asr >= 1000);
     R("rtasr_ctl", sp_rtasr_ctl(unknown, SPEAR_RTA_CTL_GET_STATUS, P(buf), P(&len)));
+    R("rtasr_ctl_len_ptr_bad", sp_rtasr_ctl(asr, SPEAR_RTA_CTL_GET_STATUS, P(buf), -1));
+    R("rtasr_ctl_bad_cmd", sp_rtasr_ctl(asr, 99, P(buf), P(&len)));
     R("rtasr_write", sp_rtasr_write(unknown, P(buf), 4));
+    R("rtasr_write_len_huge", sp_rtasr_write(asr, P(buf), 0x7fffffff));
     R("rtasr_read", sp_rtasr_read(unknown, P(buf), P(&len)));
+    R("rtasr_read_empty", sp_rtasr_read(asr, P(buf), P(&len)));
     R("rtasr_close", sp_rtasr_close(unknown));
+    R("rtasr_close_own", sp_rtasr_close(asr));
+
+    /* ---- imports that are not built yet: -ENOSYS */
     R("user_stream_open", sp_user_stream_open(1, SPEAR_USER_STREAM_DIR_BIDIRECTIONAL));
     R("user_stream_read", sp_user_stream_read(unknown, P(buf), P(&len)));
     R("user_stream_write", sp_user_stream_write(unknown, P(buf), 4));
@@ -193,7 +201,7 @@ int main(void) {
     int32_t got = sp_fd_ctl(ep, SPEAR_FD_CTL_GET_KIND, P(buf), P(&len));
     R("sanity_get_kind", got > 0 && len == (uint32_t)got && memcmp(buf, "{\"kind\":\"Epoll\"}", (size_t)got) == 0);
     int32_t ep3 = sp_epoll_create();
-    R("sanity_next_fd", ep3 == ep + 5);
+    R("sanity_next_fd", ep3 == ep + 6);
     printf("done\n");
     fflush(stdout);
     return 0;

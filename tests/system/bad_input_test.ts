@@ -12,7 +12,7 @@ const root = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 const BAD_INPUT = `${root}/guests/build/test/bad_input.wasm`;
 const ABI_LINK = `${root}/guests/build/test/abi_link.wasm`;
 
-const { EBADF, EFAULT, EINVAL, ENOSPC, EEXIST, ENOENT, ENOSYS } = Errno;
+const { EAGAIN, EBADF, EFAULT, EINVAL, ENOSPC, EEXIST, ENOENT, ENOSYS } = Errno;
 
 /** case name → expected return value (0 or 1 for "ok" checks, -errno for failures). */
 const EXPECTED: Record<string, number> = {
@@ -116,12 +116,18 @@ const EXPECTED: Record<string, number> = {
   epoll_close_unknown: -EBADF,
   epoll_close_never: -EBADF,
   epoll_close_twice: 0,
+  // rtasr
+  rtasr_create: 1,
+  rtasr_ctl: -EBADF,
+  rtasr_ctl_len_ptr_bad: -EFAULT,
+  rtasr_ctl_bad_cmd: -EINVAL,
+  rtasr_write: -EBADF,
+  rtasr_write_len_huge: -EFAULT,
+  rtasr_read: -EBADF,
+  rtasr_read_empty: -EAGAIN,
+  rtasr_close: -EBADF,
+  rtasr_close_own: 0,
   // not built yet
-  rtasr_create: -ENOSYS,
-  rtasr_ctl: -ENOSYS,
-  rtasr_write: -ENOSYS,
-  rtasr_read: -ENOSYS,
-  rtasr_close: -ENOSYS,
   user_stream_open: -ENOSYS,
   user_stream_read: -ENOSYS,
   user_stream_write: -ENOSYS,
