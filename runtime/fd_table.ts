@@ -63,10 +63,26 @@ export class FdTable {
 
   /** Allocates the next fd; EMFILE beyond `maxFds` open fds. */
   alloc<S>(kind: FdKind, state: S, hooks: FdHooks<S> = {}, mask = 0): FdEntry<S> {
+    return this.allocWith(kind, () => state, hooks, mask);
+  }
+
+  /**
+   * Allocates an fd whose state reserves something itself (a queue's budget, a stream): the
+   * slot is secured first (EMFILE, the entry's charge), then `makeState` runs; if it throws
+   * (ENOMEM), the slot is given back. A refused fd never leaves a reservation behind.
+   */
+  allocWith<S>(kind: FdKind, makeState: () => S, hooks: FdHooks<S> = {}, mask = 0): FdEntry<S> {
     if (this.open >= this.maxFds) throw fail("EMFILE", `more than ${this.maxFds} open fds`);
     if (this.nextFd > 0x7fffffff) throw fail("EMFILE", "fd numbers exhausted");
     if (this.budget && !this.budget.tryCharge(FD_ENTRY_BYTES)) {
       throw fail("ENOMEM", "fd table: over the guest's host budget");
+    }
+    let state: S;
+    try {
+      state = makeState();
+    } catch (e) {
+      this.budget?.release(FD_ENTRY_BYTES);
+      throw e;
     }
     const entry: FdEntry<S> = {
       fd: this.nextFd++,

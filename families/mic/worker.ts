@@ -429,21 +429,15 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
     });
 
   return {
-    mic_create: () => {
-      const queue = newQueue(); // reserves its cap in the host budget
-      try {
-        return fds.alloc<MicState>("Mic", newMicState(queue), {
-          onClose: (e) => {
-            endCapture(e.state);
-            e.state.queue.dispose();
-          },
-          metrics: (e) => micMetrics(e.state),
-        }).fd;
-      } catch (e) {
-        queue.dispose(); // no fd (EMFILE, ENOMEM): nothing holds the queue
-        throw e;
-      }
-    },
+    // The queue reserves its cap in the host budget, once the fd slot is secured.
+    mic_create: () =>
+      fds.allocWith<MicState>("Mic", () => newMicState(newQueue()), {
+        onClose: (e) => {
+          endCapture(e.state);
+          e.state.queue.dispose();
+        },
+        metrics: (e) => micMetrics(e.state),
+      }).fd,
 
     mic_ctl: (fd: number, cmd: number, argPtr: number, lenPtr: number) => {
       const len = mem.u32(lenPtr); // always read, as SPEAR's glue

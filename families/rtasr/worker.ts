@@ -401,16 +401,19 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
 
   return {
     rtasr_create: () => {
-      rt.charge(RTASR_DEFAULTS.max_send_queue_bytes, "rtasr send queue");
-      let state: RtasrFdState;
-      try {
-        state = newState();
-      } catch (e) {
-        rt.budget.release(RTASR_DEFAULTS.max_send_queue_bytes);
-        throw e;
-      }
-      state.heldSend = RTASR_DEFAULTS.max_send_queue_bytes;
-      const entry = fds.alloc<RtasrFdState>("RtAsr", state, {
+      // The queues reserve their caps in the host budget, once the fd slot is secured.
+      const makeState = () => {
+        rt.charge(RTASR_DEFAULTS.max_send_queue_bytes, "rtasr send queue");
+        try {
+          const state = newState();
+          state.heldSend = RTASR_DEFAULTS.max_send_queue_bytes;
+          return state;
+        } catch (e) {
+          rt.budget.release(RTASR_DEFAULTS.max_send_queue_bytes);
+          throw e;
+        }
+      };
+      const entry = fds.allocWith<RtasrFdState>("RtAsr", makeState, {
         onClose: (e) => {
           const s = e.state;
           if (s.audio) rt.closeStream(s.audio.id);
