@@ -22,11 +22,12 @@ Deno.test("fd table: allocWith makes the state after the slot is secured, and gi
   const budget = HostBudget.create(1 << 20);
   const fds = new FdTable(2, budget);
   let made = 0;
-  const reserve = () => {
+  const reserving = (from: HostBudget) => () => {
     made++;
-    if (!budget.tryCharge(4096)) throw fail("ENOMEM");
+    if (!from.tryCharge(4096)) throw fail("ENOMEM");
     return { reserved: 4096 };
   };
+  const reserve = reserving(budget);
   fds.allocWith("Test", reserve);
   fds.allocWith("Test", reserve);
   assert.equal(budget.used, 2 * (FD_ENTRY_BYTES + 4096));
@@ -36,7 +37,7 @@ Deno.test("fd table: allocWith makes the state after the slot is secured, and gi
 
   const tight = HostBudget.create(FD_ENTRY_BYTES + 100);
   const small = new FdTable(8, tight);
-  assert.equal(code(() => small.allocWith("Test", reserve)), -Errno.ENOMEM);
+  assert.equal(code(() => small.allocWith("Test", reserving(tight))), -Errno.ENOMEM);
   assert.equal(tight.used, 0, "the entry's charge is given back with the slot");
   assert.equal(small.openCount, 0);
 });
