@@ -65,7 +65,10 @@ export async function createDrivers(config: HostConfig, families = FAMILIES): Pr
 
 /** Config sections families own. */
 export function configSections(): ConfigSection<unknown>[] {
-  return FAMILIES.flatMap((f) => f.config ? [f.config] : []);
+  return FAMILIES.flatMap((f) => {
+    if (!f.config) return [];
+    return Array.isArray(f.config) ? f.config : [f.config as ConfigSection<unknown>];
+  });
 }
 
 /** Backend kinds some family serves, in registry order. */
