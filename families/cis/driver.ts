@@ -174,7 +174,12 @@ export function cisDriver(config: HostConfig): Driver {
             return failed("EINVAL", "URLs with credentials are not supported");
           }
           let policy = policies.get(session);
-          if (!policy) policies.set(session, policy = NetPolicy.parse(skill.httpAllow));
+          if (!policy) {
+            policies.set(
+              session,
+              policy = NetPolicy.parse(skill.httpAllow, [], { names: { allow: "http.allow" } }),
+            );
+          }
           const method = body === undefined ? "GET" : "POST";
           const end = session.activity(`http_request ${method} ${shortUrl(url)}`);
           try {
@@ -188,9 +193,7 @@ export function cisDriver(config: HostConfig): Driver {
             const fetched = await checkedFetch(url, { method, headers, body: payload, policy, signal });
             if (!fetched.ok) {
               const errno = fetched.code === "net_denied" ? "EACCES" : "EIO";
-              // The policy names its list as the config's; for a skill it is the manifest's.
-              const why = fetched.message.replace("(not in net.allow)", "(not in the skill's http.allow)")
-                .replace("to net.allow", "to the skill's http.allow");
+              const why = fetched.message;
               return failed(errno, why);
             }
             const res = fetched.response;

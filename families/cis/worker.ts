@@ -36,6 +36,9 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
 /** Longest a single request may wait (setTimeout's limit), when the guest has no deadline. */
 const MAX_WAIT_MS = 2_147_483_647;
 
+/** How far past the skill's deadline a call bounded by it waits: the host's stop comes first. */
+const DEADLINE_GRACE_MS = 1000;
+
 type Fn = "ai_prompt" | "memory_get" | "http_request";
 
 interface Kept {
@@ -107,16 +110,23 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
     }
   };
 
-  /** One request to the driver, bounded by `limitMs` and the skill's remaining time. */
+  /**
+   * One request to the driver. A per-request limit shorter than the skill's remaining time
+   * makes the call -ETIMEDOUT; otherwise the skill's own deadline ends the whole run (the host
+   * stops it, and with it the request), so the wait runs a little past it rather than racing it.
+   */
   const ask = <P>(fn: string, m: Method<P, CisResult>, params: P, limitMs = Infinity): CisResult => {
     const remaining = rt.remainingMs();
-    const bound = Math.min(limitMs, remaining, MAX_WAIT_MS);
-    if (bound <= 0) refuse(fn, "ETIMEDOUT", "no time left before the skill's time limit");
-    const timeoutMs = Math.max(1, Math.floor(bound));
+    if (remaining <= 0) refuse(fn, "ETIMEDOUT", "no time left before the skill's time limit");
+    const byLimit = limitMs < remaining;
+    const timeoutMs = Math.max(
+      1,
+      Math.floor(Math.min(byLimit ? limitMs : remaining + DEADLINE_GRACE_MS, MAX_WAIT_MS)),
+    );
     const outcome: Outcome<CisResult> = rt.call(m, params, { timeoutMs });
     if (!outcome.ok) {
       if (outcome.cancelled || outcome.error === timeoutMessage(timeoutMs)) {
-        const why = limitMs <= remaining ? `the request limit of ${limitMs} ms` : "the skill's time limit";
+        const why = byLimit ? `the request limit of ${limitMs} ms` : "the skill's time limit";
         return refuse(fn, "ETIMEDOUT", `timed out after ${timeoutMs} ms (${why})`);
       }
       return refuse(fn, "EIO", outcome.error);
