@@ -43,7 +43,7 @@ export class StatusLine implements ActivitySink {
     let columns = options.columns;
     if (columns === undefined) {
       try {
-        columns = Deno.consoleSize().columns;
+        columns = Deno.consoleSize().columns || 80; // 0: a pty nobody sized
       } catch {
         columns = 80;
       }
@@ -72,10 +72,13 @@ export class StatusLine implements ActivitySink {
     if (!shown) return;
     const seconds = ((now - shown.startedAt) / 1000).toFixed(1);
     const more = this.active.length > 1 ? ` (+${this.active.length - 1} more)` : "";
-    let text = `${FRAMES[this.frame++ % FRAMES.length]} ${escapeLogText(shown.guest)}: ${
-      escapeLogText(shown.what)
-    } ${seconds} s${more}`;
-    if ([...text].length > this.columns - 1) text = [...text].slice(0, this.columns - 2).join("") + "…";
+    const head = `${FRAMES[this.frame++ % FRAMES.length]} ${escapeLogText(shown.guest)}: `;
+    const tail = ` ${seconds} s${more}`;
+    // What is in flight gives way first, so the elapsed time stays visible.
+    let what = [...escapeLogText(shown.what)];
+    const room = this.columns - 1 - [...head].length - [...tail].length;
+    if (what.length > room) what = [...what.slice(0, Math.max(0, room - 1)), "…"];
+    const text = head + what.join("") + tail;
     this.write(`\r\x1b[2K${text}`);
     this.drawn = true;
   }
