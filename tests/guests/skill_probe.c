@@ -18,6 +18,7 @@
  *   badlen {}                         negative lengths and capacity
  *   spin   {}                         never returns (the time limit ends it)
  *   alloc  {mb}                       mallocs 1 MiB blocks until mb or failure
+ *   memloop {n}                       n memory_set + memory_get round trips (bench/skill_bench.ts)
  *   notjson {}                        returns text that is not JSON
  *   echo                              returns the input
  */
@@ -170,6 +171,20 @@ CIS_EXPORT("execute") char *execute(const char *input) {
             got++;
         }
         cis_buf_printf(&out, ",\"allocated_mb\":%lld,\"failed\":%s", (long long)got, got < want ? "true" : "false");
+    } else if (strcmp(op, "memloop") == 0) {
+        int64_t n = int_or(input, "n", 100), errors = 0;
+        char key[8] = "k00", value[16];
+        for (int64_t i = 0; i < n; i++) {
+            key[1] = (char)('a' + i % 16);
+            int len = snprintf(value, sizeof value, "v%lld", (long long)i);
+#ifdef CIS_MEMORY_SET_VOID
+            cis_memory_set(key, 3, value, len);
+#else
+            if (cis_memory_set(key, 3, value, len) != 0) errors++;
+#endif
+            if (cis_memory_get(key, 3, value, (int32_t)sizeof value) != len) errors++;
+        }
+        cis_buf_printf(&out, ",\"n\":%lld,\"errors\":%lld", (long long)n, (long long)errors);
     } else if (strcmp(op, "notjson") == 0) {
         return strdup("this is not JSON");
     } else if (strcmp(op, "echo") == 0) {
