@@ -348,8 +348,10 @@ Deno.test("skill cli: on a terminal a status line shows a slow call and is erase
     }).output();
     const shown = decoder.decode(out.stdout);
     assert.equal(out.code, 0, shown + decoder.decode(out.stderr));
+    // deno-lint-ignore no-control-regex
     assert.match(shown, /\r\x1b\[2K. slow: http_request GET http:\/\/127\.0\.0\.1:\d+\/slow \d+\.\d s/);
     // Erased before the output JSON is printed.
+    // deno-lint-ignore no-control-regex
     assert.match(shown, /\r\x1b\[2K\{"op":"http","first_rc":4,"first":"slow"\}\r?\n$/);
   } finally {
     await web.close();
@@ -378,6 +380,7 @@ Deno.test("skill cli: StatusLine draws after its delay, shows the newest activit
   line.begin(b);
   line.tick();
   assert.equal([...written[1]].length, "\r\x1b[2K".length + 59, "cut to the terminal's width");
+  // deno-lint-ignore no-control-regex
   assert.match(written[1], /^\r\x1b\[2K⠙ s: http_request GET x+… 0\.5 s \(\+1 more\)$/);
   line.end(b);
   line.end(a);
