@@ -214,5 +214,6 @@ Deno.test("cis worker: time bounds — the request limit and the skill's remaini
   const bound =
     soon.sent().map((m) => m.op === Op.REQUEST ? JSON.parse(new TextDecoder().decode(m.payload)) : null)
       .find((r) => r)!.timeoutMs;
-  assert.ok(bound > 4_000 && bound <= 5_000, `AI bounded by the remaining time (${bound} ms)`);
+  // Bounded by the remaining time, plus a grace period: the host's stop at the deadline comes first.
+  assert.ok(bound > 5_000 && bound <= 6_000, `AI bounded by the remaining time (${bound} ms)`);
 });
