@@ -6,13 +6,7 @@ import { ConfigError, defaultConfig, type HostConfig, loadConfig, MAX_LIMITS } f
 import { type RunResult, SpearHost } from "../host/host.ts";
 import { listDevices } from "../families/mic/devices.ts";
 import { escapeLogText } from "../host/log.ts";
-import {
-  addSkill,
-  listSkills,
-  runSkill,
-  SkillError,
-  type SkillRunResult,
-} from "../families/cis/skill.ts";
+import { addSkill, listSkills, runSkill, SkillError, type SkillRunResult } from "../families/cis/skill.ts";
 import { loadManifest, SKILL_DEFAULTS, SKILL_NAME } from "../families/cis/manifest.ts";
 import { MemoryStore, StoreError } from "../families/cis/store.ts";
 import { StatusLine } from "./status.ts";
