@@ -67,6 +67,31 @@ export {
   listDevices,
 } from "./families/mic/devices.ts";
 export {
+  /** Installs a module as a skill (checks it, copies it, writes skill.json with its checksum). */
+  addSkill,
+  /** The skills installed in the config's skills.dir. */
+  listSkills,
+  /** Runs a skill once: manifest, checksum, module checks, execute with its limits, output JSON. */
+  runSkill,
+  /** Why a skill cannot run or be installed (manifest, checksum, module, input), with the CLI's exit code. */
+  SkillError,
+} from "./families/cis/skill.ts";
+export type { SkillRunOptions, SkillRunResult } from "./families/cis/skill.ts";
+export {
+  /** Parses a skill manifest strictly (unknown fields are errors naming them). */
+  parseManifest,
+} from "./families/cis/manifest.ts";
+export type { SkillManifest } from "./families/cis/manifest.ts";
+export {
+  /** The skills' SQLite key-value store (namespaces, caps, WAL), as the host uses it. */
+  MemoryStore,
+} from "./families/cis/store.ts";
+export type {
+  /** A slow driver operation in flight, and who is told about it (HostOptions.activity). */
+  Activity,
+  ActivitySink,
+} from "./host/host.ts";
+export {
   /** Linux errno numbers returned negated by hostcalls. */
   Errno,
   /** EPOLLIN / EPOLLOUT / EPOLLERR / EPOLLHUP. */

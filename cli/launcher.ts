@@ -5,11 +5,15 @@
  * express, which the drivers' in-process check then narrows to the exact entries), --allow-env
  * to the named key variables only, --allow-read of the guest, config and install,
  * --allow-write of the module cache, --allow-ffi, plus what each built family declares for
- * this config (families/<name>/family.ts `permissions`: the mic's file and ALSA paths, …).
+ * this config (families/<name>/family.ts `permissions`: the mic's file and ALSA paths, the
+ * skills' directory and memory store, …). `skill run` reads the skill's manifest here to grant
+ * its module and its `http.allow` hosts too.
  */
 import { ConfigError, netPolicy } from "../host/config.ts";
 import { familyPermissions } from "../families/registry.ts";
-import { denoNetGrants, parseResolvConf } from "../host/net/policy.ts";
+import { denoNetGrants, NetPolicy, parseNetEntry, parseResolvConf } from "../host/net/policy.ts";
+import { loadManifest } from "../families/cis/manifest.ts";
+import { resolveSkillPath } from "../families/cis/skill.ts";
 import { defaultCacheDir } from "../host/native.ts";
 import { main as runInProcess, parseArgs, resolveConfig, UsageError } from "./main.ts";
 
@@ -24,6 +28,21 @@ export async function permissionFlags(argv: string[]): Promise<string[]> {
   const reads = [root, cacheDir, Deno.cwd() + "/spear.json"];
   if (configPath) reads.push(configPath);
   if (cmd.command === "run") reads.push(cmd.guest);
+  let policy = netPolicy(config);
+  if (cmd.command === "skill" && cmd.action === "add") reads.push(cmd.wasm);
+  if (cmd.command === "skill" && cmd.action === "run") {
+    if (cmd.inputFile) reads.push(cmd.inputFile);
+    try {
+      const path = await resolveSkillPath(config, cmd.skill);
+      reads.push(path);
+      const { manifest, wasmPath } = await loadManifest(path);
+      reads.push(wasmPath);
+      const allow = (manifest.http?.allow ?? []).map((e) => parseNetEntry(e, "allow"));
+      policy = new NetPolicy([...policy.allow, ...allow], policy.listen);
+    } catch {
+      // The child reports a missing or broken skill in its own words.
+    }
+  }
   const families = familyPermissions(config);
   reads.push(...families.read);
   const envNames = [
@@ -34,7 +53,7 @@ export async function permissionFlags(argv: string[]): Promise<string[]> {
     ...families.env,
   ];
   for (const b of config.backends) if (b.api_key_env) envNames.push(b.api_key_env);
-  const net = denoNetGrants(netPolicy(config), await nameservers());
+  const net = denoNetGrants(policy, await nameservers());
   if (net !== "all") net.push(...families.net);
   // asr-server listens on exactly the address it was given.
   if (cmd.command === "asr-server" && net !== "all") net.push(`${cmd.host}:${cmd.port}`);

@@ -7,6 +7,10 @@ import { type RunResult, SpearHost } from "../host/host.ts";
 import { listDevices } from "../families/mic/devices.ts";
 import { escapeLogText } from "../host/log.ts";
 import { DEFAULT_ASR_PORT, startAsrServer } from "../families/rtasr/server.ts";
+import { addSkill, listSkills, runSkill, SkillError, type SkillRunResult } from "../families/cis/skill.ts";
+import { loadManifest, SKILL_DEFAULTS, SKILL_NAME } from "../families/cis/manifest.ts";
+import { MemoryStore, StoreError } from "../families/cis/store.ts";
+import { StatusLine } from "./status.ts";
 
 export const USAGE = `spear — run WebAssembly guests built for SPEAR's C SDK
 
@@ -18,6 +22,14 @@ Usage:
                                      serve OpenAI's realtime transcription protocol (GA) over
                                      WebSocket at ws://H:N/v1/realtime, backed by the offline
                                      Whisper engine (default 127.0.0.1:8765)
+  spear skill run [--config FILE] SKILL [--input JSON | --input-file FILE] [--timeout-ms N] [--memory-mb N]
+            run a skill: SKILL is an installed name, a skill.json or its directory; output JSON on stdout
+  spear skill add [--config FILE] WASM --name NAME [--allow-host ENTRY]... [--version V]
+            [--description TEXT] [--ai-backend NAME] [--ai-model MODEL]
+            check WASM, copy it to the skills directory and write its manifest with the checksum
+  spear skill list [--config FILE]   installed skills
+  spear skill memory [--config FILE] NAME get KEY | set KEY VALUE | delete KEY | list
+            the skill's key-value memory (list prints JSON)
   spear --help
 
 Options:
@@ -28,8 +40,8 @@ Options:
   --host-memory-mb N  cap what the host keeps for the guest (default: limits.host_memory_mb, 64)
 
 Exit status: the guest's own exit code when it exits; otherwise
-  2 usage or config error    3 invalid module or missing import    124 timeout
-  125 memory limit           134 trap                               70 host error
+  2 usage, config or manifest error    3 invalid module, missing import or checksum mismatch
+  124 timeout    125 memory limit    134 trap    70 host error    1 a skill's output is not JSON
 Every failure prints one line on stderr naming its cause.`;
 
 export class UsageError extends Error {}
@@ -51,12 +63,6 @@ export interface AsrServerCommand {
   host: string;
 }
 
-export type Command =
-  | RunCommand
-  | { command: "devices"; configPath?: string }
-  | AsrServerCommand
-  | { command: "help" };
-
 function parseAsrServer(rest: string[]): AsrServerCommand {
   const cmd: AsrServerCommand = { command: "asr-server", port: DEFAULT_ASR_PORT, host: "127.0.0.1" };
   for (let i = 0; i < rest.length; i++) {
@@ -75,6 +81,48 @@ function parseAsrServer(rest: string[]): AsrServerCommand {
   }
   return cmd;
 }
+export type SkillCommand =
+  | {
+    command: "skill";
+    action: "run";
+    configPath?: string;
+    skill: string;
+    input?: string;
+    inputFile?: string;
+    timeoutMs?: number;
+    memoryMb?: number;
+    maxFds?: number;
+    hostMemoryMb?: number;
+  }
+  | {
+    command: "skill";
+    action: "add";
+    configPath?: string;
+    wasm: string;
+    name: string;
+    allowHosts: string[];
+    version?: string;
+    description?: string;
+    aiBackend?: string;
+    aiModel?: string;
+  }
+  | { command: "skill"; action: "list"; configPath?: string }
+  | {
+    command: "skill";
+    action: "memory";
+    configPath?: string;
+    skill: string;
+    op: "get" | "set" | "delete" | "list";
+    key?: string;
+    value?: string;
+  };
+
+export type Command =
+  | RunCommand
+  | SkillCommand
+  | { command: "devices"; configPath?: string }
+  | AsrServerCommand
+  | { command: "help" };
 
 /** A limit flag's value: plain decimal digits within the config's range for that limit. */
 function limitValue(flag: string, value: string | undefined, max: number): number {
@@ -94,6 +142,7 @@ export function parseArgs(argv: string[]): Command {
     return { command: "help" };
   }
   if (command === "asr-server") return parseAsrServer(rest);
+  if (command === "skill") return parseSkillArgs(rest);
   if (command !== "run" && command !== "devices") {
     throw new UsageError(`unknown command "${command}" (try --help)`);
   }
@@ -140,6 +189,115 @@ export function parseArgs(argv: string[]): Command {
   return { ...parsed, command: "run", guest, args } as RunCommand;
 }
 
+const SKILL_ACTIONS = ["run", "add", "list", "memory"];
+
+/** Parses `spear skill …` (after "skill"). */
+function parseSkillArgs(argv: string[]): Command {
+  const [action, ...rest] = argv;
+  if (action === undefined || action === "--help" || action === "-h") return { command: "help" };
+  if (!SKILL_ACTIONS.includes(action)) {
+    throw new UsageError(`unknown skill command "${action}" (run, add, list or memory)`);
+  }
+  const flags: Record<string, string> = {};
+  const allowHosts: string[] = [];
+  const positional: string[] = [];
+  const valued: Record<string, string[]> = {
+    run: [
+      "--config",
+      "--input",
+      "--input-file",
+      "--timeout-ms",
+      "--memory-mb",
+      "--max-fds",
+      "--host-memory-mb",
+    ],
+    add: ["--config", "--name", "--allow-host", "--version", "--description", "--ai-backend", "--ai-model"],
+    list: ["--config"],
+    memory: ["--config"],
+  };
+  for (let i = 0; i < rest.length; i++) {
+    const arg = rest[i];
+    if (arg === "--help" || arg === "-h") return { command: "help" };
+    if (arg === "--") {
+      positional.push(...rest.slice(i + 1));
+      break;
+    }
+    if (!arg.startsWith("--") || (action === "memory" && positional.length >= 2)) {
+      positional.push(arg);
+      continue;
+    }
+    const [flag, inline] = arg.includes("=") ? arg.split(/=(.*)/s, 2) : [arg, undefined];
+    if (!valued[action].includes(flag)) throw new UsageError(`unknown option ${flag} for skill ${action}`);
+    const value = inline ?? rest[++i];
+    if (value === undefined) throw new UsageError(`${flag} needs a value`);
+    if (flag === "--allow-host") allowHosts.push(value);
+    else if (flag in flags) throw new UsageError(`${flag} given twice`);
+    else flags[flag] = value;
+  }
+  const configPath = flags["--config"];
+  if (configPath === "") throw new UsageError("--config needs a file");
+  const extra = (n: number) => {
+    if (positional.length > n) throw new UsageError(`unexpected argument "${positional[n]}"`);
+  };
+  switch (action) {
+    case "run": {
+      if (positional.length === 0) {
+        throw new UsageError("missing SKILL (a name, a skill.json or its directory)");
+      }
+      extra(1);
+      if (flags["--input"] !== undefined && flags["--input-file"] !== undefined) {
+        throw new UsageError("give --input or --input-file, not both");
+      }
+      const limit = (flag: string, max: number) =>
+        flags[flag] === undefined ? undefined : limitValue(flag, flags[flag], max);
+      return {
+        command: "skill",
+        action: "run",
+        configPath,
+        skill: positional[0],
+        input: flags["--input"],
+        inputFile: flags["--input-file"],
+        timeoutMs: limit("--timeout-ms", MAX_LIMITS.timeout_ms),
+        memoryMb: limit("--memory-mb", MAX_LIMITS.memory_mb),
+        maxFds: limit("--max-fds", MAX_LIMITS.max_fds),
+        hostMemoryMb: limit("--host-memory-mb", MAX_LIMITS.host_memory_mb),
+      };
+    }
+    case "add":
+      if (positional.length === 0) throw new UsageError("missing WASM (the module to add)");
+      extra(1);
+      if (flags["--name"] === undefined) throw new UsageError("skill add needs --name NAME");
+      return {
+        command: "skill",
+        action: "add",
+        configPath,
+        wasm: positional[0],
+        name: flags["--name"],
+        allowHosts,
+        version: flags["--version"],
+        description: flags["--description"],
+        aiBackend: flags["--ai-backend"],
+        aiModel: flags["--ai-model"],
+      };
+    case "list":
+      extra(0);
+      return { command: "skill", action: "list", configPath };
+    default: {
+      const [skill, op, key, value] = positional;
+      if (skill === undefined) throw new UsageError("missing NAME (skill memory NAME get|set|delete|list …)");
+      if (op !== "get" && op !== "set" && op !== "delete" && op !== "list") {
+        throw new UsageError(`skill memory ${skill}: expected get, set, delete or list`);
+      }
+      const need = op === "list" ? 2 : op === "set" ? 4 : 3;
+      if (positional.length < need) {
+        throw new UsageError(`skill memory ${skill} ${op} needs ${op === "set" ? "KEY VALUE" : "KEY"}`);
+      }
+      extra(need);
+      return { command: "skill", action: "memory", configPath, skill, op, key, value };
+    }
+  }
+}
+
 /** The config named on the command line, else ./spear.json if it exists, else defaults. */
 export async function resolveConfig(path?: string): Promise<HostConfig> {
   if (path) return await loadConfig(path);
@@ -152,6 +310,7 @@ export async function resolveConfig(path?: string): Promise<HostConfig> {
 }
 
 const EXIT_FOR_FAILURE: Record<string, number> = {
+  abi: 1,
   invalid_module: 3,
   link: 3,
   timeout: 124,
@@ -173,6 +332,7 @@ export function describeFailure(guest: string, result: RunResult): string | unde
     trap: "trap",
     terminated: "terminated",
     internal: "host error",
+    abi: "entry contract broken",
   };
   // Timeout and memory messages name their cause already ("timeout after…", "memory limit of…").
   const selfExplained = f.kind === "timeout" || f.kind === "memory";
@@ -215,6 +375,162 @@ async function runCommand(cmd: RunCommand): Promise<number> {
   return result.exitCode;
 }
 
+const encoder = new TextEncoder();
+
+/** Writes bytes to stdout, all of them. */
+async function writeStdout(bytes: Uint8Array): Promise<void> {
+  for (let at = 0; at < bytes.length;) at += await Deno.stdout.write(bytes.subarray(at));
+}
+
+async function skillRunCommand(
+  cmd: Extract<SkillCommand, { action: "run" }>,
+  config: HostConfig,
+): Promise<number> {
+  let input = cmd.input;
+  if (cmd.inputFile !== undefined) {
+    try {
+      input = await Deno.readTextFile(cmd.inputFile);
+    } catch (e) {
+      throw new UsageError(
+        `cannot read ${cmd.inputFile}: ${
+          e instanceof Deno.errors.NotFound ? "no such file" : (e as Error).message
+        }`,
+      );
+    }
+  }
+  // A status line while a slow AI or HTTP call is in flight, only where a person watches.
+  const status = Deno.stderr.isTerminal() ? new StatusLine() : undefined;
+  const host = new SpearHost({ config, activity: status });
+  let result: SkillRunResult;
+  try {
+    result = await runSkill(host, cmd.skill, {
+      input,
+      timeoutMs: cmd.timeoutMs,
+      memoryMb: cmd.memoryMb,
+      maxFds: cmd.maxFds,
+      hostMemoryMb: cmd.hostMemoryMb,
+    });
+  } finally {
+    status?.clear();
+    await host.close();
+  }
+  const line = describeFailure(`skill ${result.skill}`, result as RunResult);
+  if (line) {
+    console.error(line);
+    return EXIT_FOR_FAILURE[result.failure!.kind] ?? 1;
+  }
+  if (result.exitCode !== 0) return result.exitCode; // proc_exit from inside execute
+  await writeStdout(encoder.encode(`${result.outputText}\n`));
+  return 0;
+}
+
+async function skillMemoryCommand(
+  cmd: Extract<SkillCommand, { action: "memory" }>,
+  config: HostConfig,
+): Promise<number> {
+  // An installed skill's manifest names its namespace and caps; any other NAME is a namespace.
+  let namespace = cmd.skill;
+  const limits = {
+    maxValueBytes: SKILL_DEFAULTS.max_value_bytes,
+    maxTotalBytes: SKILL_DEFAULTS.max_total_bytes,
+  };
+  if (!SKILL_NAME.test(cmd.skill)) throw new UsageError(`"${cmd.skill}" is not a skill name`);
+  const manifestPath = `${config.skills.dir}/${cmd.skill}/skill.json`;
+  try {
+    await Deno.stat(manifestPath);
+    const { manifest } = await loadManifest(manifestPath);
+    namespace = manifest.memory?.namespace ?? manifest.name;
+    limits.maxValueBytes = manifest.memory?.max_value_bytes ?? limits.maxValueBytes;
+    limits.maxTotalBytes = manifest.memory?.max_total_bytes ?? limits.maxTotalBytes;
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  const store = MemoryStore.open(config.memory.path);
+  const where = `skill memory ${escapeLogText(cmd.skill)}`;
+  try {
+    switch (cmd.op) {
+      case "get": {
+        const value = store.get(namespace, cmd.key!);
+        if (value === undefined) {
+          console.error(`spear: ${where}: no key "${escapeLogText(cmd.key!)}"`);
+          return 1;
+        }
+        await writeStdout(value);
+        if (Deno.stdout.isTerminal()) await writeStdout(encoder.encode("\n"));
+        return 0;
+      }
+      case "set":
+        store.set(namespace, cmd.key!, encoder.encode(cmd.value!), limits);
+        return 0;
+      case "delete":
+        if (!store.delete(namespace, cmd.key!)) {
+          console.error(`spear: ${where}: no key "${escapeLogText(cmd.key!)}"`);
+          return 1;
+        }
+        return 0;
+      default:
+        console.log(
+          JSON.stringify({ namespace, total_bytes: store.usage(namespace), keys: store.list(namespace) }),
+        );
+        return 0;
+    }
+  } catch (e) {
+    if (e instanceof StoreError) {
+      console.error(`spear: ${where}: ${escapeLogText(e.message)}`);
+      return e.errno === "EINVAL" ? 2 : 1;
+    }
+    throw e;
+  } finally {
+    store.close();
+  }
+}
+
+async function skillCommand(cmd: SkillCommand): Promise<number> {
+  const config = await resolveConfig(cmd.configPath);
+  try {
+    switch (cmd.action) {
+      case "run":
+        return await skillRunCommand(cmd, config);
+      case "add": {
+        const host = new SpearHost({ config });
+        try {
+          const path = await addSkill(host, cmd.wasm, {
+            name: cmd.name,
+            allowHosts: cmd.allowHosts,
+            version: cmd.version,
+            description: cmd.description,
+            aiBackend: cmd.aiBackend,
+            aiModel: cmd.aiModel,
+          });
+          console.log(path);
+        } finally {
+          await host.close();
+        }
+        return 0;
+      }
+      case "list":
+        for (const s of await listSkills(config)) {
+          const m = s.manifest;
+          console.log(
+            m
+              ? `${m.name}\t${m.version}\t${m.description ?? ""}`.trimEnd()
+              : `${s.name}\t(unusable: ${escapeLogText(s.error ?? "")})`,
+          );
+        }
+        return 0;
+      default:
+        return await skillMemoryCommand(cmd, config);
+    }
+  } catch (e) {
+    if (e instanceof SkillError) {
+      const name = "skill" in cmd ? cmd.skill : "name" in cmd ? cmd.name : "";
+      console.error(`spear: skill ${escapeLogText(name)}: ${escapeLogText(e.message)}`);
+      return e.exitCode;
+    }
+    throw e;
+  }
+}
+
 /** Runs the CLI and returns the process exit code. */
 export async function main(argv: string[]): Promise<number> {
   try {
@@ -243,6 +559,7 @@ export async function main(argv: string[]): Promise<number> {
       console.log(JSON.stringify(await listDevices(), null, 2));
       return 0;
     }
+    if (cmd.command === "skill") return await skillCommand(cmd);
     return await runCommand(cmd);
   } catch (e) {
     if (e instanceof UsageError || e instanceof ConfigError) {

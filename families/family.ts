@@ -93,7 +93,8 @@ export interface Family<C = unknown> {
   readonly abi?: readonly AbiGroup[];
   /** Backend kinds (config `backends[].kind`) this family serves. */
   readonly backendKinds?: readonly string[];
-  readonly config?: ConfigSection<C>;
+  /** The top-level config section(s) the family owns (skills own `memory` and `skills`). */
+  readonly config?: ConfigSection<C> | readonly ConfigSection<unknown>[];
   permissions?(config: HostConfig): Permissions;
   readonly worker?: () => Promise<WorkerPart>;
   readonly driver?: () => Promise<DriverPart>;

@@ -17,8 +17,9 @@ import cchat from "./cchat/family.ts";
 import rtasr from "./rtasr/family.ts";
 import mic from "./mic/family.ts";
 import userStream from "./user_stream/family.ts";
+import cis from "./cis/family.ts";
 
-export const FAMILIES: readonly Family[] = [core, fd, cchat, rtasr, mic, userStream] as Family[];
+export const FAMILIES: readonly Family[] = [core, fd, cchat, rtasr, mic, userStream, cis] as Family[];
 
 /** Every import of every family, built or not. */
 export function allImports(): ImportDecl[] {
@@ -65,7 +66,10 @@ export async function createDrivers(config: HostConfig, families = FAMILIES): Pr
 
 /** Config sections families own. */
 export function configSections(): ConfigSection<unknown>[] {
-  return FAMILIES.flatMap((f) => f.config ? [f.config] : []);
+  return FAMILIES.flatMap((f) => {
+    if (!f.config) return [];
+    return Array.isArray(f.config) ? f.config : [f.config as ConfigSection<unknown>];
+  });
 }
 
 /** Backend kinds some family serves, in registry order. */

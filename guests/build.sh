@@ -3,6 +3,10 @@
 #   guests/src/*.c    -> guests/build/<name>.wasm
 #   tests/guests/*.c  -> guests/build/test/<name>.wasm
 #   bench/guests/*.c, bench/guests/reactor/*.c (reactors, no main) -> guests/build/bench/<name>.wasm
+#   guests/skills/*.c (skills: reactors)  -> guests/build/skills/<name>.wasm
+#   guests/skills/*.rs (skills in Rust)   -> guests/build/skills/<name>.wasm, with Debian's rustc and
+#     its wasm32-wasi standard library (packages rustc, libstd-rust-dev-wasm32); skipped with a
+#     note on stderr when that target is not installed (RUSTC overrides the compiler).
 # A .wasm is rebuilt only when it is older than its .c, any guests/include/*.h, or this script.
 # Prints one line per rebuilt guest on stdout; errors go to stderr; exit status 1 if any failed.
 # Environment: CC (default clang-14), WASI_SYSROOT (default /usr).
@@ -78,4 +82,30 @@ build_dir "$root/guests/src" "$root/guests/build"
 build_dir "$root/tests/guests" "$root/guests/build/test"
 build_dir "$root/bench/guests" "$root/guests/build/bench"
 build_dir "$root/bench/guests/reactor" "$root/guests/build/bench" -mexec-model=reactor
+build_dir "$root/guests/skills" "$root/guests/build/skills" -mexec-model=reactor
+
+# Rust skills: a rustc with the wasm32-wasi standard library (Debian's, not rustup's, by default).
+rust_sources=("$root"/guests/skills/*.rs)
+if ((${#rust_sources[@]})); then
+  RUSTC="${RUSTC:-/usr/bin/rustc}"
+  rust_lib="$("$RUSTC" --print target-libdir --target wasm32-wasi 2>/dev/null || true)"
+  if [ -z "$rust_lib" ] || ! compgen -G "$rust_lib/libstd-*.rlib" >/dev/null; then
+    echo "guests/build.sh: note: no wasm32-wasi Rust target ($RUSTC); Rust skills not built (install rustc libstd-rust-dev-wasm32)" >&2
+  else
+    mkdir -p "$root/guests/build/skills"
+    for src in "${rust_sources[@]}"; do
+      out="$root/guests/build/skills/$(basename "$src" .rs).wasm"
+      if [ -f "$out" ] && [ "$out" -nt "$src" ] && [ "$out" -nt "${BASH_SOURCE[0]}" ]; then continue; fi
+      if "$RUSTC" --edition 2021 --target wasm32-wasi --crate-type cdylib -O -C strip=symbols \
+        "$src" -o "$out.tmp.$$"; then
+        mv -f "$out.tmp.$$" "$out"
+        echo "built ${out#"$root"/}"
+      else
+        rm -f "$out.tmp.$$"
+        echo "guests/build.sh: error: failed to build ${src#"$root"/}" >&2
+        failed=1
+      fi
+    done
+  fi
+fi
 exit "$failed"

@@ -4,7 +4,7 @@
  * serves that guest's link: log records, requests to drivers, streams and notices. Time
  * limits are enforced by a thread of their own (host/watchdog.ts).
  */
-import { Engine } from "../runtime/engine.ts";
+import { Engine, Module } from "../runtime/engine.ts";
 import { openWasmtime } from "../ffi/wasmtime.ts";
 import { type Frame, Link, type Message, TerminateReason } from "../protocol/channel.ts";
 import { HostBudget } from "../protocol/budget.ts";
@@ -40,6 +40,25 @@ export const stderrLogSink: LogSink = async (guest, level, message) => {
   const bytes = encoder.encode(`[${escapeLogText(guest)}] ${LEVEL_NAMES[level] ?? "INFO"} ${text}\n`);
   for (let at = 0; at < bytes.length;) at += await Deno.stderr.write(bytes.subarray(at));
 };
+
+/**
+ * Something slow a driver does for a guest (an AI call, an HTTP request), reported to the
+ * embedder's ActivitySink while it is in flight: the CLI shows a status line on a terminal.
+ */
+export interface Activity {
+  /** The guest's display name. */
+  guest: string;
+  /** What is in flight, e.g. "ai_prompt (backend openai)". */
+  what: string;
+  /** `performance.now()` when it started. */
+  startedAt: number;
+}
+
+/** Told when an activity starts and when it ends (each `begin` gets exactly one `end`). */
+export interface ActivitySink {
+  begin(activity: Activity): void;
+  end(activity: Activity): void;
+}
 
 /** What a driver's request handlers get besides the fd and signal. */
 export interface SessionContext {
@@ -77,6 +96,13 @@ export class GuestSession {
   /** Set by the host: answers this guest's requests. */
   rpc!: RpcServer<SessionContext>;
 
+  /** Per-run values for families (RunOptions.context), e.g. `cis`: the running skill. */
+  context: Readonly<Record<string, unknown>> = {};
+  /** When the host stops the guest (runtime/guest.ts absoluteNow() time); Infinity if never. */
+  deadline = Infinity;
+  /** Where `activity` reports to (HostOptions.activity). */
+  activitySink?: ActivitySink;
+
   constructor(
     readonly id: number,
     readonly name: string,
@@ -84,6 +110,34 @@ export class GuestSession {
     readonly config: HostConfig,
     readonly budget: HostBudget,
   ) {}
+
+  /** Milliseconds left before the host stops this guest (0 when past). */
+  remainingMs(): number {
+    return Math.max(0, this.deadline - (performance.timeOrigin + performance.now()));
+  }
+
+  /**
+   * Reports a slow operation for this guest to the embedder's activity sink; call the
+   * returned function when it ends (it is also ended when the guest ends). Idempotent.
+   */
+  activity(what: string): () => void {
+    const sink = this.activitySink;
+    if (!sink) return () => {};
+    const activity: Activity = { guest: this.name, what, startedAt: performance.now() };
+    let open = true;
+    const end = () => {
+      if (!open) return;
+      open = false;
+      try {
+        sink.end(activity);
+      } catch { /* a failing sink must not fail the request */ }
+    };
+    try {
+      sink.begin(activity);
+    } catch { /* as above */ }
+    this.onEnd(end);
+    return end;
+  }
 
   get alive(): boolean {
     return !this.ended;
@@ -299,6 +353,8 @@ export interface HostOptions {
   logSink?: LogSink;
   /** The drivers; every built family's (families/registry.ts) when absent. */
   drivers?: Driver[];
+  /** Told about slow driver work in flight (AI and HTTP calls of skills). */
+  activity?: ActivitySink;
 }
 
 export interface RunOptions {
@@ -316,6 +372,12 @@ export interface RunOptions {
   name?: string;
   /** `_start` with args (default), or one export called with typed args and input/output. */
   entry?: Entry;
+  /**
+   * Per-run values for families, by family name (structured-cloneable): the worker part sees
+   * them as `GuestRuntime.context`, the driver part as `GuestSession.context`. Skills pass
+   * their manifest's limits here (`cis`).
+   */
+  context?: Record<string, unknown>;
 }
 
 export interface RunResult {
@@ -357,6 +419,7 @@ export class SpearHost {
   private readonly libPath: string;
   private readonly cacheDir?: string;
   private readonly logSink: LogSink;
+  private readonly activitySink?: ActivitySink;
   private drivers?: Driver[];
   private started?: Promise<Map<string, Handler<SessionContext>>>;
   private readonly live = new Map<number, GuestSession>();
@@ -373,6 +436,7 @@ export class SpearHost {
     this.cacheDir = options.cacheDir === null ? undefined : options.cacheDir ?? defaultCacheDir();
     this.logSink = options.logSink ?? stderrLogSink;
     this.drivers = options.drivers;
+    this.activitySink = options.activity;
   }
 
   private sharedEngine(): Engine {
@@ -381,6 +445,14 @@ export class SpearHost {
       this.watchdog = new Watchdog(this.libPath, this.engine.address);
     }
     return this.engine;
+  }
+
+  /**
+   * Validates bytes as a WebAssembly module with the host's engine, without compiling them;
+   * throws WasmError ("invalid_module") with the engine's reason.
+   */
+  validateModule(wasm: Uint8Array<ArrayBuffer>): void {
+    Module.validate(this.sharedEngine(), wasm);
   }
 
   /** Starts the drivers (once); `run` does it on first use. */
@@ -424,6 +496,10 @@ export class SpearHost {
     const link = this.idleLinks.pop()?.reset() ?? Link.create();
     const budget = HostBudget.create(hostMemoryMb << 20);
     const session = new GuestSession(nextGuestId++, name, link, this.config, budget);
+    const deadline = performance.timeOrigin + performance.now() + timeoutMs;
+    session.context = options.context ?? {};
+    session.deadline = deadline;
+    session.activitySink = this.activitySink;
     session.rpc = new RpcServer(
       (op, fd, payload) => session.send(op, fd, payload),
       handlers,
@@ -446,6 +522,8 @@ export class SpearHost {
       budget: budget.buffer,
       cacheDir: this.cacheDir,
       entry: options.entry,
+      context: options.context,
+      deadline,
     };
 
     this.live.set(session.id, session);

@@ -254,6 +254,18 @@ export class Module {
     return new Module(engine.lib, Deno.UnsafePointer.create(out[0]));
   }
 
+  /**
+   * Validates bytes as a module for this engine without compiling them; throws WasmError
+   * ("invalid_module") with Wasmtime's reason.
+   */
+  static validate(engine: Engine, wasm: Uint8Array<ArrayBuffer>): void {
+    check(
+      engine.lib,
+      engine.lib.wasmtime_module_validate(engine.ptr, wasm, BigInt(wasm.length)),
+      "invalid_module",
+    );
+  }
+
   /** Loads code produced by `serialize()` with the same Wasmtime version and engine settings. */
   static deserialize(engine: Engine, bytes: Uint8Array<ArrayBuffer>): Module {
     const out = new BigUint64Array(1);

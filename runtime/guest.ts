@@ -59,6 +59,15 @@ export interface GuestOptions {
   maxFds: number;
   /** The guest's host budget (shared with the host); a private 64 MiB one if absent. */
   budget?: HostBudget;
+  /** What the embedder passed for this run, by family (RunOptions.context); {} if none. */
+  context?: Readonly<Record<string, unknown>>;
+  /** When the host stops the guest, as `absoluteNow()` reads time; none when absent. */
+  deadline?: number;
+}
+
+/** Milliseconds since the epoch, monotonic within a thread and comparable across threads. */
+export function absoluteNow(): number {
+  return performance.timeOrigin + performance.now();
 }
 
 /** Default host budget of a guest: what the host may keep on its behalf. */
@@ -76,6 +85,10 @@ export class GuestRuntime {
   readonly link: Link;
   readonly budget: HostBudget;
   readonly rpc: RpcClient;
+  /** Per-run values for families (e.g. `cis`: the skill's limits), from RunOptions.context. */
+  readonly context: Readonly<Record<string, unknown>>;
+  /** When the host stops this guest (absoluteNow() time), Infinity without a time limit. */
+  readonly deadline: number;
   private readonly deferred: (() => void)[] = [];
   private readonly streams = new Map<number, StreamReceiver>();
   private readonly notices = new Map<string, (notice: NoticeEnvelope) => void>();
@@ -96,8 +109,15 @@ export class GuestRuntime {
     this.fds = new FdTable(options.maxFds, this.budget);
     this.mem = new GuestMemory(options.memory);
     this.link = options.link;
+    this.context = options.context ?? {};
+    this.deadline = options.deadline ?? Infinity;
     this.rpc = new RpcClient((op, fd, payload) => this.send(op, fd, payload));
     this.fds.onClose((fd) => this.rpc.cancelFd(fd));
+  }
+
+  /** Milliseconds left before the host stops the guest (Infinity without a limit; 0 when past). */
+  remainingMs(): number {
+    return Math.max(0, this.deadline - absoluteNow());
   }
 
   /** Sends a message to the host, waiting (not growing memory) while its backlog is full. */

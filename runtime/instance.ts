@@ -60,6 +60,10 @@ export interface GuestInit {
   cacheDir?: string;
   /** What to run; default `{ kind: "command" }`. */
   entry?: Entry;
+  /** Per-run values for families (RunOptions.context), structured-cloned into the worker. */
+  context?: Record<string, unknown>;
+  /** When the host stops the guest (runtime/guest.ts absoluteNow() time). */
+  deadline?: number;
 }
 
 /** A WASI command: `_start`, with `GuestInit.args` as argv. */
@@ -478,6 +482,10 @@ export interface InstantiateOptions {
   bindOverride?: (linker: Linker, hc: Hostcall, sig: Signature) => boolean;
   /** Hostcalls beside the families' (tests: imports of other types and modules). */
   extraHostcalls?: (rt: GuestRuntime) => Hostcall[];
+  /** Per-run values for families (GuestRuntime.context). */
+  context?: Record<string, unknown>;
+  /** When the host stops the guest (GuestRuntime.deadline). */
+  deadline?: number;
 }
 
 const VALUE_RANGES: Record<WasmType, (v: WasmValue) => boolean> = {
@@ -524,6 +532,8 @@ export class GuestInstance {
       link: options.link,
       maxFds: options.maxFds,
       budget: options.budget,
+      context: options.context,
+      deadline: options.deadline,
       memory: {
         locate: () => {
           const ctx = calls.current();
@@ -811,6 +821,8 @@ export async function runGuest(init: GuestInit, hooks: GuestHooks = {}): Promise
       cacheDir: init.cacheDir,
       setup: hooks.setup,
       extraHostcalls: hooks.extraHostcalls,
+      context: init.context,
+      deadline: init.deadline,
     });
     const start = entry.kind === "command" ? guest.command("_start") : undefined;
     // The deadline is armed; a stop requested before this point would otherwise be missed.

@@ -477,6 +477,8 @@ export function parseResolvConf(text: string): string[] {
 export interface NetPolicyOptions {
   /** Name resolution for the address checks (default `dnsResolver`); injectable for tests. */
   resolver?: Resolver;
+  /** What refusals call the lists (default "net.allow", "net.listen"), e.g. a skill's "http.allow". */
+  names?: { allow?: string; listen?: string };
 }
 
 function aOrAn(category: IpCategory): string {
@@ -490,6 +492,8 @@ function display(t: NetTarget): string {
 
 export class NetPolicy {
   readonly resolver: Resolver;
+  private readonly allowName: string;
+  private readonly listenName: string;
 
   constructor(
     readonly allow: readonly NetEntry[],
@@ -497,6 +501,8 @@ export class NetPolicy {
     options: NetPolicyOptions = {},
   ) {
     this.resolver = options.resolver ?? dnsResolver;
+    this.allowName = options.names?.allow ?? "net.allow";
+    this.listenName = options.names?.listen ?? "net.listen";
   }
 
   /** Parses entry strings; throws NetEntryError (use config.ts for field-named errors). */
@@ -514,12 +520,12 @@ export class NetPolicy {
 
   /** May the host connect to (or send to) this target? */
   checkOutbound(target: NetTarget, options: CheckOptions = {}): Promise<NetDecision> {
-    return this.#check(this.allow, "net.allow", target, options);
+    return this.#check(this.allow, this.allowName, target, options);
   }
 
   /** May a socket bind or listen on this local address? */
   checkListen(target: NetTarget, options: CheckOptions = {}): Promise<NetDecision> {
-    return this.#check(this.listen, "net.listen", target, options);
+    return this.#check(this.listen, this.listenName, target, options);
   }
 
   async #check(

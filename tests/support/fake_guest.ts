@@ -26,6 +26,10 @@ export interface FakeGuestOptions {
   /** Host budget in bytes (default 64 MiB). */
   budgetBytes?: number;
   linkBytes?: number;
+  /** Per-run family values (GuestRuntime.context), e.g. `{cis: SkillContext}`. */
+  context?: Record<string, unknown>;
+  /** When the host would stop the guest (runtime/guest.ts absoluteNow() time). */
+  deadline?: number;
 }
 
 export interface FakeGuest {
@@ -66,6 +70,8 @@ export async function fakeGuest(options: FakeGuestOptions = {}): Promise<FakeGue
     link,
     maxFds: options.maxFds ?? 1024,
     budget: HostBudget.create(options.budgetBytes ?? 64 << 20),
+    context: options.context,
+    deadline: options.deadline,
     memory: { locate: () => [BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(mem))), mem.length] },
   });
   const families = options.families ? FAMILIES.filter((f) => options.families!.includes(f.name)) : FAMILIES;

@@ -157,6 +157,8 @@ Deno.test("host: run rejects limits out of the config's ranges before starting a
         limits: { timeout_ms: 2 ** 40, memory_mb: 16, max_fds: 8, host_memory_mb: 64 },
         net: { allow: [], listen: [] },
         mic: {},
+        memory: { store: "sqlite", path: "unused.db" },
+        skills: { dir: "unused" },
       },
       cacheDir: null,
     });

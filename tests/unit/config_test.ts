@@ -53,3 +53,21 @@ Deno.test("config: absent and empty sections still mean the defaults", () => {
   assert.deepEqual(parseConfig({ backends: [], limits: {}, net: {}, mic: {} }), empty);
   assert.deepEqual(empty.limits, { timeout_ms: 30000, memory_mb: 512, max_fds: 1024, host_memory_mb: 64 });
 });
+
+Deno.test("config: the skills' sections (one family owning two) — memory and skills, checked and defaulted", () => {
+  for (const section of ["memory", "skills"]) {
+    for (const value of [null, [], "x"]) {
+      rejects({ [section]: value }, `config: ${section}: must be an object`);
+    }
+  }
+  rejects({ memory: { store: "redis" } }, 'config: memory.store: must be "sqlite"');
+  rejects({ memory: { path: "" } }, "config: memory.path: must be a non-empty string");
+  rejects({ memory: { file: "x" } }, "config: memory.file: unknown field");
+  rejects({ skills: { directory: "x" } }, "config: skills.directory: unknown field");
+  const config = parseConfig({ memory: { path: "/data/m.db" }, skills: { dir: "/data/skills" } });
+  assert.deepEqual(config.memory, { store: "sqlite", path: "/data/m.db" });
+  assert.deepEqual(config.skills, { dir: "/data/skills" });
+  const defaults = parseConfig({});
+  assert.match(defaults.memory.path, /spearhost\/memory\.db$/);
+  assert.match(defaults.skills.dir, /spearhost\/skills$/);
+});

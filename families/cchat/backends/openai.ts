@@ -16,7 +16,8 @@
 
 import type { BackendConfig } from "../../../host/config.ts";
 import { readApiKey, Redactor } from "../../../host/net/credentials.ts";
-import type { NetPolicy, NetScheme } from "../../../host/net/policy.ts";
+import type { NetPolicy } from "../../../host/net/policy.ts";
+import { type BodyBudget, checkedFetch, hostPortOf, readBodyText } from "../../../host/net/http.ts";
 import { isJsonObject } from "../../../runtime/json.ts";
 
 /** SPEAR's structural SET_PARAM keys: consumed by the host, never sent upstream. */
@@ -108,24 +109,7 @@ export function buildChatBody(
   return Object.assign(body, forwardedParams(params));
 }
 
-/** `host:port` of a URL, with the scheme's default port filled in. */
-export function hostPortOf(url: URL): string {
-  return `${url.hostname}:${portOf(url)}`;
-}
-
-function portOf(url: URL): number {
-  return url.port ? Number(url.port) : url.protocol === "https:" || url.protocol === "wss:" ? 443 : 80;
-}
-
-/** Settles with `p`, or rejects with the signal's reason as soon as it aborts. */
-function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    p.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-  });
-}
+export { hostPortOf };
 
 /** `: type: code: message` from an OpenAI error body, parts that exist (SPEAR's format). */
 export function openaiErrorDetail(json: unknown): string | undefined {
@@ -146,80 +130,13 @@ function roundMs(ms: number): number {
   return Math.round(ms * 1000) / 1000;
 }
 
-const utf8 = new TextDecoder();
-
-/** What a body may cost while it is read (protocol/budget.ts HostBudget). */
-export interface BodyBudget {
-  tryCharge(bytes: number): boolean;
-  release(bytes: number): void;
-}
+export type { BodyBudget };
 
 /**
  * Longest upstream body read: past it the reply could not reach the guest anyway (the host's
  * 32 MiB message limit), so reading stops there instead of holding an unbounded body.
  */
 export const MAX_BODY_BYTES = 32 << 20;
-
-/**
- * Reads a body as text chunk by chunk, charging the guest's budget as it grows: many large
- * replies in flight at once cannot grow the main thread past what the guest may hold.
- */
-async function readBody(
-  res: Response,
-  max: number,
-  budget?: BodyBudget,
-): Promise<{ text: string } | { error: string }> {
-  // With a length announced for an unencoded body (a compressed one is decoded by fetch, so its
-  // length says nothing of the bytes) the body is charged up front and read in one go.
-  const announced = Number(res.headers.get("content-length") ?? NaN);
-  const encoded = (res.headers.get("content-encoding") ?? "identity") !== "identity";
-  if (!encoded && Number.isSafeInteger(announced) && announced >= 0) {
-    if (announced > max) {
-      await res.body?.cancel();
-      return { error: `response body of ${announced} bytes exceeds the host limit of ${max} bytes` };
-    }
-    if (budget && !budget.tryCharge(announced)) {
-      await res.body?.cancel();
-      return { error: `response body of ${announced} bytes is over the guest's host budget` };
-    }
-    try {
-      return { text: utf8.decode(await res.bytes()) }; // fetch holds the body to its announced length
-    } finally {
-      budget?.release(announced);
-    }
-  }
-  const reader = res.body?.getReader();
-  if (!reader) return { text: "" };
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      if (total + value.length > max) {
-        await reader.cancel();
-        return { error: `response body of more than ${max} bytes exceeds the host limit of ${max} bytes` };
-      }
-      if (budget && !budget.tryCharge(value.length)) {
-        await reader.cancel();
-        return {
-          error: `response body of more than ${total + value.length} bytes is over the guest's host budget`,
-        };
-      }
-      total += value.length;
-      chunks.push(value);
-    }
-    const whole = new Uint8Array(total);
-    let at = 0;
-    for (const c of chunks) {
-      whole.set(c, at);
-      at += c.length;
-    }
-    return { text: utf8.decode(whole) };
-  } finally {
-    budget?.release(total);
-  }
-}
 
 class Timeout extends Error {}
 class Cancelled extends Error {}
@@ -276,65 +193,35 @@ export async function openaiChatCompletion(call: OpenAIChatCall): Promise<OpenAI
   if (key !== undefined) headers.authorization = `Bearer ${key}`;
 
   try {
-    let res: Response;
-    for (let hop = 0;; hop++) {
-      if (url.protocol !== "http:" && url.protocol !== "https:") {
-        return fail("net_denied", `refusing non-http URL scheme ${url.protocol}`);
+    const fetched = await checkedFetch(url, {
+      method: "POST",
+      headers,
+      body: bodyText,
+      policy: call.policy,
+      signal: ctrl.signal,
+      follow: [307, 308],
+      maxRedirects: MAX_REDIRECTS,
+      refuseRedirect: (from, to) =>
+        to.origin !== from.origin && key !== undefined
+          ? `refusing to follow a redirect from ${from.origin} to another origin (${to.origin}) ` +
+            `on a request that carries the backend's API key`
+          : undefined,
+    });
+    if (!fetched.ok) {
+      if (fetched.code === "invalid_redirect") {
+        return fail(
+          "upstream_error",
+          `upstream status: ${fetched.status}: ${fetched.message}`,
+          fetched.status,
+        );
       }
-      const hostPort = hostPortOf(url);
-      if (call.policy !== undefined) {
-        const target = {
-          scheme: url.protocol.slice(0, -1) as NetScheme,
-          host: url.hostname,
-          port: portOf(url),
-        };
-        const decision = await untilAborted(call.policy.checkOutbound(target), ctrl.signal);
-        if (!decision.ok) return fail("net_denied", decision.reason);
-      }
-      try {
-        res = await fetch(url, {
-          method: "POST",
-          headers,
-          body: bodyText,
-          signal: ctrl.signal,
-          redirect: "manual",
-        });
-      } catch (e) {
-        if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
-          return fail("net_denied", `network access to ${hostPort} denied by the host's permissions`);
-        }
-        throw e;
-      }
-      const location = res.headers.get("location");
-      if ((res.status === 307 || res.status === 308) && location !== null && hop < MAX_REDIRECTS) {
-        await res.body?.cancel();
-        let next: URL;
-        try {
-          next = new URL(location, url);
-        } catch {
-          return fail(
-            "upstream_error",
-            `upstream status: ${res.status}: invalid redirect location`,
-            res.status,
-          );
-        }
-        if (next.origin !== url.origin && key !== undefined) {
-          return fail(
-            "net_denied",
-            `refusing to follow a redirect from ${url.origin} to another origin (${next.origin}) ` +
-              `on a request that carries the backend's API key`,
-            res.status,
-          );
-        }
-        url = next;
-        continue;
-      }
-      break;
+      return fail("net_denied", fetched.message, fetched.status);
     }
+    const res = fetched.response;
 
     // Redacted as a whole before parsing, so neither the value nor a parse error quoting the
     // text can carry the key (or a fragment of it) to the guest.
-    const read = await readBody(res, MAX_BODY_BYTES, call.budget);
+    const read = await readBodyText(res, MAX_BODY_BYTES, call.budget);
     if ("error" in read) return fail("invalid_response", read.error, res.status);
     const text = read.text;
     if (!res.ok) {
