@@ -68,6 +68,8 @@ export const MAX_INBOUND_BACKLOG_BYTES = 128 << 20;
 export class GuestSession {
   private ended = false;
   private readonly cleanups: (() => void)[] = [];
+  private readonly finishers: (() => void)[] = [];
+  private finishedAll = false;
   private readonly senders = new Map<number, { sender: StreamSender; onClose?: () => void }>();
   private readonly inbound = new Map<number, InboundStream>();
   private nextHostStream = -1;
@@ -126,18 +128,39 @@ export class GuestSession {
 
   /**
    * A handle the host creates for the guest (an accepted connection): a host-allocated stream
-   * plus a notice the guest's family adopts into an fd.
+   * plus a notice the guest's family adopts into an fd. A duplex handle (`inbound`) also gets a
+   * guest → host stream, registered here before the notice goes, so the guest's first bytes
+   * always find their receiver; the guest adopts it with `GuestRuntime.adoptOutbound`.
    */
-  createHandle(family: string, type: string, info: unknown, flow: Flow, onClose?: () => void): StreamSender {
+  createHandle(
+    family: string,
+    type: string,
+    info: unknown,
+    flow: Flow,
+    onClose?: () => void,
+    inbound?: { stream: InboundStream; window: number },
+  ): StreamSender {
     const sender = this.openStream(this.nextHostStream--, flow, onClose);
-    this.notice(family, type, info, sender.id);
+    let outbound: NoticeEnvelope["outbound"];
+    if (inbound) {
+      outbound = { stream: this.nextHostStream--, window: inbound.window };
+      this.receiveStream(outbound.stream, inbound.stream);
+    }
+    this.notice(family, type, info, sender.id, outbound);
     return sender;
   }
 
   /** Tells the guest's family about something the host did for it. */
-  notice(family: string, type: string, info: unknown, stream?: number): void {
+  notice(
+    family: string,
+    type: string,
+    info: unknown,
+    stream?: number,
+    outbound?: NoticeEnvelope["outbound"],
+  ): void {
     const notice: NoticeEnvelope = { family, type, info };
     if (stream !== undefined) notice.stream = stream;
+    if (outbound !== undefined) notice.outbound = outbound;
     this.send(Op.NOTICE, 0, encode(NoticeEnvelope, notice));
   }
 
@@ -183,6 +206,28 @@ export class GuestSession {
   onEnd(cleanup: () => void): void {
     if (this.ended) cleanup();
     else this.cleanups.push(cleanup);
+  }
+
+  /**
+   * Registers work run once everything the guest sent has been applied, after it ended: what a
+   * guest wrote just before exiting (the last bytes of a reply, a stream close) still reaches
+   * its driver, as a process's queued socket data is still sent after it exits.
+   */
+  onFinished(work: () => void): void {
+    if (this.finishedAll) work();
+    else this.finishers.push(work);
+  }
+
+  /** The host applied the guest's last message (SpearHost.run calls it). */
+  finish(): void {
+    if (this.finishedAll) return;
+    this.end();
+    this.finishedAll = true;
+    for (const work of this.finishers.splice(0)) {
+      try {
+        work();
+      } catch { /* one failing finisher must not stop the others */ }
+    }
   }
 
   /** Settles when `p` does, or at the latest LOG_DRAIN_GRACE_MS after the guest ended (false). */
@@ -431,6 +476,7 @@ export class SpearHost {
       await served;
       // Records the guest wrote that were still waiting for room in the ring.
       for (const m of collect(link, leftover)) await this.deliver(session, m);
+      session.finish();
       if (guestDone && this.idleLinks.length < MAX_IDLE_LINKS) this.idleLinks.push(link);
       this.live.delete(session.id);
     }

@@ -23,11 +23,17 @@ export const Errno = {
   ENOSPC: 28,
   EPIPE: 32,
   ENOSYS: 38,
+  EMSGSIZE: 90,
+  EAFNOSUPPORT: 97,
   EADDRINUSE: 98,
+  EADDRNOTAVAIL: 99,
   ECONNRESET: 104,
+  EISCONN: 106,
   ENOTCONN: 107,
   ETIMEDOUT: 110,
   ECONNREFUSED: 111,
+  EHOSTUNREACH: 113,
+  EALREADY: 114,
   EINPROGRESS: 115,
 } as const;
 export type ErrnoName = keyof typeof Errno;

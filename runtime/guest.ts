@@ -8,7 +8,13 @@ import { GuestMemory, type MemorySource } from "./memory.ts";
 import type { Frame, Link, Message } from "../protocol/channel.ts";
 import { HostBudget } from "../protocol/budget.ts";
 import { type Method, type Outcome, type PendingCall, RpcClient } from "../protocol/rpc.ts";
-import { decodeCredit, decodeFrame, encodeCredit, type StreamFrame, StreamSender } from "../protocol/stream.ts";
+import {
+  decodeCredit,
+  decodeFrame,
+  encodeCredit,
+  type StreamFrame,
+  StreamSender,
+} from "../protocol/stream.ts";
 import { decode } from "../protocol/schema.ts";
 import { NoticeEnvelope, Op } from "../protocol/wire.ts";
 import { fail } from "./abi.ts";
@@ -134,7 +140,18 @@ export class GuestRuntime {
    * window and the guest sees -EAGAIN / EPOLLOUT instead of growing host memory.
    */
   openOutbound(window: number): StreamSender {
-    const id = this.nextStreamId++;
+    return this.outboundSender(this.nextStreamId++, window);
+  }
+
+  /**
+   * Takes the guest → host stream of a duplex host-created handle (the notice's `outbound`);
+   * call it from the notice handler, as `adoptStream`.
+   */
+  adoptOutbound(outbound: { stream: number; window: number }): StreamSender {
+    return this.outboundSender(outbound.stream, outbound.window);
+  }
+
+  private outboundSender(id: number, window: number): StreamSender {
     const out = this.link.toHost;
     const channel = {
       send: (op: number, fd: number, payload: Uint8Array) => this.send(op, fd, payload),

@@ -56,6 +56,26 @@ class ItemFifo {
     return item;
   }
 
+  /** Drops the first `n` bytes of the head item (a byte-stream read took them). */
+  trimHead(n: number): void {
+    const item = this.items[this.head]!;
+    item.bytes = item.bytes.subarray(n);
+    this.bytes -= n;
+  }
+
+  /** Removes the items `drop` selects; returns them. */
+  removeWhere(drop: (item: QueueItem) => boolean): QueueItem[] {
+    const kept: QueueItem[] = [];
+    const removed: QueueItem[] = [];
+    for (let i = this.head; i < this.items.length; i++) {
+      (drop(this.items[i]!) ? removed : kept).push(this.items[i]!);
+    }
+    this.items = kept;
+    this.head = 0;
+    this.bytes = kept.reduce((n, item) => n + item.bytes.length, 0);
+    return removed;
+  }
+
   clear(): void {
     this.items = [];
     this.head = 0;
@@ -171,6 +191,46 @@ export class QueuedStream {
     const n = mem.writeOut(outPtr, lenPtr, item.bytes);
     this.commit();
     return n;
+  }
+
+  /**
+   * Byte-stream read (a TCP socket): copies up to the out-buffer's capacity (`*lenPtr`) from the
+   * head items, across item boundaries; a partly read item keeps its rest at the head, so no
+   * byte is lost or reordered. Stores and returns the count; empty: EAGAIN (a zero capacity
+   * reads nothing and returns 0, as POSIX recv with length 0). Credit streams get the bytes back.
+   */
+  readBytesInto(mem: GuestMemory, outPtr: number, lenPtr: number): number {
+    const capacity = mem.u32(lenPtr);
+    if (this.fifo.length === 0) throw fail("EAGAIN");
+    const total = Math.min(capacity, this.fifo.bytes);
+    mem.check(outPtr, total);
+    let written = 0;
+    while (written < total) {
+      const item = this.fifo.peek()!;
+      const take = Math.min(item.bytes.length, total - written);
+      mem.write(outPtr + written, item.bytes.subarray(0, take));
+      written += take;
+      if (take === item.bytes.length) this.commit();
+      else {
+        this.fifo.trimHead(take);
+        this.readBytes += take;
+        if (this.policy === "credit") this.options.returnCredit?.(take);
+      }
+    }
+    mem.setU32(lenPtr, written);
+    return written;
+  }
+
+  /**
+   * Removes the queued items `drop` selects (a UDP socket connected to one peer filters out
+   * datagrams that came from others); they count as dropped and credit streams get their room.
+   */
+  removeWhere(drop: (item: QueueItem) => boolean): number {
+    const removed = this.fifo.removeWhere(drop);
+    const bytes = removed.reduce((n, item) => n + item.bytes.length, 0);
+    this.dropped += removed.length;
+    if (this.policy === "credit") this.options.returnCredit?.(bytes);
+    return removed.length;
   }
 
   /** Removes the head item after the reader took it. */
