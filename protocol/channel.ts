@@ -44,8 +44,6 @@ export interface Message {
 }
 
 const EMPTY = new Uint8Array(0);
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 
 export class Channel {
   private readonly header: Int32Array;
