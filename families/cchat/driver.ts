@@ -4,12 +4,11 @@
  * guest ended) arrives as the request's abort signal and aborts the HTTP request.
  */
 import type { HostConfig } from "../../host/config.ts";
-import type { Driver, SessionContext } from "../../host/host.ts";
+import type { Driver } from "../../host/host.ts";
 import { handle } from "../../protocol/rpc.ts";
 import { runChatRoundTrip } from "./backends/mod.ts";
 import {
   chatRoundTrip,
-  type ChatRoundTripRequest,
   type ChatRoundTripResult,
   MAX_CHAT_MESSAGE_BYTES,
 } from "./protocol.ts";
