@@ -7,11 +7,7 @@ import type { HostConfig } from "../../host/config.ts";
 import type { Driver } from "../../host/host.ts";
 import { handle } from "../../protocol/rpc.ts";
 import { runChatRoundTrip } from "./backends/mod.ts";
-import {
-  chatRoundTrip,
-  type ChatRoundTripResult,
-  MAX_CHAT_MESSAGE_BYTES,
-} from "./protocol.ts";
+import { chatRoundTrip, type ChatRoundTripResult, MAX_CHAT_MESSAGE_BYTES } from "./protocol.ts";
 
 const encoder = new TextEncoder();
 
