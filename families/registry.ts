@@ -17,8 +17,9 @@ import cchat from "./cchat/family.ts";
 import rtasr from "./rtasr/family.ts";
 import mic from "./mic/family.ts";
 import userStream from "./user_stream/family.ts";
+import sock from "./sock/family.ts";
 
-export const FAMILIES: readonly Family[] = [core, fd, cchat, rtasr, mic, userStream] as Family[];
+export const FAMILIES: readonly Family[] = [core, fd, cchat, rtasr, mic, userStream, sock] as Family[];
 
 /** Every import of every family, built or not. */
 export function allImports(): ImportDecl[] {

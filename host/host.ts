@@ -64,6 +64,13 @@ export const LOG_DRAIN_GRACE_MS = 2000;
 /** Most bytes the host holds towards one guest before it stops that guest (a driver bug guard). */
 export const MAX_INBOUND_BACKLOG_BYTES = 128 << 20;
 
+/** The streams of a host-created handle: toward the guest, and (duplex) the id of the one back. */
+export interface HandleStreams {
+  sender: StreamSender;
+  /** The guest → host stream's id (return its credit with `GuestSession.credit`). */
+  inbound?: number;
+}
+
 /** The main-thread view of one running guest, handed to drivers. */
 export class GuestSession {
   private ended = false;
@@ -139,7 +146,7 @@ export class GuestSession {
     flow: Flow,
     onClose?: () => void,
     inbound?: { stream: InboundStream; window: number },
-  ): StreamSender {
+  ): HandleStreams {
     const sender = this.openStream(this.nextHostStream--, flow, onClose);
     let outbound: NoticeEnvelope["outbound"];
     if (inbound) {
@@ -147,7 +154,7 @@ export class GuestSession {
       this.receiveStream(outbound.stream, inbound.stream);
     }
     this.notice(family, type, info, sender.id, outbound);
-    return sender;
+    return { sender, inbound: outbound?.stream };
   }
 
   /** Tells the guest's family about something the host did for it. */

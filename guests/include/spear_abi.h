@@ -95,4 +95,36 @@
 #define SPEAR_MIC_CTL_GET_STATUS   2
 #define SPEAR_MIC_CTL_LIST_DEVICES 3 /* spearhost extension */
 
+/* sock_create address families */
+#define SPEAR_AF_INET  2
+#define SPEAR_AF_INET6 10
+
+/* sock_create socket types */
+#define SPEAR_SOCK_STREAM 1
+#define SPEAR_SOCK_DGRAM  2
+
+/* sock_setopt / sock_getopt options */
+#define SPEAR_SO_RCVTIMEO_MS 1
+#define SPEAR_SO_SNDTIMEO_MS 2
+#define SPEAR_SO_REUSEADDR   3
+#define SPEAR_SO_NODELAY     4
+#define SPEAR_SO_ERROR       5
+#define SPEAR_SO_RCVBUF      6
+#define SPEAR_SO_SNDBUF      7
+#define SPEAR_SO_KEEPALIVE   8
+
+/* sock_shutdown directions */
+#define SPEAR_SHUT_RD   0
+#define SPEAR_SHUT_WR   1
+#define SPEAR_SHUT_RDWR 2
+
+/* sock_getaddr: which address */
+#define SPEAR_SOCK_ADDR_LOCAL 0
+#define SPEAR_SOCK_ADDR_PEER  1
+
+/* socket limits and defaults */
+#define SPEAR_SOCK_MAX_DATAGRAM   65507
+#define SPEAR_SOCK_DEFAULT_BUFFER 262144
+#define SPEAR_SOCK_MAX_ADDR_TEXT  300
+
 #endif /* SPEARHOST_SPEAR_ABI_H */
