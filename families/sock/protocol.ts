@@ -190,7 +190,8 @@ export function parseIpLiteral(text: string): IpLiteral | undefined {
     unspecified: canon === "::",
     multicast: canon.startsWith("ff"),
     broadcast: false,
-    v4mapped: canon.startsWith("::ffff:") && !canon.slice(7).includes(":"),
+    // The URL serializer writes ::ffff:127.0.0.1 as ::ffff:7f00:1.
+    v4mapped: canon.startsWith("::ffff:") && (canon.slice(7).split(":").length === 2 || canon.includes(".")),
   };
 }
 

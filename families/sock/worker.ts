@@ -115,6 +115,8 @@ export interface Socket {
 
 interface SocketStats {
   bytesSent: number;
+  /** UDP payload bytes read (a TCP socket's are its queue's `readBytes`). */
+  bytesReceived: number;
   datagramsSent: number;
   datagramsReceived: number;
   /** Datagrams the host could not hand over (the channel was congested). */
@@ -154,6 +156,7 @@ function newSocket(version: IpVersion, transport: Transport, options = DEFAULT_O
     entry: null,
     stats: {
       bytesSent: 0,
+      bytesReceived: 0,
       datagramsSent: 0,
       datagramsReceived: 0,
       hostDropped: 0,
@@ -710,6 +713,7 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
     mem.writeOut(outPtr, lenPtr, payload);
     if (addrPtr !== 0) mem.writeOut(addrPtr, addrLenPtr, from);
     sock.queue!.commit();
+    sock.stats.bytesReceived += payload.length;
     refresh(sock);
     return payload.length;
   };
@@ -831,7 +835,7 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
     local: sock.local,
     peer: sock.peer,
     bytes_sent: sock.stats.bytesSent,
-    bytes_received: sock.queue?.readBytes ?? 0,
+    bytes_received: sock.transport === "udp" ? sock.stats.bytesReceived : sock.queue?.readBytes ?? 0,
     ...(sock.transport === "udp"
       ? {
         datagrams_sent: sock.stats.datagramsSent,
