@@ -217,10 +217,12 @@ export class Channel {
   }
 
   /**
-   * Consumer side: hands every published message to `handle` (payloads are copies) and
-   * returns how many there were. If the producer was waiting for room, `onSpace` runs.
+   * Consumer side: hands every published message to `handle` and returns how many there were.
+   * If the producer was waiting for room, `onSpace` runs. Payloads are copies, unless `views`:
+   * then a payload is a view of the ring, valid only while `handle` runs (the room is released
+   * after it returns), so a consumer that copies only what it keeps makes no garbage per message.
    */
-  receive(handle: (m: Message) => void, onSpace?: () => void): number {
+  receive(handle: (m: Message) => void, onSpace?: () => void, views = false): number {
     let count = 0;
     let frames = 0;
     let read = Atomics.load(this.header, READ) >>> 0;
@@ -236,15 +238,26 @@ export class Channel {
       const flags = this.dataView.getUint16(at + 6, true);
       const fd = this.dataView.getInt32(at + 8, true);
       const start = at + FRAME_HEAD + BODY_HEAD;
-      const payload = this.data.slice(start, start + body - BODY_HEAD);
+      const end = start + body - BODY_HEAD;
+      const whole = !(flags & MORE) && this.partial.length === 0;
+      const payload = views && whole ? this.data.subarray(start, end) : this.data.slice(start, end);
       read = (read + ((FRAME_HEAD + body + 3) & ~3)) >>> 0;
-      Atomics.store(this.header, READ, read | 0);
       frames++;
       if (flags & MORE) {
+        Atomics.store(this.header, READ, read | 0);
         this.partial.push(payload);
         continue;
       }
       count++;
+      if (views && whole) {
+        try {
+          handle({ op, fd, payload });
+        } finally {
+          Atomics.store(this.header, READ, read | 0); // the view's room goes back only now
+        }
+        continue;
+      }
+      Atomics.store(this.header, READ, read | 0);
       handle({ op, fd, payload: this.partial.length ? this.joinPartial(payload) : payload });
     }
     if (frames > 0 && Atomics.load(this.header, SPACE_WANTED) !== 0) onSpace?.();

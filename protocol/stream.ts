@@ -86,14 +86,17 @@ export class StreamSender {
       this.seq++;
       return false;
     }
+    // One scratch buffer per stream, grown when needed and reused for every item, so a stream
+    // of varied item sizes (socket reads) makes no garbage here.
     const size = STREAM_HEADER_BYTES + bytes.length;
-    if (this.scratch.length !== size) this.scratch = new Uint8Array(size);
-    const v = new DataView(this.scratch.buffer);
+    if (this.scratch.length < size) this.scratch = new Uint8Array(Math.max(size, this.scratch.length * 2));
+    const frame = this.scratch.subarray(0, size);
+    const v = new DataView(frame.buffer, frame.byteOffset, STREAM_HEADER_BYTES);
     v.setUint32(0, this.seq++, true);
     v.setUint32(4, this.dropped, true);
     v.setFloat64(8, at, true);
-    this.scratch.set(bytes, STREAM_HEADER_BYTES);
-    this.channel.send(Op.STREAM_DATA, this.id, this.scratch); // copied into the ring
+    frame.set(bytes, STREAM_HEADER_BYTES);
+    this.channel.send(Op.STREAM_DATA, this.id, frame); // copied into the ring
     this.sentItems++;
     this.sentBytes += bytes.length;
     return true;

@@ -49,6 +49,12 @@ export interface GuestInvoker {
 export interface StreamReceiver {
   data(frame: StreamFrame): void;
   event(value: Record<string, unknown>): void;
+  /**
+   * `frame.bytes` may be a view of the channel, valid only during `data`: the receiver copies
+   * what it keeps (a socket's byte ring), so a hot stream makes no garbage. Otherwise (the
+   * default) the bytes are the receiver's to keep.
+   */
+  readonly borrows?: boolean;
 }
 
 export interface GuestOptions {
@@ -219,6 +225,7 @@ export class GuestRuntime {
       this.messagesIn += this.link.toGuest.receive(
         (m) => this.apply(m),
         () => this.link.toHost.ring(), // the host's producer wants room: wake it
+        true, // views: apply() decodes at once or copies what is kept
       );
     } finally {
       this.pumping = false;
@@ -240,9 +247,14 @@ export class GuestRuntime {
         this.budget.release(m.payload.length); // charged by the host when it replied
         this.rpc.receive(m.payload);
         return;
-      case Op.STREAM_DATA:
-        this.streams.get(m.fd)?.data(decodeFrame(m.payload));
+      case Op.STREAM_DATA: {
+        const receiver = this.streams.get(m.fd);
+        if (!receiver) return;
+        const frame = decodeFrame(m.payload);
+        if (!receiver.borrows) frame.bytes = frame.bytes.slice();
+        receiver.data(frame);
         return;
+      }
       case Op.STREAM_EVENT: {
         const receiver = this.streams.get(m.fd);
         if (receiver) receiver.event(JSON.parse(new TextDecoder().decode(m.payload)));

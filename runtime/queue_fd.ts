@@ -276,3 +276,124 @@ export class QueuedStream {
     this.reserved = 0;
   }
 }
+
+export interface ByteRingOptions {
+  capacity: number;
+  budget: HostBudget;
+  /** Room freed by a read (the producer's credit). */
+  returnCredit?: (bytes: number) => void;
+}
+
+/**
+ * The byte-stream queue (a TCP socket's receive buffer): one ring of `capacity` bytes, filled
+ * by copying and drained into guest memory, so a stream of any length makes no garbage and never
+ * holds more than its window. Its producer writes under credit (protocol/stream.ts), so a push
+ * that does not fit is a producer bug: it is refused and counted in `dropped`.
+ */
+export class ByteRing {
+  private ring: Uint8Array;
+  private head = 0;
+  /** Bytes queued. */
+  length = 0;
+  pushedBytes = 0;
+  readBytes = 0;
+  dropped = 0;
+  private reserved = 0;
+
+  constructor(private readonly options: ByteRingOptions) {
+    this.ring = new Uint8Array(0);
+    this.resize(options.capacity);
+  }
+
+  get capacity(): number {
+    return this.ring.length;
+  }
+
+  /** Bytes queued (the same as `length`; the name QueuedStream metrics use). */
+  get bytes(): number {
+    return this.length;
+  }
+
+  /** Grows or shrinks the ring (never below what is queued), re-reserving it in the budget. */
+  resize(capacity: number): void {
+    capacity = Math.max(capacity, this.length);
+    const extra = capacity - this.reserved;
+    if (extra > 0 && !this.options.budget.tryCharge(extra)) {
+      throw fail("ENOMEM", `receive buffer of ${capacity} bytes: over the guest's host budget`);
+    }
+    if (extra < 0) this.options.budget.release(-extra);
+    this.reserved = capacity;
+    const next = new Uint8Array(capacity);
+    this.copyOut(next, this.length);
+    this.ring = next;
+    this.head = 0;
+  }
+
+  /** Copies `bytes` in; false (counted) when they do not fit. */
+  push(bytes: Uint8Array): boolean {
+    if (this.length + bytes.length > this.ring.length) {
+      this.dropped++;
+      return false;
+    }
+    const tail = (this.head + this.length) % this.ring.length;
+    const first = Math.min(bytes.length, this.ring.length - tail);
+    this.ring.set(bytes.subarray(0, first), tail);
+    this.ring.set(bytes.subarray(first), 0);
+    this.length += bytes.length;
+    this.pushedBytes += bytes.length;
+    return true;
+  }
+
+  /** Copies the first `n` queued bytes into `out` without consuming them. */
+  private copyOut(out: Uint8Array, n: number): void {
+    const first = Math.min(n, this.ring.length - this.head);
+    out.set(this.ring.subarray(this.head, this.head + first), 0);
+    out.set(this.ring.subarray(0, n - first), first);
+  }
+
+  /**
+   * Reads up to the out-buffer's capacity (`*lenPtr`) into guest memory; stores and returns the
+   * count. Empty: EAGAIN (a zero capacity reads nothing and returns 0, as POSIX recv).
+   */
+  readBytesInto(mem: GuestMemory, outPtr: number, lenPtr: number): number {
+    const capacity = mem.u32(lenPtr);
+    if (this.length === 0) throw fail("EAGAIN");
+    const n = Math.min(capacity, this.length);
+    const first = Math.min(n, this.ring.length - this.head);
+    mem.check(outPtr, n);
+    mem.write(outPtr, this.ring.subarray(this.head, this.head + first));
+    if (n > first) mem.write(outPtr + first, this.ring.subarray(0, n - first));
+    this.consume(n);
+    mem.setU32(lenPtr, n);
+    return n;
+  }
+
+  private consume(n: number): void {
+    this.head = (this.head + n) % (this.ring.length || 1);
+    this.length -= n;
+    this.readBytes += n;
+    this.options.returnCredit?.(n);
+  }
+
+  /** Drops everything queued; the producer gets the room back. */
+  clear(): void {
+    const n = this.length;
+    this.head = 0;
+    this.length = 0;
+    this.options.returnCredit?.(n);
+  }
+
+  /** EPOLLIN while bytes are queued. */
+  get readiness(): number {
+    return this.length > 0 ? Poll.EPOLLIN : 0;
+  }
+
+  /** Frees the ring and its budget reservation (the fd is gone). */
+  dispose(): void {
+    this.options.budget.release(this.reserved);
+    this.reserved = 0;
+    this.ring = new Uint8Array(0);
+    this.head = 0;
+    this.length = 0;
+  }
+}
