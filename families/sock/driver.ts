@@ -99,13 +99,19 @@ const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 const addrText = (a: Deno.Addr) => formatSockAddr((a as Deno.NetAddr).hostname, (a as Deno.NetAddr).port);
 
 /**
- * What to hand Deno for a checked target: an IP as is, `localhost` as the family's loopback
- * (the policy's meaning, and what the launcher grants), any other name as the name, so that
- * Deno's own --allow-net check sees what the config named.
+ * What to hand Deno for a checked target: an IP as is, `localhost` as the family's loopback (the
+ * policy's meaning, which the launcher grants), and a name as the checked address of the
+ * socket's family — so what was checked is what is reached — when Deno's permissions allow that
+ * address; otherwise (the launcher grants names as the config spells them) the name itself, and
+ * the caller re-checks the peer Deno reached.
  */
-function dialHost(host: string, version: 4 | 6): string {
+function dialHost(host: string, version: 4 | 6, addresses: readonly string[] = [], port = 0): string {
   if (parseIpLiteral(host)) return host;
-  return isLocalhostName(host) ? loopback(version) : host;
+  if (isLocalhostName(host)) return loopback(version);
+  const address = addresses.find((a) => parseIpLiteral(a)?.version === version);
+  if (!address) return host;
+  const granted = Deno.permissions.querySync({ name: "net", host: formatSockAddr(address, port) }).state;
+  return granted === "granted" ? address : host;
 }
 
 // ---------------------------------------------------------------- connections
@@ -337,7 +343,9 @@ class Datagrams {
       );
       try {
         if (decision.ok && !this.closed) {
-          const hostname = peer.name && !isLocalhostName(peer.name) ? peer.name : peer.address;
+          const hostname = peer.name
+            ? dialHost(peer.name, peer.address.includes(":") ? 6 : 4, [peer.address], peer.port)
+            : peer.address;
           await this.conn.send(payload, { transport: "udp", hostname, port: peer.port });
         }
       } catch (e) {
@@ -424,9 +432,9 @@ export function sockDriver(config: HostConfig, options: SockDriverOptions = {}):
 
   /** Checks a local address against net.listen (an implicit UDP bind needs no entry). */
   const checkLocal = async (transport: Transport, host: string, port: number, implicit: boolean) => {
-    if (implicit) return { ok: true } as const;
+    if (implicit) return { ok: true, addresses: [host] } as const;
     const decision = await policy.checkListen({ scheme: transport, host, port });
-    return decision.ok ? { ok: true } as const : denied(decision);
+    return decision.ok ? { ok: true, addresses: decision.addresses } as const : denied(decision);
   };
 
   const bind = async (
@@ -443,7 +451,7 @@ export function sockDriver(config: HostConfig, options: SockDriverOptions = {}):
   ): Promise<SockResult> => {
     const checked = await checkLocal(p.transport, p.host, p.port, p.implicit);
     if (!checked.ok) return checked;
-    const hostname = dialHost(p.host, p.version);
+    const hostname = dialHost(p.host, p.version, checked.addresses, p.port);
     const sockets = socketsOf(session);
     try {
       if (p.transport === "tcp") {
@@ -493,7 +501,8 @@ export function sockDriver(config: HostConfig, options: SockDriverOptions = {}):
     if (!decision.ok) return denied(decision);
     let conn: Deno.TcpConn;
     try {
-      conn = await Deno.connect({ hostname: dialHost(p.host, p.version), port: p.port, transport: "tcp" });
+      const hostname = dialHost(p.host, p.version, decision.addresses, p.port);
+      conn = await Deno.connect({ hostname, port: p.port, transport: "tcp" });
     } catch (e) {
       return failure(errnoOf(e), message(e));
     }

@@ -2,8 +2,8 @@
  * sock_*: the worker part of TCP and UDP socket fds (SPEC.md §8, seed 003).
  *
  * A socket is a state machine (unbound → bound → listening, or → connecting → connected) plus
- * the queues of its streams (families/sock/protocol.ts): received bytes or datagrams wait in a
- * queued-stream fd (runtime/queue_fd.ts) whose cap is the receive window, and what the guest
+ * the queues of its streams (families/sock/protocol.ts): received bytes wait in a byte ring and
+ * datagrams in a queued-stream fd (runtime/queue_fd.ts), each capped by the receive window; what the guest
  * sends goes on a credit stream whose window is the send buffer. Blocking is POSIX's: a call
  * that cannot proceed waits in `rt.block` (tool calls may run there) until it can, its
  * RCVTIMEO/SNDTIMEO passes (-EAGAIN) or the guest's time limit ends it; with O_NONBLOCK it is
@@ -14,7 +14,7 @@
 import { Errno, type ErrnoName, fail, Poll } from "../../runtime/abi.ts";
 import type { FdEntry } from "../../runtime/fd_table.ts";
 import type { GuestRuntime } from "../../runtime/guest.ts";
-import { LatencyWindow, QueuedStream } from "../../runtime/queue_fd.ts";
+import { ByteRing, LatencyWindow, QueuedStream } from "../../runtime/queue_fd.ts";
 import type { Method, PendingCall } from "../../protocol/rpc.ts";
 import { streamClock, type StreamFrame, type StreamSender } from "../../protocol/stream.ts";
 import type { NoticeEnvelope } from "../../protocol/wire.ts";
@@ -89,7 +89,8 @@ export interface Socket {
   peer: string | null;
   /** Host handle: a bound/listening TCP socket's listener stream, a connection's or UDP socket's receive stream. */
   handle: number;
-  queue: QueuedStream | null;
+  /** TCP: a byte ring of the window's size; UDP: a queue of datagrams (see `datagramsOf`). */
+  queue: ByteRing | QueuedStream | null;
   out: StreamSender | null;
   /** Credit read but not yet returned to the host (returned in batches). */
   creditOwed: number;
@@ -234,15 +235,11 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
 
   // ------------------------------------------------------------ streams
 
-  /** The receive queue of a TCP connection: a credit queue whose cap is the window. */
+  /** The receive buffer of a TCP connection: a ring of the window's size; reads return credit. */
   const byteQueue = (sock: Socket, window: number) =>
-    new QueuedStream({
-      capacity: window,
-      policy: "credit",
-      budget: rt.budget,
-      clock: streamClock,
-      returnCredit: (bytes) => owe(sock, bytes),
-    });
+    new ByteRing({ capacity: window, budget: rt.budget, returnCredit: (bytes) => owe(sock, bytes) });
+
+  const datagramsOf = (sock: Socket) => sock.queue as QueuedStream;
 
   /** Returns credit in batches: when a quarter window is owed, or the queue ran dry (the host may be waiting). */
   const owe = (sock: Socket, bytes: number) => {
@@ -256,8 +253,9 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
 
   /** Receives a connection's bytes and its end (eof, error). */
   const connectionReceiver = (sock: Socket) => ({
+    borrows: true, // copied straight into the ring: no garbage per chunk
     data(frame: StreamFrame) {
-      sock.queue?.push({ bytes: frame.bytes, at: frame.at });
+      (sock.queue as ByteRing | null)?.push(frame.bytes);
       refresh(sock);
     },
     event(value: Record<string, unknown>) {
@@ -282,7 +280,9 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
         sock.stats.filtered++;
         return;
       }
-      if (sock.queue?.push({ bytes: frame.bytes, at: frame.at }) === "queued") sock.stats.datagramsReceived++;
+      if (datagramsOf(sock)?.push({ bytes: frame.bytes, at: frame.at }) === "queued") {
+        sock.stats.datagramsReceived++;
+      }
       refresh(sock);
     },
     event(value: Record<string, unknown>) {
@@ -516,7 +516,7 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
     sock.udpPeer = peer;
     sock.peer = formatSockAddr(peer.address, peer.port);
     sock.state = "connected";
-    const removed = sock.queue!.removeWhere((item) => !samePeer(decodeDatagram(item.bytes).peer, peer));
+    const removed = datagramsOf(sock).removeWhere((item) => !samePeer(decodeDatagram(item.bytes).peer, peer));
     sock.stats.filtered += removed;
     sock.stats.filteredQueued += removed;
     refresh(sock);
@@ -668,10 +668,10 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
       takePendingError(sock);
       throw fail("ENOTCONN");
     }
-    const queue = () => sock.queue?.length ?? 0;
-    waitFor(sock, () => queue() > 0 || sock.eof || sock.readShut, sock.options.rcvtimeo);
-    if (queue() > 0) {
-      const n = sock.queue!.readBytesInto(mem, outPtr, lenPtr);
+    const queued = () => sock.queue?.length ?? 0;
+    waitFor(sock, () => queued() > 0 || sock.eof || sock.readShut, sock.options.rcvtimeo);
+    if (queued() > 0) {
+      const n = (sock.queue as ByteRing).readBytesInto(mem, outPtr, lenPtr);
       refresh(sock);
       return n;
     }
@@ -700,7 +700,7 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
       mem.setU32(lenPtr, 0);
       return 0; // shut for reading
     }
-    const { peer, payload } = decodeDatagram(sock.queue!.peek()!.bytes);
+    const { peer, payload } = decodeDatagram(datagramsOf(sock).peek()!.bytes);
     const from = encoder.encode(formatSockAddr(peer.address, peer.port));
     if (mem.u32(lenPtr) < payload.length) {
       mem.setU32(lenPtr, payload.length);
@@ -712,7 +712,7 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
     }
     mem.writeOut(outPtr, lenPtr, payload);
     if (addrPtr !== 0) mem.writeOut(addrPtr, addrLenPtr, from);
-    sock.queue!.commit();
+    datagramsOf(sock).commit();
     sock.stats.bytesReceived += payload.length;
     refresh(sock);
     return payload.length;
@@ -840,7 +840,7 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
       ? {
         datagrams_sent: sock.stats.datagramsSent,
         datagrams_received: sock.stats.datagramsReceived,
-        datagrams_read: sock.queue?.readItems ?? 0,
+        datagrams_read: datagramsOf(sock)?.readItems ?? 0,
         datagrams_dropped: receiveOverflows(sock) + sock.stats.hostDropped,
         receive_overflows: receiveOverflows(sock),
         host_dropped: sock.stats.hostDropped,

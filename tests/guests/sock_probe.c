@@ -596,7 +596,6 @@ static int nonblocking(const char *closed_addr) {
     }
     put("send_full", n);
     put("send_took_something", taken > 0);
-    put("not_writable_when_full", wait_events(c, SPEAR_EPOLLOUT, 0));
     sp_fd_set_nonblock(a, 1);
     static uint8_t sink[65536];
     while (recv_n(a, sink, sizeof sink) > 0) {
