@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything spearhost needs on a fresh Debian machine; fast when already done.
-#   Debian packages (clang-14 for guests, PortAudio, ALSA tools, espeak-ng, sox, libsamplerate)
+#   Debian packages (clang-14 for guests, PortAudio, ALSA tools, espeak-ng, sox, libsamplerate;
+#   redis-server, socat and curl: peers the socket tests start on loopback)
 #   Deno from the npm package `deno`, pinned
 #   the Wasmtime C API library from the PyPI wheel `wasmtime`, pinned, checksum-verified
 #   the C guests in guests/
@@ -13,7 +14,8 @@ WASMTIME_VERSION=50.0.1
 WASMTIME_WHEEL_SHA256=cc14c3a17654e0394e0225b11813532ef0cd7bd1e222a0c5494cdedaabeddac4
 WASMTIME_LIB_SHA256=3127ca42fe7cdd3f0a43a358e79177dcfedd46c1746329826403b9d854de6178
 APT_PACKAGES=(clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 libportaudio2 alsa-utils
-  libasound2-plugins espeak-ng sox libsamplerate0)
+  libasound2-plugins espeak-ng sox libsamplerate0
+  redis-server redis-tools socat curl iproute2)
 
 say() { echo "setup: $*" >&2; }
 die() { echo "setup: error: $*" >&2; exit 1; }
