@@ -81,7 +81,12 @@ export const MAX_LOG_BYTES = 16384;
 export class HostcallError extends Error {
   /** `rc` overrides the value reported elsewhere (e.g. a tool's own return code). */
   constructor(readonly errno: ErrnoName, message?: string, readonly rc?: number) {
+    // A -errno is an answer, not a bug: no stack trace (capturing one cost more than the
+    // hostcall itself in loops that poll for -EAGAIN).
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message ?? errno);
+    Error.stackTraceLimit = limit;
   }
   /** The negative value the guest sees. */
   get code(): number {

@@ -105,12 +105,12 @@ export class GuestRuntime {
   }
 
   /** Sends a message to the host, waiting (not growing memory) while its backlog is full. */
-  send(op: number, fd: number, payload?: Uint8Array): void {
+  send(op: number, fd: number, payload?: Uint8Array, head?: Uint8Array): void {
     const out = this.link.toHost;
     if (out.backlogBytes > MAX_OUTBOUND_BACKLOG_BYTES && !this.pumping) {
       this.waitFor(() => out.flush() || out.backlogBytes <= MAX_OUTBOUND_BACKLOG_BYTES, -1);
     }
-    out.send(op, fd, payload);
+    out.send(op, fd, payload, head);
   }
 
   /** Frames not yet written to the ring, handed to the host with the result at exit. */
@@ -160,7 +160,8 @@ export class GuestRuntime {
   private outboundSender(id: number, window: number): StreamSender {
     const out = this.link.toHost;
     const channel = {
-      send: (op: number, fd: number, payload: Uint8Array) => this.send(op, fd, payload),
+      send: (op: number, fd: number, payload: Uint8Array, head?: Uint8Array) =>
+        this.send(op, fd, payload, head),
       get used() {
         return out.used;
       },
