@@ -44,7 +44,7 @@ import {
 } from "./protocol.ts";
 
 /** Bytes read from a connection at a time (never more than the guest's free window). */
-const READ_CHUNK = 64 * 1024;
+const READ_CHUNK = 256 * 1024;
 /** How long a closed connection may take to write what the guest queued before it is cut. */
 export const CLOSE_LINGER_MS = 10_000;
 
@@ -130,17 +130,34 @@ class Connection {
   sender!: StreamSender;
   /** The guest → host stream whose credit returns as bytes are written. */
   outboundId = 0;
+  /** Written bytes whose credit is not returned yet (returned in quarter windows). */
+  private owed = 0;
 
   constructor(
     readonly conn: Deno.TcpConn,
     private readonly session: GuestSession,
     private readonly released: () => void,
+    /** The guest's send window. */
+    private readonly sendWindow: number,
   ) {}
+
+  /**
+   * Returns credit for written bytes in quarter windows: the guest waits only with no credit
+   * left, and then the whole window is queued here or written, so the threshold is reached; a
+   * small exchange sends no credit message and does not wake the guest for one.
+   */
+  private repay(bytes: number, force = false): void {
+    this.owed += bytes;
+    if (this.owed >= this.sendWindow / 4 || (force && this.owed > 0)) {
+      this.session.credit(this.outboundId, this.owed);
+      this.owed = 0;
+    }
+  }
 
   /** Receives what the guest writes (the guest → host stream). */
   readonly inbound: InboundStream = {
     data: (bytes) => {
-      if (this.writeDone) return this.session.credit(this.outboundId, bytes.length); // broken: discard
+      if (this.writeDone) return this.repay(bytes.length, true); // broken: discard
       this.writes.push(bytes);
       void this.writeLoop();
     },
@@ -197,7 +214,7 @@ class Connection {
       while (this.writes.length > 0) {
         const chunk = this.writes.shift()!;
         for (let at = 0; at < chunk.length;) at += await this.conn.write(chunk.subarray(at));
-        this.session.credit(this.outboundId, chunk.length);
+        this.repay(chunk.length);
       }
       if (this.writeClosed && !this.writeDone) {
         this.writeDone = true;
@@ -488,6 +505,7 @@ export function sockDriver(config: HostConfig, options: SockDriverOptions = {}):
       handle: number;
       outbound: number;
       window: number;
+      sendWindow: number;
       bound?: number;
       nodelay: boolean;
       keepalive: boolean;
@@ -514,7 +532,7 @@ export function sockDriver(config: HostConfig, options: SockDriverOptions = {}):
       return reached.ok ? failure("ETIMEDOUT", "cancelled") : denied(reached);
     }
     applyOptions(conn, p);
-    const c = new Connection(conn, session, untrack(sockets.connections, p.handle));
+    const c = new Connection(conn, session, untrack(sockets.connections, p.handle), p.sendWindow);
     const sender = session.openStream(p.handle, { mode: "credit", window: p.window }, () => c.stopReading());
     session.receiveStream(p.outbound, c.inbound);
     track(sockets.connections, p.handle, c);
@@ -555,7 +573,7 @@ export function sockDriver(config: HostConfig, options: SockDriverOptions = {}):
     }
     applyOptions(conn, p);
     let id = 0;
-    const c = new Connection(conn, session, () => untrack(sockets.connections, id)());
+    const c = new Connection(conn, session, () => untrack(sockets.connections, id)(), p.sndbuf);
     const info: AcceptedInfo = { listener: p.handle, local: addrText(conn.localAddr), peer: addrText(peer) };
     const { sender, inbound } = session.createHandle(
       "sock",

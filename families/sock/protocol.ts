@@ -36,7 +36,7 @@ export const SockLimits = {
   /** Largest UDP payload over IPv4 (65535 − IP and UDP headers). */
   MAX_DATAGRAM: 65507,
   /** Default receive and send windows (RCVBUF, SNDBUF), bytes. */
-  DEFAULT_BUFFER: 256 * 1024,
+  DEFAULT_BUFFER: 1024 * 1024,
   /** Buffer sizes are clamped into this range (0 and negatives are -EINVAL). */
   MIN_BUFFER: 4096,
   MAX_BUFFER: 16 << 20,
@@ -114,6 +114,8 @@ export const sockConnect = method(
     handle: s.int,
     outbound: s.int,
     window: s.int,
+    /** The guest's send window (credit comes back in quarters of it). */
+    sendWindow: s.int,
     bound: s.optional(s.int),
     ...ConnOptions,
   }),

@@ -52,7 +52,7 @@ const encoder = new TextEncoder();
 /** How long a setup request (bind, listen, resolve) may take before the guest gets -ETIMEDOUT. */
 export const SETUP_TIMEOUT_MS = 30_000;
 /** A send moves at most this much in one stream item. */
-const SEND_CHUNK = 64 * 1024;
+const SEND_CHUNK = 256 * 1024;
 /** Destinations a UDP socket remembers as checked (sendto to the same place asks the host once). */
 const DEST_CACHE_SIZE = 256;
 
@@ -241,11 +241,15 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
 
   const datagramsOf = (sock: Socket) => sock.queue as QueuedStream;
 
-  /** Returns credit in batches: when a quarter window is owed, or the queue ran dry (the host may be waiting). */
+  /**
+   * Returns credit in quarter windows. That never leaves the host waiting for good: it waits only
+   * with no credit left, and then every byte of the window is queued here or already read, so the
+   * guest's reads reach the threshold. A small exchange (a request, its answer) sends no credit
+   * message at all, so the host is not woken for one.
+   */
   const owe = (sock: Socket, bytes: number) => {
     sock.creditOwed += bytes;
-    const window = sock.queue?.capacity ?? 0;
-    if (sock.creditOwed >= window / 4 || (sock.queue?.length ?? 0) === 0) {
+    if (sock.creditOwed >= (sock.queue?.capacity ?? 0) / 4) {
       rt.credit(sock.handle, sock.creditOwed);
       sock.creditOwed = 0;
     }
@@ -478,6 +482,7 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
       handle: sock.handle,
       outbound: sock.out!.id,
       window,
+      sendWindow: sock.options.sndbuf,
       ...(bound ? { bound } : {}),
       nodelay: sock.options.nodelay !== 0,
       keepalive: sock.options.keepalive !== 0,

@@ -12,7 +12,7 @@
 #include "spear.h"
 
 #define MAX_CLIENTS 256
-#define BUF_SIZE 65536
+#define BUF_SIZE (256 * 1024)
 
 typedef struct {
     int32_t fd;     /* 0 = free slot */

@@ -48,7 +48,7 @@ Deno.test("sock worker: a non-blocking connect asks the host with its streams; t
   assert.equal(request.fd, fd);
   assert.deepEqual(
     { host: params.host, port: params.port, version: params.version, window: params.window },
-    { host: "example.test", port: 80, version: 4, window: 256 * 1024 },
+    { host: "example.test", port: 80, version: 4, window: 1 << 20 },
   );
   assert.equal(h.mask(fd), 0);
   h.g.reply({ ok: true, local: "10.0.0.2:5000", peer: "10.0.0.1:80" }, 2);
@@ -63,10 +63,13 @@ Deno.test("sock worker: a non-blocking connect asks the host with its streams; t
   assert.equal(h.mask(fd), Poll.EPOLLIN | Poll.EPOLLOUT);
   h.credits();
   assert.deepEqual(h.recv(fd, 5), { rc: 5, text: "hello" });
-  assert.deepEqual(h.credits(), [], "5 bytes of a 256 KiB window: not yet worth a message");
   assert.deepEqual(h.recv(fd, 100), { rc: 6, text: " world" });
-  assert.deepEqual(h.credits(), [{ stream, bytes: 11 }], "the queue ran dry: every byte goes back");
+  assert.deepEqual(h.credits(), [], "11 bytes of a 1 MiB window: not worth a message");
   assert.equal(h.recv(fd, 100).rc, -Errno.EAGAIN);
+  h.g.frame(stream, new Uint8Array(300_000));
+  h.g.rt.pump();
+  for (let left = 300_000; left > 0;) left -= h.recv(fd, 65536).rc;
+  assert.deepEqual(h.credits(), [{ stream, bytes: 262_155 }], "a quarter window read: it goes back at once");
   h.g.event(stream, { type: "eof" });
   h.g.rt.pump();
   assert.equal(h.recv(fd, 100).rc, 0, "end of stream");
