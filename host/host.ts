@@ -99,17 +99,17 @@ export class GuestSession {
   }
 
   /** Sends one message towards the guest; a guest that lets too much pile up is stopped. */
-  send(op: number, fd: number, payload?: Uint8Array): void {
+  send(op: number, fd: number, payload?: Uint8Array, head?: Uint8Array): void {
     if (this.ended) return;
     const channel = this.link.toGuest;
-    channel.send(op, fd, payload);
+    channel.send(op, fd, payload, head);
     if (channel.backlogBytes > MAX_INBOUND_BACKLOG_BYTES) channel.requestTerminate(TerminateReason.OVERFLOW);
   }
 
   /** Opens the host end of a host → guest stream the guest asked for (its id came in a request). */
   openStream(id: number, flow: Flow, onClose?: () => void): StreamSender {
     const sender = new StreamSender(
-      { send: (op, fd, p) => this.send(op, fd, p), ...this.channelLevels() },
+      { send: (op, fd, p, head) => this.send(op, fd, p, head), ...this.channelLevels() },
       id,
       flow,
     );
