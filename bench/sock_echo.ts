@@ -31,14 +31,14 @@ async function client(port: number, mode: "throughput" | "latency", count: numbe
   return JSON.parse(new TextDecoder().decode(out.stdout));
 }
 
-/** The same echo, written directly with Deno's API. */
+/** The same echo, written directly with Deno's API (the same 256 KiB buffer as the guest's). */
 function denoEcho(): { port: number; close: () => void } {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   (async () => {
     for await (const conn of listener) {
       conn.setNoDelay(true);
       (async () => {
-        const buffer = new Uint8Array(64 * 1024);
+        const buffer = new Uint8Array(256 * 1024);
         try {
           for (;;) {
             const n = await conn.read(buffer);
@@ -72,16 +72,34 @@ async function guestEcho(clients: number) {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
+/** CPU time this process used so far (all its threads: main, guest worker), ms (Linux /proc). */
+function cpuMs(): number {
+  const fields = Deno.readTextFileSync("/proc/self/stat").split(") ")[1].split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10; // utime + stime, in 10 ms ticks
+}
+
+/** Runs a throughput measurement and the server process's CPU per MiB echoed. */
+async function measured(port: number) {
+  const before = cpuMs();
+  const { mbPerS } = await client(port, "throughput", MIB);
+  return { mbPerS, cpuPerMiB: (cpuMs() - before) / MIB };
+}
+
 const rows: { deno: number[]; guest: number[] }[] = [
+  { deno: [], guest: [] },
   { deno: [], guest: [] },
   { deno: [], guest: [] },
 ];
 const deno = denoEcho();
 for (let run = 0; run < RUNS; run++) {
-  rows[0].deno.push((await client(deno.port, "throughput", MIB)).mbPerS);
+  const d = await measured(deno.port);
+  rows[0].deno.push(d.mbPerS);
+  rows[2].deno.push(d.cpuPerMiB);
   rows[1].deno.push((await client(deno.port, "latency", ROUNDS)).p50Us);
   const guest = await guestEcho(2);
-  rows[0].guest.push((await client(guest.port, "throughput", MIB)).mbPerS);
+  const g = await measured(guest.port);
+  rows[0].guest.push(g.mbPerS);
+  rows[2].guest.push(g.cpuPerMiB);
   rows[1].guest.push((await client(guest.port, "latency", ROUNDS)).p50Us);
   const result = await guest.done;
   if (result.exitCode !== 0) throw new Error(`echo_server: ${JSON.stringify(result)}`);
@@ -103,7 +121,7 @@ const wake = await new Deno.Command(Deno.execPath(), {
 const wakeText = new TextDecoder().decode(wake.stdout);
 const wakeUs = Number(/guest epoll_wait wake \(driver msg\)\s+p50\s+([\d.]+)/.exec(wakeText)?.[1] ?? NaN);
 
-const [tput, lat] = rows.map((r) => ({ deno: median(r.deno), guest: median(r.guest) }));
+const [tput, lat, cpu] = rows.map((r) => ({ deno: median(r.deno), guest: median(r.guest) }));
 const ratio = tput.guest / tput.deno;
 const added = lat.guest - lat.deno;
 const floor = 2 * (hostcallUs + wakeUs);
@@ -113,6 +131,10 @@ console.log(
     tput.deno.toFixed(0)
   } MiB/s   ` +
     `= ${(ratio * 100).toFixed(0)} % (target ≥ 50 %: ${ratio >= 0.5 ? "met" : "NOT met"})`,
+);
+console.log(
+  `server CPU per MiB echoed        guest ${cpu.guest.toFixed(2)} ms   Deno ${cpu.deno.toFixed(2)} ms ` +
+    `(host main thread + guest worker, against Deno's one thread)`,
 );
 console.log(
   `round trip p50 (64 B)            guest ${lat.guest.toFixed(1)} µs   Deno ${lat.deno.toFixed(1)} µs   ` +
