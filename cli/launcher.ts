@@ -34,8 +34,9 @@ export async function permissionFlags(argv: string[]): Promise<string[]> {
     ...families.env,
   ];
   for (const b of config.backends) if (b.api_key_env) envNames.push(b.api_key_env);
-  const net = denoNetGrants(netPolicy(config), await nameservers());
-  if (net !== "all") net.push(...families.net);
+  const grants = denoNetGrants(netPolicy(config), await nameservers());
+  // Families may ask for grants the policy already gives (UDP's ephemeral binds): each once.
+  const net = grants === "all" ? grants : [...new Set([...grants, ...families.net])];
   return [
     "--allow-ffi",
     `--allow-read=${reads.join(",")}`,

@@ -9,7 +9,15 @@ import { Errno, Poll } from "../../../runtime/abi.ts";
 import { createDrivers } from "../../../families/registry.ts";
 import { parseConfig } from "../../../host/config.ts";
 import { sockDriver } from "../../../families/sock/driver.ts";
-import { freePort, loopbackConfig, portOf, runGuest, SOCK_PROBE, values } from "../../support/sock.ts";
+import {
+  freePort,
+  loopbackConfig,
+  portOf,
+  runGuest,
+  SAMPLES,
+  SOCK_PROBE,
+  values,
+} from "../../support/sock.ts";
 
 async function probe(args: string[], options: Parameters<typeof runGuest>[2] = {}) {
   const r = await runGuest(SOCK_PROBE, args, options).done;
@@ -222,4 +230,67 @@ Deno.test("sock: GET_METRICS counts bytes and connect latency; the driver closes
   const got = await probe(["nonblocking", `127.0.0.1:${freePort()}`], { config, drivers });
   assert.equal(got.get("send"), "2");
   assert.equal(driver.openHandles, 0, "listeners and connections closed after the guest ended");
+});
+
+Deno.test("sock: a connection or datagram from a source no entry covers is closed or dropped; the guest never sees it", async () => {
+  // net.listen covers 127.0.0.1 only: a peer on 127.0.0.2 is refused in silence, one on 127.0.0.1 is served.
+  const config = parseConfig({ net: { listen: ["tcp://127.0.0.1:*", "udp://127.0.0.1:*"] } });
+  const tcpDriver = sockDriver(config);
+  const server = runGuest(SOCK_PROBE, ["http_serve", "127.0.0.1:0", "1"], { config, drivers: [tcpDriver] });
+  const port = portOf(await server.listening);
+  const fromOther = await new Deno.Command("python3", {
+    args: [
+      "-c",
+      `import socket, sys
+s = socket.socket(); s.bind(("127.0.0.2", 0)); s.settimeout(5)
+s.connect(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"GET /sneaky HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+try:
+    print(len(s.recv(100)))
+except OSError as e:
+    print("error", e)`,
+      String(port),
+    ],
+    stdout: "piped",
+  }).output();
+  const refused = new TextDecoder().decode(fromOther.stdout).trim();
+  assert.ok(refused === "0" || refused.startsWith("error"), `closed without an answer, got: ${refused}`);
+  const served = await new Deno.Command("curl", {
+    args: ["-sS", "--max-time", "10", `http://127.0.0.1:${port}/allowed`],
+    stdout: "piped",
+  }).output();
+  assert.equal(new TextDecoder().decode(served.stdout), "hello from a guest: /allowed\n");
+  const done = await server.done;
+  assert.equal(values(done.stdout).get("served"), "1", "the refused connection never reached the guest");
+  assert.equal(tcpDriver.deniedInbound, 1);
+
+  // The UDP server answers with sendto, which net.allow governs: it may answer 127.0.0.1 only.
+  const udpConfig = parseConfig({ net: { allow: ["udp://127.0.0.1:*"], listen: ["udp://127.0.0.1:*"] } });
+  const udpDriver = sockDriver(udpConfig);
+  const udp = runGuest(`${SAMPLES}/udp_server.wasm`, ["127.0.0.1:0", "1"], {
+    config: udpConfig,
+    drivers: [udpDriver],
+  });
+  const udpPort = portOf(await udp.listening);
+  const pair = await new Deno.Command("python3", {
+    args: [
+      "-c",
+      `import socket, sys
+port = int(sys.argv[1])
+other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); other.bind(("127.0.0.3", 0)); other.settimeout(0.5)
+other.sendto(b"sneaky", ("127.0.0.1", port))
+try:
+    other.recv(100); print("answered")
+except socket.timeout:
+    print("dropped")
+ok = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); ok.settimeout(5)
+ok.sendto(b"hello", ("127.0.0.1", port)); print(ok.recv(100).decode())`,
+      String(udpPort),
+    ],
+    stdout: "piped",
+  }).output();
+  assert.deepEqual(new TextDecoder().decode(pair.stdout).trim().split("\n"), ["dropped", "pong hello"]);
+  const udpDone = await udp.done;
+  assert.equal(udpDone.exitCode, 0, udpDone.logs.join("\n"));
+  assert.equal(udpDriver.deniedInbound, 1);
 });
