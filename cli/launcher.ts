@@ -53,8 +53,9 @@ export async function permissionFlags(argv: string[]): Promise<string[]> {
     ...families.env,
   ];
   for (const b of config.backends) if (b.api_key_env) envNames.push(b.api_key_env);
-  const net = denoNetGrants(policy, await nameservers());
-  if (net !== "all") net.push(...families.net);
+  const grants = denoNetGrants(policy, await nameservers());
+  // Families may ask for grants the policy already gives (UDP's ephemeral binds): each once.
+  const net = grants === "all" ? grants : [...new Set([...grants, ...families.net])];
   // asr-server listens on exactly the address it was given.
   if (cmd.command === "asr-server" && net !== "all") net.push(`${cmd.host}:${cmd.port}`);
   return [

@@ -18,8 +18,9 @@ import rtasr from "./rtasr/family.ts";
 import mic from "./mic/family.ts";
 import userStream from "./user_stream/family.ts";
 import cis from "./cis/family.ts";
+import sock from "./sock/family.ts";
 
-export const FAMILIES: readonly Family[] = [core, fd, cchat, rtasr, mic, userStream, cis] as Family[];
+export const FAMILIES: readonly Family[] = [core, fd, cchat, rtasr, mic, userStream, sock, cis] as Family[];
 
 /** Every import of every family, built or not. */
 export function allImports(): ImportDecl[] {

@@ -83,10 +83,19 @@ export const LOG_DRAIN_GRACE_MS = 2000;
 /** Most bytes the host holds towards one guest before it stops that guest (a driver bug guard). */
 export const MAX_INBOUND_BACKLOG_BYTES = 128 << 20;
 
+/** The streams of a host-created handle: toward the guest, and (duplex) the id of the one back. */
+export interface HandleStreams {
+  sender: StreamSender;
+  /** The guest → host stream's id (return its credit with `GuestSession.credit`). */
+  inbound?: number;
+}
+
 /** The main-thread view of one running guest, handed to drivers. */
 export class GuestSession {
   private ended = false;
   private readonly cleanups: (() => void)[] = [];
+  private readonly finishers: (() => void)[] = [];
+  private finishedAll = false;
   private readonly senders = new Map<number, { sender: StreamSender; onClose?: () => void }>();
   private readonly inbound = new Map<number, InboundStream>();
   private nextHostStream = -1;
@@ -144,17 +153,17 @@ export class GuestSession {
   }
 
   /** Sends one message towards the guest; a guest that lets too much pile up is stopped. */
-  send(op: number, fd: number, payload?: Uint8Array): void {
+  send(op: number, fd: number, payload?: Uint8Array, head?: Uint8Array): void {
     if (this.ended) return;
     const channel = this.link.toGuest;
-    channel.send(op, fd, payload);
+    channel.send(op, fd, payload, head);
     if (channel.backlogBytes > MAX_INBOUND_BACKLOG_BYTES) channel.requestTerminate(TerminateReason.OVERFLOW);
   }
 
   /** Opens the host end of a host → guest stream the guest asked for (its id came in a request). */
   openStream(id: number, flow: Flow, onClose?: () => void): StreamSender {
     const sender = new StreamSender(
-      { send: (op, fd, p) => this.send(op, fd, p), ...this.channelLevels() },
+      { send: (op, fd, p, head) => this.send(op, fd, p, head), ...this.channelLevels() },
       id,
       flow,
     );
@@ -180,18 +189,39 @@ export class GuestSession {
 
   /**
    * A handle the host creates for the guest (an accepted connection): a host-allocated stream
-   * plus a notice the guest's family adopts into an fd.
+   * plus a notice the guest's family adopts into an fd. A duplex handle (`inbound`) also gets a
+   * guest → host stream, registered here before the notice goes, so the guest's first bytes
+   * always find their receiver; the guest adopts it with `GuestRuntime.adoptOutbound`.
    */
-  createHandle(family: string, type: string, info: unknown, flow: Flow, onClose?: () => void): StreamSender {
+  createHandle(
+    family: string,
+    type: string,
+    info: unknown,
+    flow: Flow,
+    onClose?: () => void,
+    inbound?: { stream: InboundStream; window: number },
+  ): HandleStreams {
     const sender = this.openStream(this.nextHostStream--, flow, onClose);
-    this.notice(family, type, info, sender.id);
-    return sender;
+    let outbound: NoticeEnvelope["outbound"];
+    if (inbound) {
+      outbound = { stream: this.nextHostStream--, window: inbound.window };
+      this.receiveStream(outbound.stream, inbound.stream);
+    }
+    this.notice(family, type, info, sender.id, outbound);
+    return { sender, inbound: outbound?.stream };
   }
 
   /** Tells the guest's family about something the host did for it. */
-  notice(family: string, type: string, info: unknown, stream?: number): void {
+  notice(
+    family: string,
+    type: string,
+    info: unknown,
+    stream?: number,
+    outbound?: NoticeEnvelope["outbound"],
+  ): void {
     const notice: NoticeEnvelope = { family, type, info };
     if (stream !== undefined) notice.stream = stream;
+    if (outbound !== undefined) notice.outbound = outbound;
     this.send(Op.NOTICE, 0, encode(NoticeEnvelope, notice));
   }
 
@@ -256,12 +286,23 @@ export class GuestSession {
     }
   }
 
-  /** Applies the frames a finished worker handed over (records still waiting for room in the ring). */
+  /**
+   * Applies the frames a finished worker handed over (records still waiting for room in the
+   * ring), then runs the `onFinished` work: everything the guest sent has now been applied.
+   */
   async finish(frames: Frame[], sink: LogSink): Promise<void> {
     const out: Message[] = [];
     this.link.toHost.receive((m) => out.push(m));
     this.link.toHost.receiveFrames(frames, (m) => out.push(m));
     for (const m of out) await this.deliver(m, sink);
+    if (this.finishedAll) return;
+    this.end();
+    this.finishedAll = true;
+    for (const work of this.finishers.splice(0)) {
+      try {
+        work();
+      } catch { /* one failing finisher must not stop the others */ }
+    }
   }
 
   /** Dispatches one message; a log record's write is awaited, bounded once the guest ended. */
@@ -296,6 +337,16 @@ export class GuestSession {
   onEnd(cleanup: () => void): void {
     if (this.ended) cleanup();
     else this.cleanups.push(cleanup);
+  }
+
+  /**
+   * Registers work run once everything the guest sent has been applied, after it ended: what a
+   * guest wrote just before exiting (the last bytes of a reply, a stream close) still reaches
+   * its driver, as a process's queued socket data is still sent after it exits.
+   */
+  onFinished(work: () => void): void {
+    if (this.finishedAll) work();
+    else this.finishers.push(work);
   }
 
   /** Settles when `p` does, or at the latest LOG_DRAIN_GRACE_MS after the guest ended (false). */

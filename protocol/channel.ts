@@ -15,6 +15,7 @@ const READ = 1; // total bytes consumed (u32, wrapping)
 const BELL = 2; // doorbell sequence, bumped on every publish
 const SPACE_WANTED = 3; // producer has messages waiting for room
 const TERMINATE = 4; // guest must stop, and why (only used on the host→guest channel)
+const WAITERS = 5; // consumers asleep on the bell (a ring with nobody asleep skips the notify)
 
 /** Why a guest was stopped; set once, by whoever stopped it first. */
 export const TerminateReason = {
@@ -104,20 +105,36 @@ export class Channel {
     return Atomics.load(this.header, BELL);
   }
 
+  /**
+   * Bumps the bell and wakes a sleeping consumer. A consumer announces itself in WAITERS before
+   * it sleeps and sleeps only while the bell still has the value it saw, so checking WAITERS
+   * after the bump (both sequentially consistent) never misses it; with nobody asleep the
+   * notify, the costly part of a publish, is skipped.
+   */
   ring(): void {
     Atomics.add(this.header, BELL, 1);
-    Atomics.notify(this.header, BELL);
+    if (Atomics.load(this.header, WAITERS) > 0) Atomics.notify(this.header, BELL);
   }
 
   /** Blocks (worker side) until the bell moves from `seen` or `timeoutMs` passes. */
   waitBell(seen: number, timeoutMs: number): void {
-    Atomics.wait(this.header, BELL, seen, timeoutMs);
+    Atomics.add(this.header, WAITERS, 1);
+    try {
+      Atomics.wait(this.header, BELL, seen, timeoutMs);
+    } finally {
+      Atomics.sub(this.header, WAITERS, 1);
+    }
   }
 
   /** Resolves (main side) when the bell moves from `seen`. */
   waitBellAsync(seen: number): Promise<unknown> {
+    Atomics.add(this.header, WAITERS, 1);
     const r = Atomics.waitAsync(this.header, BELL, seen);
-    return r.async ? r.value : Promise.resolve();
+    if (!r.async) {
+      Atomics.sub(this.header, WAITERS, 1);
+      return Promise.resolve();
+    }
+    return r.value.finally(() => Atomics.sub(this.header, WAITERS, 1));
   }
 
   get terminateRequested(): boolean {
@@ -148,8 +165,8 @@ export class Channel {
     return this.capacity / 4;
   }
 
-  private tryWrite({ op, fd, flags, payload }: Frame): boolean {
-    const body = BODY_HEAD + payload.length;
+  private tryWrite({ op, fd, flags, payload }: Frame, head: Uint8Array = EMPTY): boolean {
+    const body = BODY_HEAD + head.length + payload.length;
     const frame = (FRAME_HEAD + body + 3) & ~3;
     let write = Atomics.load(this.header, WRITE) >>> 0;
     const read = Atomics.load(this.header, READ) >>> 0;
@@ -166,21 +183,29 @@ export class Channel {
     this.dataView.setUint16(at + 4, op, true);
     this.dataView.setUint16(at + 6, flags, true);
     this.dataView.setInt32(at + 8, fd, true);
-    this.data.set(payload, at + FRAME_HEAD + BODY_HEAD);
+    if (head.length) this.data.set(head, at + FRAME_HEAD + BODY_HEAD);
+    this.data.set(payload, at + FRAME_HEAD + BODY_HEAD + head.length);
     Atomics.store(this.header, WRITE, (write + frame) | 0);
     return true;
   }
 
   /**
    * Publishes a message and rings the bell. Never drops: if the ring is full the message
-   * waits in a local backlog, flushed by `flush()` once the consumer makes room.
+   * waits in a local backlog, flushed by `flush()` once the consumer makes room. A `head`
+   * (a stream frame's header) goes in front of the payload, both copied straight into the ring.
    */
-  send(op: number, fd: number, payload: Uint8Array = EMPTY): void {
-    if (payload.length <= this.chunk && this.pending.length === 0) {
-      if (this.tryWrite({ op, fd, flags: 0, payload })) {
+  send(op: number, fd: number, payload: Uint8Array = EMPTY, head: Uint8Array = EMPTY): void {
+    if (head.length + payload.length <= this.chunk && this.pending.length === 0) {
+      if (this.tryWrite({ op, fd, flags: 0, payload }, head)) {
         this.ring();
         return;
       }
+    }
+    if (head.length) { // the slow path keeps one payload: join them
+      const joined = new Uint8Array(head.length + payload.length);
+      joined.set(head);
+      joined.set(payload, head.length);
+      payload = joined;
     }
     for (let at = 0; at === 0 || at < payload.length; at += this.chunk) {
       const part = payload.slice(at, at + this.chunk);
@@ -217,10 +242,12 @@ export class Channel {
   }
 
   /**
-   * Consumer side: hands every published message to `handle` (payloads are copies) and
-   * returns how many there were. If the producer was waiting for room, `onSpace` runs.
+   * Consumer side: hands every published message to `handle` and returns how many there were.
+   * If the producer was waiting for room, `onSpace` runs. Payloads are copies, unless `views`:
+   * then a payload is a view of the ring, valid only while `handle` runs (the room is released
+   * after it returns), so a consumer that copies only what it keeps makes no garbage per message.
    */
-  receive(handle: (m: Message) => void, onSpace?: () => void): number {
+  receive(handle: (m: Message) => void, onSpace?: () => void, views = false): number {
     let count = 0;
     let frames = 0;
     let read = Atomics.load(this.header, READ) >>> 0;
@@ -236,15 +263,26 @@ export class Channel {
       const flags = this.dataView.getUint16(at + 6, true);
       const fd = this.dataView.getInt32(at + 8, true);
       const start = at + FRAME_HEAD + BODY_HEAD;
-      const payload = this.data.slice(start, start + body - BODY_HEAD);
+      const end = start + body - BODY_HEAD;
+      const whole = !(flags & MORE) && this.partial.length === 0;
+      const payload = views && whole ? this.data.subarray(start, end) : this.data.slice(start, end);
       read = (read + ((FRAME_HEAD + body + 3) & ~3)) >>> 0;
-      Atomics.store(this.header, READ, read | 0);
       frames++;
       if (flags & MORE) {
+        Atomics.store(this.header, READ, read | 0);
         this.partial.push(payload);
         continue;
       }
       count++;
+      if (views && whole) {
+        try {
+          handle({ op, fd, payload });
+        } finally {
+          Atomics.store(this.header, READ, read | 0); // the view's room goes back only now
+        }
+        continue;
+      }
+      Atomics.store(this.header, READ, read | 0);
       handle({ op, fd, payload: this.partial.length ? this.joinPartial(payload) : payload });
     }
     if (frames > 0 && Atomics.load(this.header, SPACE_WANTED) !== 0) onSpace?.();

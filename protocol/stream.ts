@@ -41,7 +41,8 @@ export function streamClock(): number {
 
 /** What a stream needs of a channel (protocol/channel.ts Channel). */
 export interface StreamChannel {
-  send(op: number, fd: number, payload: Uint8Array): void;
+  /** `head` goes in front of `payload` (the channel copies both straight into its ring). */
+  send(op: number, fd: number, payload: Uint8Array, head?: Uint8Array): void;
   readonly used: number;
   readonly capacity: number;
   readonly backlog: number;
@@ -60,7 +61,8 @@ export class StreamSender {
   sentBytes = 0;
   private credit: number;
   private waiting: (() => void) | null = null;
-  private scratch = new Uint8Array(0);
+  private readonly head = new Uint8Array(STREAM_HEADER_BYTES);
+  private readonly headView = new DataView(this.head.buffer);
   closed = false;
 
   constructor(private readonly channel: StreamChannel, readonly id: number, readonly flow: Flow) {
@@ -86,14 +88,13 @@ export class StreamSender {
       this.seq++;
       return false;
     }
-    const size = STREAM_HEADER_BYTES + bytes.length;
-    if (this.scratch.length !== size) this.scratch = new Uint8Array(size);
-    const v = new DataView(this.scratch.buffer);
+    // The header is written into a small reused buffer and the channel copies header and bytes
+    // straight into its ring: one copy per item, and no garbage.
+    const v = this.headView;
     v.setUint32(0, this.seq++, true);
     v.setUint32(4, this.dropped, true);
     v.setFloat64(8, at, true);
-    this.scratch.set(bytes, STREAM_HEADER_BYTES);
-    this.channel.send(Op.STREAM_DATA, this.id, this.scratch); // copied into the ring
+    this.channel.send(Op.STREAM_DATA, this.id, bytes, this.head);
     this.sentItems++;
     this.sentBytes += bytes.length;
     return true;

@@ -61,11 +61,17 @@ export interface NoticeEnvelope {
   type: string;
   /** The stream the handle's data arrives on (host-allocated, negative). */
   stream?: number;
+  /**
+   * A duplex handle's guest → host stream (host-allocated, negative) and its credit window:
+   * the guest adopts it with GuestRuntime.adoptOutbound (an accepted connection's writes).
+   */
+  outbound?: { stream: number; window: number };
   info: unknown;
 }
 export const NoticeEnvelope: s.Schema<NoticeEnvelope> = s.object({
   family: s.string,
   type: s.string,
   stream: s.optional(s.int),
+  outbound: s.optional(s.object({ stream: s.int, window: s.int })),
   info: s.json,
 });

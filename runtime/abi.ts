@@ -23,11 +23,17 @@ export const Errno = {
   ENOSPC: 28,
   EPIPE: 32,
   ENOSYS: 38,
+  EMSGSIZE: 90,
+  EAFNOSUPPORT: 97,
   EADDRINUSE: 98,
+  EADDRNOTAVAIL: 99,
   ECONNRESET: 104,
+  EISCONN: 106,
   ENOTCONN: 107,
   ETIMEDOUT: 110,
   ECONNREFUSED: 111,
+  EHOSTUNREACH: 113,
+  EALREADY: 114,
   EINPROGRESS: 115,
 } as const;
 export type ErrnoName = keyof typeof Errno;
@@ -75,7 +81,12 @@ export const MAX_LOG_BYTES = 16384;
 export class HostcallError extends Error {
   /** `rc` overrides the value reported elsewhere (e.g. a tool's own return code). */
   constructor(readonly errno: ErrnoName, message?: string, readonly rc?: number) {
+    // A -errno is an answer, not a bug: no stack trace (capturing one cost more than the
+    // hostcall itself in loops that poll for -EAGAIN).
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message ?? errno);
+    Error.stackTraceLimit = limit;
   }
   /** The negative value the guest sees. */
   get code(): number {

@@ -51,6 +51,12 @@ export interface GuestInvoker {
 export interface StreamReceiver {
   data(frame: StreamFrame): void;
   event(value: Record<string, unknown>): void;
+  /**
+   * `frame.bytes` may be a view of the channel, valid only during `data`: the receiver copies
+   * what it keeps (a socket's byte ring), so a hot stream makes no garbage. Otherwise (the
+   * default) the bytes are the receiver's to keep.
+   */
+  readonly borrows?: boolean;
 }
 
 export interface GuestOptions {
@@ -121,12 +127,12 @@ export class GuestRuntime {
   }
 
   /** Sends a message to the host, waiting (not growing memory) while its backlog is full. */
-  send(op: number, fd: number, payload?: Uint8Array): void {
+  send(op: number, fd: number, payload?: Uint8Array, head?: Uint8Array): void {
     const out = this.link.toHost;
     if (out.backlogBytes > MAX_OUTBOUND_BACKLOG_BYTES && !this.pumping) {
       this.waitFor(() => out.flush() || out.backlogBytes <= MAX_OUTBOUND_BACKLOG_BYTES, -1);
     }
-    out.send(op, fd, payload);
+    out.send(op, fd, payload, head);
   }
 
   /** Frames not yet written to the ring, handed to the host with the result at exit. */
@@ -162,10 +168,22 @@ export class GuestRuntime {
    * window and the guest sees -EAGAIN / EPOLLOUT instead of growing host memory.
    */
   openOutbound(window: number): StreamSender {
-    const id = this.nextStreamId++;
+    return this.outboundSender(this.nextStreamId++, window);
+  }
+
+  /**
+   * Takes the guest → host stream of a duplex host-created handle (the notice's `outbound`);
+   * call it from the notice handler, as `adoptStream`.
+   */
+  adoptOutbound(outbound: { stream: number; window: number }): StreamSender {
+    return this.outboundSender(outbound.stream, outbound.window);
+  }
+
+  private outboundSender(id: number, window: number): StreamSender {
     const out = this.link.toHost;
     const channel = {
-      send: (op: number, fd: number, payload: Uint8Array) => this.send(op, fd, payload),
+      send: (op: number, fd: number, payload: Uint8Array, head?: Uint8Array) =>
+        this.send(op, fd, payload, head),
       get used() {
         return out.used;
       },
@@ -230,6 +248,7 @@ export class GuestRuntime {
       this.messagesIn += this.link.toGuest.receive(
         (m) => this.apply(m),
         () => this.link.toHost.ring(), // the host's producer wants room: wake it
+        true, // views: apply() decodes at once or copies what is kept
       );
     } finally {
       this.pumping = false;
@@ -251,9 +270,14 @@ export class GuestRuntime {
         this.budget.release(m.payload.length); // charged by the host when it replied
         this.rpc.receive(m.payload);
         return;
-      case Op.STREAM_DATA:
-        this.streams.get(m.fd)?.data(decodeFrame(m.payload));
+      case Op.STREAM_DATA: {
+        const receiver = this.streams.get(m.fd);
+        if (!receiver) return;
+        const frame = decodeFrame(m.payload);
+        if (!receiver.borrows) frame.bytes = frame.bytes.slice();
+        receiver.data(frame);
         return;
+      }
       case Op.STREAM_EVENT: {
         const receiver = this.streams.get(m.fd);
         if (receiver) receiver.event(JSON.parse(decoder.decode(m.payload)));

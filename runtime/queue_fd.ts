@@ -57,6 +57,26 @@ class ItemFifo {
     return item;
   }
 
+  /** Drops the first `n` bytes of the head item (a byte-stream read took them). */
+  trimHead(n: number): void {
+    const item = this.items[this.head]!;
+    item.bytes = item.bytes.subarray(n);
+    this.bytes -= n;
+  }
+
+  /** Removes the items `drop` selects; returns them. */
+  removeWhere(drop: (item: QueueItem) => boolean): QueueItem[] {
+    const kept: QueueItem[] = [];
+    const removed: QueueItem[] = [];
+    for (let i = this.head; i < this.items.length; i++) {
+      (drop(this.items[i]!) ? removed : kept).push(this.items[i]!);
+    }
+    this.items = kept;
+    this.head = 0;
+    this.bytes = kept.reduce((n, item) => n + item.bytes.length, 0);
+    return removed;
+  }
+
   clear(): void {
     this.items = [];
     this.head = 0;
@@ -149,6 +169,46 @@ export class QueuedStream {
     return n;
   }
 
+  /**
+   * Byte-stream read (a TCP socket): copies up to the out-buffer's capacity (`*lenPtr`) from the
+   * head items, across item boundaries; a partly read item keeps its rest at the head, so no
+   * byte is lost or reordered. Stores and returns the count; empty: EAGAIN (a zero capacity
+   * reads nothing and returns 0, as POSIX recv with length 0). Credit streams get the bytes back.
+   */
+  readBytesInto(mem: GuestMemory, outPtr: number, lenPtr: number): number {
+    const capacity = mem.u32(lenPtr);
+    if (this.fifo.length === 0) throw fail("EAGAIN");
+    const total = Math.min(capacity, this.fifo.bytes);
+    mem.check(outPtr, total);
+    let written = 0;
+    while (written < total) {
+      const item = this.fifo.peek()!;
+      const take = Math.min(item.bytes.length, total - written);
+      mem.write(outPtr + written, item.bytes.subarray(0, take));
+      written += take;
+      if (take === item.bytes.length) this.commit();
+      else {
+        this.fifo.trimHead(take);
+        this.readBytes += take;
+        if (this.policy === "credit") this.options.returnCredit?.(take);
+      }
+    }
+    mem.setU32(lenPtr, written);
+    return written;
+  }
+
+  /**
+   * Removes the queued items `drop` selects (a UDP socket connected to one peer filters out
+   * datagrams that came from others); they count as dropped and credit streams get their room.
+   */
+  removeWhere(drop: (item: QueueItem) => boolean): number {
+    const removed = this.fifo.removeWhere(drop);
+    const bytes = removed.reduce((n, item) => n + item.bytes.length, 0);
+    this.dropped += removed.length;
+    if (this.policy === "credit") this.options.returnCredit?.(bytes);
+    return removed.length;
+  }
+
   /** Removes the head item after the reader took it. */
   commit(): QueueItem | undefined {
     const item = this.fifo.shift();
@@ -190,5 +250,126 @@ export class QueuedStream {
     this.fifo.clear();
     this.options.budget.release(this.reserved);
     this.reserved = 0;
+  }
+}
+
+export interface ByteRingOptions {
+  capacity: number;
+  budget: HostBudget;
+  /** Room freed by a read (the producer's credit). */
+  returnCredit?: (bytes: number) => void;
+}
+
+/**
+ * The byte-stream queue (a TCP socket's receive buffer): one ring of `capacity` bytes, filled
+ * by copying and drained into guest memory, so a stream of any length makes no garbage and never
+ * holds more than its window. Its producer writes under credit (protocol/stream.ts), so a push
+ * that does not fit is a producer bug: it is refused and counted in `dropped`.
+ */
+export class ByteRing {
+  private ring: Uint8Array;
+  private head = 0;
+  /** Bytes queued. */
+  length = 0;
+  pushedBytes = 0;
+  readBytes = 0;
+  dropped = 0;
+  private reserved = 0;
+
+  constructor(private readonly options: ByteRingOptions) {
+    this.ring = new Uint8Array(0);
+    this.resize(options.capacity);
+  }
+
+  get capacity(): number {
+    return this.ring.length;
+  }
+
+  /** Bytes queued (the same as `length`; the name QueuedStream metrics use). */
+  get bytes(): number {
+    return this.length;
+  }
+
+  /** Grows or shrinks the ring (never below what is queued), re-reserving it in the budget. */
+  resize(capacity: number): void {
+    capacity = Math.max(capacity, this.length);
+    const extra = capacity - this.reserved;
+    if (extra > 0 && !this.options.budget.tryCharge(extra)) {
+      throw fail("ENOMEM", `receive buffer of ${capacity} bytes: over the guest's host budget`);
+    }
+    if (extra < 0) this.options.budget.release(-extra);
+    this.reserved = capacity;
+    const next = new Uint8Array(capacity);
+    this.copyOut(next, this.length);
+    this.ring = next;
+    this.head = 0;
+  }
+
+  /** Copies `bytes` in; false (counted) when they do not fit. */
+  push(bytes: Uint8Array): boolean {
+    if (this.length + bytes.length > this.ring.length) {
+      this.dropped++;
+      return false;
+    }
+    const tail = (this.head + this.length) % this.ring.length;
+    const first = Math.min(bytes.length, this.ring.length - tail);
+    this.ring.set(bytes.subarray(0, first), tail);
+    this.ring.set(bytes.subarray(first), 0);
+    this.length += bytes.length;
+    this.pushedBytes += bytes.length;
+    return true;
+  }
+
+  /** Copies the first `n` queued bytes into `out` without consuming them. */
+  private copyOut(out: Uint8Array, n: number): void {
+    const first = Math.min(n, this.ring.length - this.head);
+    out.set(this.ring.subarray(this.head, this.head + first), 0);
+    out.set(this.ring.subarray(0, n - first), first);
+  }
+
+  /**
+   * Reads up to the out-buffer's capacity (`*lenPtr`) into guest memory; stores and returns the
+   * count. Empty: EAGAIN (a zero capacity reads nothing and returns 0, as POSIX recv).
+   */
+  readBytesInto(mem: GuestMemory, outPtr: number, lenPtr: number): number {
+    const capacity = mem.u32(lenPtr);
+    if (this.length === 0) throw fail("EAGAIN");
+    const n = Math.min(capacity, this.length);
+    const first = Math.min(n, this.ring.length - this.head);
+    mem.check(outPtr, n);
+    mem.write(outPtr, this.ring.subarray(this.head, this.head + first));
+    if (n > first) mem.write(outPtr + first, this.ring.subarray(0, n - first));
+    this.consume(n);
+    mem.setU32(lenPtr, n);
+    return n;
+  }
+
+  private consume(n: number): void {
+    this.head = (this.head + n) % (this.ring.length || 1);
+    this.length -= n;
+    this.readBytes += n;
+    this.options.returnCredit?.(n);
+  }
+
+  /** Drops everything queued; the producer gets the room back. */
+  clear(): void {
+    const n = this.length;
+    this.head = 0;
+    this.length = 0;
+    this.options.returnCredit?.(n);
+  }
+
+  /** EPOLLIN while bytes are queued. */
+  get readiness(): number {
+    return this.length > 0 ? Poll.EPOLLIN : 0;
+  }
+
+  /** Frees the ring and its budget reservation (the fd is gone). */
+  dispose(): void {
+    this.options.budget.release(this.reserved);
+    this.reserved = 0;
+    this.ring = new Uint8Array(0);
+    this.head = 0;
+    this.length = 0;
   }
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything spearhost needs on a fresh Debian machine; fast when already done.
 #   Debian packages (clang-14 for guests, rustc with the wasm32-wasi std for the Rust skill,
-#   PortAudio, ALSA tools, espeak-ng, sox, libsamplerate)
+#   PortAudio, ALSA tools, espeak-ng, sox, libsamplerate; redis-server, socat and curl: peers
+#   the socket tests start on loopback)
 #   Deno from the npm package `deno`, pinned
 #   the Wasmtime C API library from the PyPI wheel `wasmtime`, pinned, checksum-verified
 #   whisper.cpp (PyPI wheel `pywhispercpp`, its pywhispercpp.libs/ layout) and Whisper tiny.en
@@ -27,7 +28,8 @@ OPENAI_WHISPER_SDIST_SHA256=37a91a3921809d9f44748ffc73c0a55c9f366c85a3ef5c2ae0cc
 NUMPY_VERSION=2.2.6
 GGML_TINY_EN_SHA256=d16050124c5e21c45f264653a08c69fed83ea0885975d3471d6a5614c3266035
 APT_PACKAGES=(clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 rustc libstd-rust-dev-wasm32 libportaudio2
-  alsa-utils libasound2-plugins espeak-ng sox libsamplerate0)
+  alsa-utils libasound2-plugins espeak-ng sox libsamplerate0
+  redis-server redis-tools socat curl iproute2)
 
 say() { echo "setup: $*" >&2; }
 die() { echo "setup: error: $*" >&2; exit 1; }

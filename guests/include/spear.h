@@ -194,6 +194,104 @@ static inline int32_t sp_ep_wait(int32_t epfd, int32_t out_ptr, int32_t out_len_
 static inline int32_t sp_ep_close(int32_t epfd) { return sp_epoll_close(epfd); }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Host imports: sockets (SPEC.md section 8; spearhost extension, not in SPEAR's header)         */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * TCP and UDP sockets as fds. Addresses are UTF-8 text "host:port" or "[v6]:port" (a name is
+ * resolved by the host); addresses the host writes back are numeric ("127.0.0.1:8080").
+ * Blocking is POSIX's: connect/accept/send/recv/recvfrom wait until done, SPEAR_SO_RCVTIMEO_MS /
+ * SPEAR_SO_SNDTIMEO_MS (then -SPEAR_EAGAIN) or the guest's time limit; with O_NONBLOCK
+ * (sp_fd_set_nonblock) connect is -SPEAR_EINPROGRESS then EPOLLOUT (or EPOLLERR and
+ * SPEAR_SO_ERROR), accept/recv are -SPEAR_EAGAIN and send may take fewer bytes.
+ */
+
+/* Returns a socket fd. domain SPEAR_AF_INET / SPEAR_AF_INET6, type SPEAR_SOCK_STREAM / _DGRAM. */
+SPEAR_IMPORT("sock_create") int32_t sp_sock_create(int32_t domain, int32_t type);
+/* 0, or -SPEAR_EINPROGRESS with O_NONBLOCK. UDP: sets the peer (addr_len 0 disconnects). */
+SPEAR_IMPORT("sock_connect") int32_t sp_sock_connect(int32_t fd, int32_t addr_ptr, int32_t addr_len);
+SPEAR_IMPORT("sock_bind") int32_t sp_sock_bind(int32_t fd, int32_t addr_ptr, int32_t addr_len);
+/* Binds to an ephemeral port of the wildcard first when unbound, as Linux. */
+SPEAR_IMPORT("sock_listen") int32_t sp_sock_listen(int32_t fd, int32_t backlog);
+/* Returns the new fd; addr_out_ptr 0 = the peer address is not wanted. */
+SPEAR_IMPORT("sock_accept")
+int32_t sp_sock_accept(int32_t fd, int32_t addr_out_ptr, int32_t addr_len_ptr);
+/* Returns the bytes taken (a blocking socket takes them all unless SNDTIMEO passes). */
+SPEAR_IMPORT("sock_send") int32_t sp_sock_send(int32_t fd, int32_t buf_ptr, int32_t len);
+/* Returns the bytes read into out (capacity in *out_len_ptr), 0 at end of stream. */
+SPEAR_IMPORT("sock_recv") int32_t sp_sock_recv(int32_t fd, int32_t out_ptr, int32_t out_len_ptr);
+/* One whole datagram (<= SPEAR_SOCK_MAX_DATAGRAM bytes); returns len. */
+SPEAR_IMPORT("sock_sendto")
+int32_t sp_sock_sendto(int32_t fd, int32_t buf_ptr, int32_t len, int32_t addr_ptr, int32_t addr_len);
+/* One datagram; too small a buffer is -SPEAR_ENOSPC with the needed length, and it stays queued. */
+SPEAR_IMPORT("sock_recvfrom")
+int32_t sp_sock_recvfrom(int32_t fd, int32_t out_ptr, int32_t out_len_ptr, int32_t addr_out_ptr,
+                         int32_t addr_len_ptr);
+/* which SPEAR_SOCK_ADDR_LOCAL / _PEER; returns the text length. */
+SPEAR_IMPORT("sock_getaddr")
+int32_t sp_sock_getaddr(int32_t fd, int32_t which, int32_t out_ptr, int32_t out_len_ptr);
+SPEAR_IMPORT("sock_setopt") int32_t sp_sock_setopt(int32_t fd, int32_t opt, int32_t value);
+/* The option's value; SPEAR_SO_ERROR returns the pending error as a positive errno and clears it. */
+SPEAR_IMPORT("sock_getopt") int32_t sp_sock_getopt(int32_t fd, int32_t opt);
+/* how SPEAR_SHUT_RD / _WR / _RDWR. */
+SPEAR_IMPORT("sock_shutdown") int32_t sp_sock_shutdown(int32_t fd, int32_t how);
+SPEAR_IMPORT("sock_close") int32_t sp_sock_close(int32_t fd);
+
+/* Convenience: addresses as C strings. */
+static inline int32_t sp_sock_connect_str(int32_t fd, const char *addr) {
+    return sp_sock_connect(fd, (int32_t)(uintptr_t)addr, (int32_t)strlen(addr));
+}
+static inline int32_t sp_sock_bind_str(int32_t fd, const char *addr) {
+    return sp_sock_bind(fd, (int32_t)(uintptr_t)addr, (int32_t)strlen(addr));
+}
+static inline int32_t sp_sock_send_buf(int32_t fd, const void *buf, uint32_t len) {
+    return sp_sock_send(fd, (int32_t)(uintptr_t)buf, (int32_t)len);
+}
+/* Reads up to cap bytes; returns the count, 0 at end of stream, or -errno. */
+static inline int32_t sp_sock_recv_buf(int32_t fd, void *buf, uint32_t cap) {
+    uint32_t len = cap;
+    return sp_sock_recv(fd, (int32_t)(uintptr_t)buf, (int32_t)(uintptr_t)&len);
+}
+static inline int32_t sp_sock_sendto_str(int32_t fd, const void *buf, uint32_t len, const char *addr) {
+    return sp_sock_sendto(fd, (int32_t)(uintptr_t)buf, (int32_t)len, (int32_t)(uintptr_t)addr,
+                          (int32_t)strlen(addr));
+}
+/* Receives one datagram into buf (cap bytes) and its source as a C string into from (from_cap
+ * bytes, NUL included; from may be NULL). Returns the datagram length or -errno. */
+static inline int32_t sp_sock_recvfrom_buf(int32_t fd, void *buf, uint32_t cap, char *from, uint32_t from_cap) {
+    uint32_t len = cap;
+    uint32_t from_len = from_cap > 0 ? from_cap - 1 : 0;
+    int32_t rc = sp_sock_recvfrom(fd, (int32_t)(uintptr_t)buf, (int32_t)(uintptr_t)&len,
+                                  (int32_t)(uintptr_t)from, (int32_t)(uintptr_t)&from_len);
+    if (rc >= 0 && from != NULL && from_cap > 0) {
+        from[from_len < from_cap ? from_len : from_cap - 1] = 0;
+    }
+    return rc;
+}
+/* Writes the local or peer address as a C string into out (cap bytes, NUL included). */
+static inline int32_t sp_sock_getaddr_str(int32_t fd, int32_t which, char *out, uint32_t cap) {
+    if (out == NULL || cap == 0) {
+        return -SPEAR_EINVAL;
+    }
+    uint32_t len = cap - 1;
+    int32_t rc = sp_sock_getaddr(fd, which, (int32_t)(uintptr_t)out, (int32_t)(uintptr_t)&len);
+    out[rc >= 0 ? (uint32_t)rc : 0] = 0;
+    return rc;
+}
+/* Sends all len bytes (loops over partial sends); returns len or the first -errno. */
+static inline int32_t sp_sock_send_all(int32_t fd, const void *buf, uint32_t len) {
+    const uint8_t *p = (const uint8_t *)buf;
+    uint32_t done = 0;
+    while (done < len) {
+        int32_t n = sp_sock_send(fd, (int32_t)(uintptr_t)(p + done), (int32_t)(len - done));
+        if (n < 0) {
+            return n;
+        }
+        done += (uint32_t)n;
+    }
+    return (int32_t)len;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Internal: pointer casts and the "grow and retry" reader behind every *_alloc helper         */
 /* ------------------------------------------------------------------------------------------ */
 

@@ -24,26 +24,32 @@
 #define SPEAR_EPOLL_RECORD_BYTES 8
 
 /* errno values (Linux numbering); hostcalls return them negated, e.g. -SPEAR_EAGAIN */
-#define SPEAR_EPERM        1
-#define SPEAR_ENOENT       2
-#define SPEAR_EIO          5
-#define SPEAR_EBADF        9
-#define SPEAR_EAGAIN       11
-#define SPEAR_ENOMEM       12
-#define SPEAR_EACCES       13 /* not in SPEAR's C header */
-#define SPEAR_EFAULT       14
-#define SPEAR_EEXIST       17 /* not in SPEAR's C header */
-#define SPEAR_EINVAL       22
-#define SPEAR_EMFILE       24 /* not in SPEAR's C header */
-#define SPEAR_ENOSPC       28
-#define SPEAR_EPIPE        32
-#define SPEAR_ENOSYS       38 /* not in SPEAR's C header */
-#define SPEAR_EADDRINUSE   98 /* not in SPEAR's C header */
-#define SPEAR_ECONNRESET   104
-#define SPEAR_ENOTCONN     107
-#define SPEAR_ETIMEDOUT    110
-#define SPEAR_ECONNREFUSED 111 /* not in SPEAR's C header */
-#define SPEAR_EINPROGRESS  115 /* not in SPEAR's C header */
+#define SPEAR_EPERM         1
+#define SPEAR_ENOENT        2
+#define SPEAR_EIO           5
+#define SPEAR_EBADF         9
+#define SPEAR_EAGAIN        11
+#define SPEAR_ENOMEM        12
+#define SPEAR_EACCES        13 /* not in SPEAR's C header */
+#define SPEAR_EFAULT        14
+#define SPEAR_EEXIST        17 /* not in SPEAR's C header */
+#define SPEAR_EINVAL        22
+#define SPEAR_EMFILE        24 /* not in SPEAR's C header */
+#define SPEAR_ENOSPC        28
+#define SPEAR_EPIPE         32
+#define SPEAR_ENOSYS        38 /* not in SPEAR's C header */
+#define SPEAR_EMSGSIZE      90 /* not in SPEAR's C header */
+#define SPEAR_EAFNOSUPPORT  97 /* not in SPEAR's C header */
+#define SPEAR_EADDRINUSE    98 /* not in SPEAR's C header */
+#define SPEAR_EADDRNOTAVAIL 99 /* not in SPEAR's C header */
+#define SPEAR_ECONNRESET    104
+#define SPEAR_EISCONN       106 /* not in SPEAR's C header */
+#define SPEAR_ENOTCONN      107
+#define SPEAR_ETIMEDOUT     110
+#define SPEAR_ECONNREFUSED  111 /* not in SPEAR's C header */
+#define SPEAR_EHOSTUNREACH  113 /* not in SPEAR's C header */
+#define SPEAR_EALREADY      114 /* not in SPEAR's C header */
+#define SPEAR_EINPROGRESS   115 /* not in SPEAR's C header */
 
 /* readiness bits for spear_epoll_ctl / spear_epoll_wait */
 #define SPEAR_EPOLLIN  0x001
@@ -88,5 +94,37 @@
 #define SPEAR_MIC_CTL_SET_PARAM    1
 #define SPEAR_MIC_CTL_GET_STATUS   2
 #define SPEAR_MIC_CTL_LIST_DEVICES 3 /* spearhost extension */
+
+/* sock_create address families */
+#define SPEAR_AF_INET  2
+#define SPEAR_AF_INET6 10
+
+/* sock_create socket types */
+#define SPEAR_SOCK_STREAM 1
+#define SPEAR_SOCK_DGRAM  2
+
+/* sock_setopt / sock_getopt options */
+#define SPEAR_SO_RCVTIMEO_MS 1
+#define SPEAR_SO_SNDTIMEO_MS 2
+#define SPEAR_SO_REUSEADDR   3
+#define SPEAR_SO_NODELAY     4
+#define SPEAR_SO_ERROR       5
+#define SPEAR_SO_RCVBUF      6
+#define SPEAR_SO_SNDBUF      7
+#define SPEAR_SO_KEEPALIVE   8
+
+/* sock_shutdown directions */
+#define SPEAR_SHUT_RD   0
+#define SPEAR_SHUT_WR   1
+#define SPEAR_SHUT_RDWR 2
+
+/* sock_getaddr: which address */
+#define SPEAR_SOCK_ADDR_LOCAL 0
+#define SPEAR_SOCK_ADDR_PEER  1
+
+/* socket limits and defaults */
+#define SPEAR_SOCK_MAX_DATAGRAM   65507
+#define SPEAR_SOCK_DEFAULT_BUFFER 1048576
+#define SPEAR_SOCK_MAX_ADDR_TEXT  300
 
 #endif /* SPEARHOST_SPEAR_ABI_H */

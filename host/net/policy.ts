@@ -95,9 +95,16 @@ export interface NetEntry {
   readonly port: PortPattern;
 }
 
+/**
+ * Why a target was refused: `not_allowed` (no entry covers it, or an address it resolves to),
+ * `unresolved` (a name the resolver could not resolve, or that has no address), `invalid` (not
+ * a valid host, port or scheme). Socket drivers map these to -EACCES, -EHOSTUNREACH, -EINVAL.
+ */
+export type NetDenial = "not_allowed" | "unresolved" | "invalid";
+
 export type NetDecision =
   | { ok: true; host: string; addresses: string[]; entry: string }
-  | { ok: false; reason: string };
+  | { ok: false; reason: string; code: NetDenial };
 
 export interface CheckOptions {
   /** Check these addresses instead of resolving the name (e.g. the peer a socket reached). */
@@ -528,6 +535,37 @@ export class NetPolicy {
     return this.#check(this.listen, this.listenName, target, options);
   }
 
+  /**
+   * May a peer at this address reach the guest (a connection a listener accepted, a datagram a
+   * socket received)? The source must be covered by an entry of `net.allow` or `net.listen` for
+   * the scheme, on any port (a peer's port is ephemeral): an IP or CIDR entry containing it, `*`
+   * when it is public, or a `localhost` name entry when it is loopback. No name is resolved: a
+   * source is an address. Synchronous, as it runs once per connection or datagram.
+   */
+  checkInbound(target: NetTarget): NetDecision {
+    const where = display(target);
+    const ip = parseIp(target.host);
+    if (!ip) {
+      return { ok: false, reason: `inbound from ${where} is refused: not an IP address`, code: "invalid" };
+    }
+    const category = ipCategory(ip);
+    const entry = [...this.allow, ...this.listen].find((e) =>
+      schemeMatches(e, target.scheme) && (ipMatches(e.host, ip) ||
+        (e.host.kind === "any" && category === "public") ||
+        (category === "loopback" && e.host.kind === "name" && isLocalhostName(e.host.name)) ||
+        (category === "loopback" && e.host.kind === "suffix" && isLocalhostName(e.host.suffix)))
+    );
+    if (!entry) {
+      return {
+        ok: false,
+        reason: `inbound from ${where} is not allowed (not in net.allow or net.listen)`,
+        code: "not_allowed",
+      };
+    }
+    const text = formatIp(ip);
+    return { ok: true, host: text, addresses: [text], entry: entry.raw };
+  }
+
   async #check(
     entries: readonly NetEntry[],
     list: string,
@@ -535,13 +573,19 @@ export class NetPolicy {
     options: CheckOptions,
   ): Promise<NetDecision> {
     const where = display(target);
-    const deny = (why: string): NetDecision => ({ ok: false, reason: `network access to ${where} ${why}` });
-    if (!NET_SCHEMES.includes(target.scheme)) return deny(`is refused: unknown scheme "${target.scheme}"`);
+    const deny = (why: string, code: NetDenial = "not_allowed"): NetDecision => ({
+      ok: false,
+      reason: `network access to ${where} ${why}`,
+      code,
+    });
+    if (!NET_SCHEMES.includes(target.scheme)) {
+      return deny(`is refused: unknown scheme "${target.scheme}"`, "invalid");
+    }
     if (!Number.isInteger(target.port) || target.port < 0 || target.port > 65535) {
-      return deny("is refused: invalid port");
+      return deny("is refused: invalid port", "invalid");
     }
     const host = canonicalHost(target.host);
-    if ("error" in host) return deny(`is refused: ${host.error}`);
+    if ("error" in host) return deny(`is refused: ${host.error}`, "invalid");
     const candidates = entries.filter((e) =>
       schemeMatches(e, target.scheme) && portMatches(e, target.scheme, target.port)
     );
@@ -576,14 +620,16 @@ export class NetPolicy {
       try {
         addresses = await this.resolver(name);
       } catch (e) {
-        return deny(`is refused: cannot resolve ${name}: ${(e as Error)?.message ?? e}`);
+        return deny(`is refused: cannot resolve ${name}: ${(e as Error)?.message ?? e}`, "unresolved");
       }
     }
-    if (addresses.length === 0) return deny(`is refused: ${name} resolves to no address`);
+    if (addresses.length === 0) return deny(`is refused: ${name} resolves to no address`, "unresolved");
     const checked: string[] = [];
     for (const a of addresses) {
       const ip = parseIp(a);
-      if (!ip) return deny(`is refused: ${name} resolves to "${a}", which is not an IP address`);
+      if (!ip) {
+        return deny(`is refused: ${name} resolves to "${a}", which is not an IP address`, "unresolved");
+      }
       const text = formatIp(ip);
       checked.push(text);
       if (ipAllowed(ip)) continue;
@@ -633,8 +679,15 @@ export function denoNetGrants(policy: NetPolicy, nameservers: readonly string[] 
       const schemes = entry.schemes === "any" ? WEB_SCHEMES : entry.schemes;
       ports = [...new Set(schemes.map((s) => DEFAULT_PORTS[s]!))].sort((a, b) => a - b);
     }
-    if (ports.length === 0) grants.add(host);
-    else for (const p of ports) grants.add(`${host}:${p}`);
+    // The policy reads localhost as its loopback addresses without DNS, and socket drivers
+    // connect to those addresses, so Deno must allow them too.
+    const isLocal = (h.kind === "name" && isLocalhostName(h.name)) ||
+      (h.kind === "suffix" && isLocalhostName(h.suffix));
+    const hosts = isLocal ? [host, "127.0.0.1", "[::1]"] : [host];
+    for (const each of hosts) {
+      if (ports.length === 0) grants.add(each);
+      else for (const p of ports) grants.add(`${each}:${p}`);
+    }
     if (entry.schemes !== "any" && entry.schemes.includes("udp") && policy.allow.includes(entry)) udp = true;
   }
   if (udp) {

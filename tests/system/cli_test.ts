@@ -113,10 +113,14 @@ Deno.test("cli: the launcher passes a scoped --allow-net built from the config",
   try {
     nameservers = parseResolvConf(Deno.readTextFileSync("/etc/resolv.conf"));
   } catch { /* none: names are refused in the child */ }
+  // A scheme-less entry allows every scheme, UDP sockets included (SPEC.md §7), so the sock family
+  // adds the ephemeral binds a UDP socket makes before its first send (and --unstable-net).
   assert.deepEqual(
     net[0].slice("--allow-net=".length).split(",").sort(),
-    ["127.0.0.1:8089", "files.example.org:8443", "rt.example.com:443", ...nameservers].sort(),
+    ["127.0.0.1:8089", "files.example.org:8443", "rt.example.com:443", "0.0.0.0:0", "[::]:0", ...nameservers]
+      .sort(),
   );
+  assert.ok(flags.includes("--unstable-net"), flags.join(" "));
   assert.ok(
     !flags.some((f) => f === "--allow-all" || f === "-A" || f === "--allow-net" || f === "--allow-run"),
     flags.join(" "),

@@ -93,9 +93,15 @@ function streamDriver(onOpen?: (ctx: SessionContext) => void | Promise<void>) {
       await onOpen?.(ctx);
       const { session } = ctx;
       const data = pattern(bytes);
-      const sender = session.createHandle("hosttest", "conn", { window }, { mode: "credit", window }, () => {
-        if (session.alive) stats.closedByGuest++;
-      });
+      const { sender } = session.createHandle(
+        "hosttest",
+        "conn",
+        { window },
+        { mode: "credit", window },
+        () => {
+          if (session.alive) stats.closedByGuest++;
+        },
+      );
       stats.streams.push(sender.id);
       // Count the credit coming back independently of the sender's own bookkeeping.
       let granted = 0;

@@ -46,6 +46,24 @@ const SPEAR_IMPORTS = [
   "spear_fd_ctl",
 ];
 
+/** The socket imports of SPEC.md §8 (seed 003), in module `spear` too. */
+const SOCKET_IMPORTS = [
+  "sock_create",
+  "sock_connect",
+  "sock_bind",
+  "sock_listen",
+  "sock_accept",
+  "sock_send",
+  "sock_recv",
+  "sock_sendto",
+  "sock_recvfrom",
+  "sock_getaddr",
+  "sock_setopt",
+  "sock_getopt",
+  "sock_shutdown",
+  "sock_close",
+];
+
 Deno.test("generated: guests/include/spear_abi.h matches the registry's ABI numbers", async () => {
   assert.equal(await Deno.readTextFile(new URL(ABI_HEADER_PATH, root)), renderAbiHeader());
 });
@@ -56,9 +74,9 @@ Deno.test("generated: the README's status table matches the registry", async () 
   for (const f of FAMILIES) assert.ok(readme.includes(f.label), `README lists ${f.name}`);
 });
 
-Deno.test("registry: the spear module is exactly SPEAR's 32 imports, each declared once", () => {
+Deno.test("registry: the spear module is exactly SPEAR's 32 imports plus SPEC §8's 14 socket imports, each declared once", () => {
   const spear = allImports().filter((i) => i.module === "spear").map((i) => i.name);
-  assert.deepEqual([...spear].sort(), [...SPEAR_IMPORTS].sort());
+  assert.deepEqual([...spear].sort(), [...SPEAR_IMPORTS, ...SOCKET_IMPORTS].sort());
   const keys = allImports().map((i) => `${i.module}.${i.name}`);
   assert.equal(new Set(keys).size, keys.length);
 });

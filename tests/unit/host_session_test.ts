@@ -46,14 +46,14 @@ Deno.test("session: a host-created handle — negative stream id, a notice the w
     rt.adoptStream(n.stream!, { data: (f) => frames.push(f), event: (e) => events.push(e) });
   });
   let closedByGuest = 0;
-  const a = session.createHandle(
+  const { sender: a } = session.createHandle(
     "fam",
     "conn",
     { peer: "x" },
     { mode: "credit", window: 10 },
     () => closedByGuest++,
   );
-  const b = session.createHandle("fam", "conn", { peer: "y" }, { mode: "lossy" });
+  const { sender: b } = session.createHandle("fam", "conn", { peer: "y" }, { mode: "lossy" });
   assert.deepEqual([a.id, b.id], [-1, -2]);
   assert.equal(a.send(bytes(10, 1)), true);
   assert.equal(a.send(bytes(1, 2)), false, "the window is 10 bytes");

@@ -505,7 +505,11 @@ Deno.test("policy: --allow-net grants derived from entries", () => {
     ...ns,
   ]);
   assert.deepEqual(grants(["127.0.0.1:8080", "[::1]:9000"]), ["127.0.0.1:8080", "[::1]:9000"]);
-  assert.deepEqual(grants(["localhost:8080"]), ["localhost:8080"], "localhost never asks DNS");
+  assert.deepEqual(
+    grants(["localhost:8080"]),
+    ["localhost:8080", "127.0.0.1:8080", "[::1]:8080"],
+    "localhost never asks DNS, and its loopback addresses are granted (sockets connect to them)",
+  );
   assert.deepEqual(grants(["example.com"]), ["example.com:80", "example.com:443", ...ns]);
   assert.deepEqual(grants(["https://example.com", "ws://example.com"]), [
     "example.com:443",
@@ -739,4 +743,36 @@ Deno.test("credentials: keys come only from the named variable, and only on the 
   } finally {
     Deno.env.delete(name);
   }
+});
+
+Deno.test("policy: inbound peers need an allow or listen entry covering their address, on any port", () => {
+  const policy = NetPolicy.parse(
+    ["tcp://10.0.0.0/8:6379", "udp://*:53"],
+    ["tcp://127.0.0.1:8080", "udp://localhost:9000"],
+  );
+  const inbound = (scheme: "tcp" | "udp", host: string) => policy.checkInbound({ scheme, host, port: 54321 });
+  assert.equal(inbound("tcp", "127.0.0.1").ok, true, "a listen entry's address, any source port");
+  assert.equal(inbound("tcp", "10.9.8.7").ok, true, "an allow CIDR entry");
+  assert.equal(inbound("udp", "127.0.0.1").ok, true, "a localhost name entry covers loopback");
+  assert.equal(inbound("udp", "::1").ok, true);
+  assert.equal(inbound("udp", "8.8.8.8").ok, true, "* covers public sources");
+  const denied = inbound("udp", "192.168.1.2");
+  assert.equal(denied.ok, false, "* never covers private sources");
+  assert.equal(!denied.ok && denied.code, "not_allowed");
+  assert.equal(inbound("tcp", "127.0.0.2").ok, false);
+  assert.equal(inbound("udp", "10.1.1.1").ok, false, "a tcp entry does not admit udp");
+  const bad = inbound("tcp", "example.com");
+  assert.equal(!bad.ok && bad.code, "invalid");
+});
+
+Deno.test("policy: a refusal says why in a code: not allowed, unresolved, invalid", async () => {
+  const failing = NetPolicy.parse(["tcp://db.example:5432"], [], {
+    resolver: () => Promise.reject(new Error("NXDOMAIN")),
+  });
+  const unresolved = await failing.checkOutbound({ scheme: "tcp", host: "db.example", port: 5432 });
+  assert.equal(!unresolved.ok && unresolved.code, "unresolved");
+  const denied = await failing.checkOutbound({ scheme: "tcp", host: "other.example", port: 5432 });
+  assert.equal(!denied.ok && denied.code, "not_allowed");
+  const invalid = await failing.checkOutbound({ scheme: "tcp", host: "a b", port: 5432 });
+  assert.equal(!invalid.ok && invalid.code, "invalid");
 });
