@@ -90,7 +90,7 @@ Deno.test("session: a guest → host stream with credit — receiveStream gets i
   const out = link.toHost;
   const sender = new StreamSender(
     {
-      send: (op, fd, payload) => rt.send(op, fd, payload),
+      send: (op, fd, payload, head) => rt.send(op, fd, payload, head),
       get used() {
         return out.used;
       },

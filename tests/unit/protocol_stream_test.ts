@@ -25,7 +25,13 @@ function recorder(levels: { used?: number; capacity?: number; backlog?: number }
     used: levels.used ?? 0,
     capacity: levels.capacity ?? 1 << 20,
     backlog: levels.backlog ?? 0,
-    send: (op, fd, payload) => void sent.push({ op, fd, payload: payload.slice() }),
+    // As the real channel does: the head (a frame's header) goes in front of the payload.
+    send: (op, fd, payload, head = new Uint8Array(0)) => {
+      const whole = new Uint8Array(head.length + payload.length);
+      whole.set(head);
+      whole.set(payload, head.length);
+      sent.push({ op, fd, payload: whole });
+    },
   };
   return { channel, sent };
 }
