@@ -9,7 +9,7 @@ import { openWasmtime } from "../ffi/wasmtime.ts";
 import { type Frame, Link, type Message, TerminateReason } from "../protocol/channel.ts";
 import { HostBudget } from "../protocol/budget.ts";
 import { type Handler, RpcServer } from "../protocol/rpc.ts";
-import { decodeCredit, decodeFrame, type Flow, StreamSender } from "../protocol/stream.ts";
+import { decodeCredit, decodeFrame, type Flow, streamChannel, StreamSender } from "../protocol/stream.ts";
 import { encode } from "../protocol/schema.ts";
 import { NoticeEnvelope, Op } from "../protocol/wire.ts";
 import { defaultConfig, type HostConfig, MAX_LIMITS } from "./config.ts";
@@ -162,29 +162,11 @@ export class GuestSession {
 
   /** Opens the host end of a host → guest stream the guest asked for (its id came in a request). */
   openStream(id: number, flow: Flow, onClose?: () => void): StreamSender {
-    const sender = new StreamSender(
-      { send: (op, fd, p, head) => this.send(op, fd, p, head), ...this.channelLevels() },
-      id,
-      flow,
-    );
+    // The levels are read live: a lossy stream drops by the ring's state at each send.
+    const channel = streamChannel(this.link.toGuest, (op, fd, p, head) => this.send(op, fd, p, head));
+    const sender = new StreamSender(channel, id, flow);
     this.senders.set(id, { sender, onClose });
     return sender;
-  }
-
-  /** The ring levels a lossy stream checks, read live. */
-  private channelLevels() {
-    const channel = this.link.toGuest;
-    return {
-      get used() {
-        return channel.used;
-      },
-      get capacity() {
-        return channel.capacity;
-      },
-      get backlog() {
-        return channel.backlog;
-      },
-    };
   }
 
   /**

@@ -48,6 +48,28 @@ export interface StreamChannel {
   readonly backlog: number;
 }
 
+/**
+ * A StreamChannel over one direction of a Link: levels read live from `ring`, messages sent
+ * through `send` (the side's own send, which applies its bounds). Both sides build theirs here.
+ */
+export function streamChannel(
+  ring: { readonly used: number; readonly capacity: number; readonly backlog: number },
+  send: StreamChannel["send"],
+): StreamChannel {
+  return {
+    send,
+    get used() {
+      return ring.used;
+    },
+    get capacity() {
+      return ring.capacity;
+    },
+    get backlog() {
+      return ring.backlog;
+    },
+  };
+}
+
 export type Flow = { mode: "credit"; window: number } | { mode: "lossy" };
 
 const encoder = new TextEncoder();

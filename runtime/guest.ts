@@ -12,6 +12,7 @@ import {
   decodeCredit,
   decodeFrame,
   encodeCredit,
+  streamChannel,
   type StreamFrame,
   StreamSender,
 } from "../protocol/stream.ts";
@@ -180,20 +181,10 @@ export class GuestRuntime {
   }
 
   private outboundSender(id: number, window: number): StreamSender {
-    const out = this.link.toHost;
-    const channel = {
-      send: (op: number, fd: number, payload: Uint8Array, head?: Uint8Array) =>
-        this.send(op, fd, payload, head),
-      get used() {
-        return out.used;
-      },
-      get capacity() {
-        return out.capacity;
-      },
-      get backlog() {
-        return out.backlog;
-      },
-    };
+    const channel = streamChannel(
+      this.link.toHost,
+      (op, fd, payload, head) => this.send(op, fd, payload, head),
+    );
     const sender = new StreamSender(channel, id, { mode: "credit", window });
     this.creditHandlers.set(id, (bytes) => sender.grant(bytes));
     return sender;

@@ -160,3 +160,13 @@ Deno.test("session: end() stops every sender and runs cleanups once; nothing is 
   session.notice("f", "t", null);
   assert.equal(link.toGuest.used, used, "an ended session sends nothing");
 });
+
+Deno.test("session: a lossy stream reads the guest's ring levels live — it drops once the ring fills, not by a snapshot", () => {
+  const { link, session } = setup();
+  const sender = session.openStream(7, { mode: "lossy" });
+  assert.equal(sender.send(bytes(100, 1)), true, "an empty ring takes the item");
+  // The guest stops draining: fill its ring past half without consuming.
+  link.toGuest.send(99, 0, new Uint8Array(link.toGuest.capacity / 2));
+  assert.equal(sender.send(bytes(100, 2)), false, "a congested ring drops the item");
+  assert.equal(sender.dropped, 1);
+});
