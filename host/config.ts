@@ -79,21 +79,6 @@ export const MAX_LIMITS: Limits = {
   host_memory_mb: 1024,
 };
 
-/** Throws RangeError unless every limit is an integer from 1 to its MAX_LIMITS value. */
-export function checkLimits(
-  limits: Record<keyof Limits, unknown>,
-  names?: Record<keyof Limits, string>,
-): void {
-  for (const key of Object.keys(MAX_LIMITS) as (keyof Limits)[]) {
-    const v = limits[key];
-    if (typeof v !== "number" || !Number.isInteger(v) || v < 1 || v > MAX_LIMITS[key]) {
-      throw new RangeError(
-        `${names?.[key] ?? key} must be an integer from 1 to ${MAX_LIMITS[key]}, got ${String(v)}`,
-      );
-    }
-  }
-}
-
 /** A config problem, reported as `config: <field>: <reason>`. */
 export class ConfigError extends Error {
   constructor(readonly field: string, reason: string) {

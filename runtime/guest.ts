@@ -7,7 +7,7 @@ import { FdTable } from "./fd_table.ts";
 import { GuestMemory, type MemorySource } from "./memory.ts";
 import type { Frame, Link, Message } from "../protocol/channel.ts";
 import { HostBudget } from "../protocol/budget.ts";
-import { type Method, type Outcome, type PendingCall, RpcClient } from "../protocol/rpc.ts";
+import { type Method, type Outcome, RpcClient } from "../protocol/rpc.ts";
 import {
   decodeCredit,
   decodeFrame,
@@ -215,11 +215,6 @@ export class GuestRuntime {
     }
     if (!call.done) this.rpc.cancel(call, `host request ${m.name} timed out after ${options.timeoutMs} ms`);
     return call.outcome!;
-  }
-
-  /** An asynchronous request; `onDone` runs when the reply is applied (at a pump). */
-  start<P, R>(m: Method<P, R>, params: P, fd: number, onDone: (outcome: Outcome<R>) => void): PendingCall<R> {
-    return this.rpc.start(m, params, { fd, onDone });
   }
 
   /**

@@ -374,7 +374,7 @@ Deno.test("rpc: GuestRuntime.call times out when no reply comes: the call is can
 Deno.test("rpc: GuestRuntime.start is asynchronous — onDone runs when a poll applies the reply", async () => {
   const g = await fakeGuest({ families: ["core"] });
   const outcomes: Outcome<number>[] = [];
-  const call = g.rt.start(add, { a: 1, b: 2 }, 1005, (o) => outcomes.push(o));
+  const call = g.rt.rpc.start(add, { a: 1, b: 2 }, { fd: 1005, onDone: (o) => outcomes.push(o) });
   assert.equal(g.rt.rpc.outstanding, 1);
   g.reply(3, call.id);
   assert.equal(outcomes.length, 0, "a queued reply is not applied until the guest polls");
@@ -383,7 +383,7 @@ Deno.test("rpc: GuestRuntime.start is asynchronous — onDone runs when a poll a
   g.rt.poll();
   assert.equal(outcomes.length, 1);
   // block() applies replies too, and returns once the call is done.
-  const second = g.rt.start(add, { a: 2, b: 2 }, 0, (o) => outcomes.push(o));
+  const second = g.rt.rpc.start(add, { a: 2, b: 2 }, { fd: 0, onDone: (o) => outcomes.push(o) });
   g.reply(4, second.id);
   assert.equal(g.rt.block(() => second.done, 5000), true);
   assert.deepEqual(outcomes[1], { ok: true, value: 4 });
@@ -407,8 +407,8 @@ Deno.test("rpc: closing an fd cancels the calls about it (fds.onClose), and only
   const a = rt.fds.alloc("Mic", {});
   const b = rt.fds.alloc("Mic", {});
   let done = 0;
-  const onA = rt.start(wait, { tag: "a" }, a.fd, () => done++);
-  const onB = rt.start(wait, { tag: "b" }, b.fd, () => done++);
+  const onA = rt.rpc.start(wait, { tag: "a" }, { fd: a.fd, onDone: () => done++ });
+  const onB = rt.rpc.start(wait, { tag: "b" }, { fd: b.fd, onDone: () => done++ });
   serve();
   await settle();
   assert.equal(server.active, 2);
@@ -485,7 +485,7 @@ Deno.test("rpc: GuestRuntime.call and start answered by an RpcServer on another 
 
     // Asynchronous: the reply is applied at a poll.
     let value: Outcome<{ text: string; fd: number; thread: string }> | undefined;
-    const call = rt.start(echo, { text: "async" }, 7, (o) => value = o);
+    const call = rt.rpc.start(echo, { text: "async" }, { fd: 7, onDone: (o) => value = o });
     assert.equal(rt.block(() => call.done, 30_000), true);
     assert.deepEqual(value, { ok: true, value: { text: "async", fd: 7, thread: "worker" } });
     assert.equal(budget.used, 0);
