@@ -561,13 +561,13 @@ export class SpearHost {
 
     this.live.set(session.id, session);
     const worker = new Worker(new URL("../runtime/worker.ts", import.meta.url), { type: "module" });
-    this.watchdog!.arm(session.id, timeoutMs, link.toGuest);
+    this.watchdog!.arm(session.id, deadline, link.toGuest);
     const served = session.serve(this.logSink);
     let guestDone = false; // the worker sent its result: it no longer touches the link
     let leftover: Frame[] = [];
     try {
       const result = await new Promise<GuestResult>((resolve) => {
-        worker.onmessage = (e: MessageEvent<GuestResult & { outbound?: Frame[] }>) => {
+        worker.onmessage = (e: MessageEvent<GuestResult>) => {
           guestDone = true;
           leftover = e.data.outbound ?? [];
           resolve(e.data);
@@ -583,7 +583,7 @@ export class SpearHost {
       });
       const durationMs = performance.now() - started;
       const reason = link.toGuest.terminateReason;
-      const { outbound: _, ...plain } = result as GuestResult & { outbound?: Frame[] };
+      const { outbound: _, ...plain } = result;
       if (result.failure?.kind === "terminated" && reason === TerminateReason.TIMEOUT) {
         return {
           exitCode: 124,

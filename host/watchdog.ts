@@ -20,9 +20,11 @@ export class Watchdog {
     this.worker.postMessage(cmd);
   }
 
-  /** Stops the guest behind `toGuest` `timeoutMs` from now, unless disarmed first. */
-  arm(id: number, timeoutMs: number, toGuest: Channel): void {
-    const deadline = performance.timeOrigin + performance.now() + timeoutMs;
+  /**
+   * Stops the guest behind `toGuest` at `deadline` (absolute ms: performance.timeOrigin +
+   * performance.now(), the same instant both of the guest's halves are told), unless disarmed first.
+   */
+  arm(id: number, deadline: number, toGuest: Channel): void {
     this.post({ kind: "arm", id, deadline, toGuest: toGuest.buffer });
   }
 
