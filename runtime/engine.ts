@@ -240,6 +240,15 @@ export interface ImportDesc {
   memory?: MemoryLimits;
 }
 
+/**
+ * The hex SHA-256 of a module's bytes: its identity for the compiled-code cache and for a
+ * skill manifest's checksum, so both agree on what "the same module" is.
+ */
+export async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 /** A compiled module. */
 export class Module {
   private constructor(readonly lib: WasmtimeLib, readonly ptr: Ptr) {}

@@ -21,6 +21,7 @@ import {
   type MemoryLimits,
   Module,
   newTrap,
+  sha256Hex,
   Store,
   tableFunc,
   type WasiOptions,
@@ -110,11 +111,6 @@ export const MAX_OUTPUT_BYTES = 16 << 20;
 
 const WASM_MAGIC = [0x00, 0x61, 0x73, 0x6d];
 const WASI_MODULE = "wasi_snapshot_preview1";
-
-async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-}
 
 /** Compiles, or loads Wasmtime's compiled code for the same bytes from the cache dir. */
 export async function loadModule(

@@ -13,7 +13,9 @@
  */
 import type { HostConfig } from "../../host/config.ts";
 import type { RunResult, SpearHost } from "../../host/host.ts";
-import { WasmError } from "../../runtime/engine.ts";
+import { sha256Hex, WasmError } from "../../runtime/engine.ts";
+
+export { sha256Hex };
 import {
   type LoadedManifest,
   loadManifest,
@@ -61,11 +63,6 @@ export interface SkillRunResult extends Omit<RunResult, "output"> {
 }
 
 const encoder = new TextEncoder();
-
-export async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-}
 
 /**
  * The manifest a skill reference names: a path to a `.json` manifest, a directory holding
