@@ -27,11 +27,6 @@ export function allImports(): ImportDecl[] {
   return FAMILIES.flatMap((f) => f.imports);
 }
 
-/** The import modules families provide (besides WASI). */
-export function importModules(): Set<string> {
-  return new Set(allImports().map((i) => i.module));
-}
-
 function notBuilt(family: Family, name: string): HostcallFn {
   return () => {
     throw fail("ENOSYS", `${name} is not built in this spearhost yet (family ${family.name})`);
@@ -93,10 +88,4 @@ export function familyPermissions(config: HostConfig): Required<Permissions> {
 /** The README's status table rows (between its `families` markers): [imports, status]. */
 export function statusRows(): [string, string][] {
   return FAMILIES.map((f) => [f.label, f.summary]);
-}
-
-/** The status table as markdown (the README holds it formatted by `deno fmt`). */
-export function statusTable(): string {
-  const line = (cells: readonly string[]) => `| ${cells.join(" | ")} |`;
-  return [line(["imports", "status"]), line(["---", "---"]), ...statusRows().map(line)].join("\n");
 }
