@@ -29,7 +29,6 @@ export const Op = {
   /** host → guest: something the host created for the guest (a handle to adopt); JSON Notice. */
   NOTICE: 9,
 } as const;
-export type OpCode = typeof Op[keyof typeof Op];
 
 export const RequestEnvelope = s.object({
   id: s.int,
