@@ -84,8 +84,6 @@ class ItemFifo {
   }
 }
 
-export { LatencyWindow } from "../protocol/latency.ts";
-
 export interface QueueOptions {
   capacity: number;
   policy: QueuePolicy;

@@ -16,7 +16,8 @@ import { fail, Poll } from "../../runtime/abi.ts";
 import type { FdEntry } from "../../runtime/fd_table.ts";
 import type { GuestRuntime } from "../../runtime/guest.ts";
 import { isJsonObject, type JsonObject, parseGuestJson } from "../../runtime/json.ts";
-import { LatencyWindow, QueuedStream } from "../../runtime/queue_fd.ts";
+import { QueuedStream } from "../../runtime/queue_fd.ts";
+import { LatencyWindow } from "../../protocol/latency.ts";
 import { streamClock } from "../../protocol/stream.ts";
 import type { HostcallFn } from "../family.ts";
 import {

@@ -14,7 +14,8 @@
 import { Errno, type ErrnoName, fail, Poll } from "../../runtime/abi.ts";
 import type { FdEntry } from "../../runtime/fd_table.ts";
 import type { GuestRuntime } from "../../runtime/guest.ts";
-import { ByteRing, LatencyWindow, QueuedStream } from "../../runtime/queue_fd.ts";
+import { ByteRing, QueuedStream } from "../../runtime/queue_fd.ts";
+import { LatencyWindow } from "../../protocol/latency.ts";
 import type { Method, PendingCall } from "../../protocol/rpc.ts";
 import { streamClock, type StreamFrame, type StreamSender } from "../../protocol/stream.ts";
 import type { NoticeEnvelope } from "../../protocol/wire.ts";
