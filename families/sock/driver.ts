@@ -522,7 +522,10 @@ export function sockDriver(config: HostConfig, options: SockDriverOptions = {}):
       const hostname = dialHost(p.host, p.version, decision.addresses, p.port);
       conn = await Deno.connect({ hostname, port: p.port, transport: "tcp" });
     } catch (e) {
-      return failure(errnoOf(e), message(e));
+      // Deno reads the peer's address after the handshake; a reset arriving in between
+      // surfaces as ENOTCONN, which POSIX spells ECONNRESET for connect().
+      const errno = errnoOf(e);
+      return failure(errno === "ENOTCONN" ? "ECONNRESET" : errno, message(e));
     }
     // The peer actually reached is checked too (a name may resolve differently for Deno).
     const peer = conn.remoteAddr as Deno.NetAddr;

@@ -17,6 +17,7 @@ import {
   SAMPLES,
   SOCK_PROBE,
   values,
+  waitForPort,
 } from "../../support/sock.ts";
 
 async function probe(args: string[], options: Parameters<typeof runGuest>[2] = {}) {
@@ -44,14 +45,7 @@ async function python(code: string, port: number) {
     stderr: "piped",
   })
     .spawn();
-  for (let i = 0; i < 200; i++) { // wait until it listens
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      break;
-    } catch {
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  }
+  await waitForPort(port);
   return child;
 }
 
@@ -92,11 +86,12 @@ Deno.test("sock: RCVTIMEO and SNDTIMEO end blocking calls with -EAGAIN; a send t
 Deno.test("sock: a peer's reset is -ECONNRESET once with EPOLLERR|EPOLLHUP, then sends are -EPIPE", async () => {
   const port = freePort();
   const peer = await python(
-    `import socket, struct, sys
+    `import socket, struct, sys, time
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen()
 while True:
     c, _ = s.accept()
+    time.sleep(0.3)  # the guest's connect completes first, as it would on a quiet machine
     c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); c.close()`,
     port,
   );
