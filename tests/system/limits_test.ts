@@ -130,9 +130,12 @@ Deno.test("limits: a busy main thread does not postpone a guest's time limit (th
   const until = performance.now() + 2500;
   while (performance.now() < until) { /* the main thread is busy, as with a huge driver parse */ }
   const r = await running;
-  const ticks = (await Deno.readTextFile(stdoutFile)).trim().split("\n").map((l) => Number(l.split("=")[1]));
+  // On a loaded machine the guest may be stopped before its first tick; any tick it wrote must
+  // come before the limit plus slack, never from the 2.5 s the main thread was busy.
+  const ticks = (await Deno.readTextFile(stdoutFile)).split("\n").filter((l) => l.includes("="))
+    .map((l) => Number(l.split("=")[1]));
   assert.equal(r.exitCode, 124);
-  assert.ok(ticks.at(-1)! < 1500, `the guest still ran at ${ticks.at(-1)} ms`);
+  assert.ok(ticks.every((t) => t < 1500), `the guest still ran at ${ticks.at(-1)} ms`);
   await host.close();
   await Deno.remove(stdoutFile);
 });
