@@ -23,15 +23,23 @@ import {
   startOpenAIServer,
 } from "../support/openai_server.ts";
 import { words } from "../support/speech.ts";
+import { gaHello, type RealtimeConnection, startRealtimeServer } from "../support/realtime_server.ts";
 
 const root = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 const GUEST = "guests/build/voice_assistant.wasm";
 const ready = whisperInstalled() && await hasVirtualMicTools();
 const decoder = new TextDecoder();
 
+/** An answer as the guest prints it: on one line. */
+const printed = (answer: string) => answer.replace(/\s+/g, " ").trim();
+
 /** What each sample question must be heard as (content words), and the scripted answer. */
 const QUESTIONS = [
-  { words: ["capital", "france"], answer: "Paris is the capital of France." },
+  // Quotes, a newline and non-ASCII text: the guest decodes the JSON string and prints one line.
+  {
+    words: ["capital", "france"],
+    answer: 'Paris, the "City of Light" \u2014 the capital of France.\nBon voyage!',
+  },
   { words: ["spider"], answer: "A spider has eight legs." },
 ];
 
@@ -236,8 +244,8 @@ Deno.test({
       assert.match(run.stdout, /^listening on the device microphone$/m);
       assertHeard(run, 0);
       assertHeard(run, 1);
-      assert.equal(run.answers.get(1), QUESTIONS[0].answer);
-      assert.equal(run.answers.get(2), QUESTIONS[1].answer);
+      assert.equal(run.answers.get(1), printed(QUESTIONS[0].answer));
+      assert.equal(run.answers.get(2), printed(QUESTIONS[1].answer));
       assert.ok(
         run.stdout.indexOf("[2] answer:") < run.stdout.indexOf("[1] answer:"),
         `answers print as they complete:\n${run.stdout}`,
@@ -307,10 +315,94 @@ Deno.test({
         assertHeard(run, 1);
         assert.match(run.errors.get(1) ?? "", /500.*the model is overloaded/, run.stdout);
         assert.equal(run.answers.get(1), undefined);
-        assert.equal(run.answers.get(2), QUESTIONS[1].answer);
+        assert.equal(run.answers.get(2), printed(QUESTIONS[1].answer));
       });
     } finally {
       await chat.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "voice assistant: a recogniser error event is printed, a dropped recogniser is reconnected, and it goes on",
+  ignore: !ready,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    // A scripted GA realtime server: the first session reports an error event, hears the first
+    // question and, once that question has reached the chat server (so the guest has read every
+    // event before it), drops its TCP connection; the second session hears the second question.
+    const chat = startOpenAIServer();
+    const firstAsked = Promise.withResolvers<void>();
+    const hold = (question: string) => {
+      if (words(question).includes("france")) firstAsked.resolve();
+      return undefined;
+    };
+    chat.enqueue(answerByQuestion({ hold }), answerByQuestion({ hold }));
+    const transcribe = async (conn: RealtimeConnection, transcript: string) => {
+      await conn.waitFor((m) => m.json?.type === "input_audio_buffer.append");
+      await conn.sendJson({
+        type: "input_audio_buffer.speech_started",
+        item_id: "item_1",
+        audio_start_ms: 0,
+      });
+      await conn.sendJson({
+        type: "input_audio_buffer.committed",
+        item_id: "item_1",
+        previous_item_id: null,
+      });
+      await conn.sendJson({
+        type: "conversation.item.input_audio_transcription.completed",
+        item_id: "item_1",
+        content_index: 0,
+        transcript,
+      });
+    };
+    let sessions = 0;
+    const asr = startRealtimeServer(async (conn) => {
+      await gaHello(conn);
+      if (++sessions === 1) {
+        await conn.sendJson({
+          type: "error",
+          error: { type: "server_error", message: "the recogniser hiccuped" },
+        });
+        await transcribe(conn, "What is the capital of France?");
+        await firstAsked.promise;
+        conn.drop();
+      } else {
+        await transcribe(conn, "How many legs does a spider have?");
+      }
+    });
+    try {
+      await withDir(async (dir) => {
+        const backends = [
+          { name: "realtime", kind: "openai_realtime_ws", base_url: asr.baseUrl, ops: ["speech_to_text"] },
+          chatBackend(chat.url),
+        ];
+        const config = `${dir}/spear.json`;
+        await Deno.writeTextFile(
+          config,
+          JSON.stringify({ backends, mic: { file: await questionsWav(dir) } }),
+        );
+        const args = ["--source", "file", "--transport", "websocket", "--utterances", "2"];
+        const run = await spear(["run", "--config", config, GUEST, "--", ...args], {
+          VOICE_TEST_KEY: "sk-voice-test",
+        });
+        assert.equal(run.code, 0, run.stdout + run.stderr);
+        assert.match(run.stdout, /^asr error: the recogniser hiccuped$/m);
+        assert.match(run.stdout, /^asr error: .*1006/m);
+        assert.match(run.stdout, /^asr reconnected \(1 of 3\)$/m);
+        assert.equal(run.heard.get(1), "What is the capital of France?");
+        assert.equal(run.heard.get(2), "How many legs does a spider have?");
+        assert.equal(run.answers.get(1), printed(QUESTIONS[0].answer));
+        assert.equal(run.answers.get(2), printed(QUESTIONS[1].answer));
+        assert.equal(asr.connections.length, 2);
+      });
+    } finally {
+      firstAsked.resolve();
+      await chat.close();
+      await asr.close();
     }
   },
 });
@@ -346,8 +438,8 @@ Deno.test({
         assert.equal(asr.sessions, 1);
         assertHeard(run, 0);
         assertHeard(run, 1);
-        assert.equal(run.answers.get(1), QUESTIONS[0].answer);
-        assert.equal(run.answers.get(2), QUESTIONS[1].answer);
+        assert.equal(run.answers.get(1), printed(QUESTIONS[0].answer));
+        assert.equal(run.answers.get(2), printed(QUESTIONS[1].answer));
         assertAsked(run, chat.requests);
         for (const r of chat.requests) {
           assert.equal(bearerOf(r), "sk-voice-openai");
