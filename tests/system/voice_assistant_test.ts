@@ -14,6 +14,7 @@
  */
 import assert from "node:assert/strict";
 import { whisperInstalled } from "../../families/rtasr/local/engine.ts";
+import { loadConfig } from "../../host/config.ts";
 import { startAsrServer } from "../../families/rtasr/server.ts";
 import { createVirtualMic, hasVirtualMicTools } from "../support/alsa_virtual.ts";
 import {
@@ -500,4 +501,24 @@ Deno.test({
       assert.match(run.stdout, /^mic error: no speech file: the host config names no mic\.file$/m);
     });
   },
+});
+
+Deno.test("voice assistant: the shipped configs load; the offline one names local ASR and no chat backend", async () => {
+  for (const name of ["voice_offline", "voice_stub", "voice_openai"]) {
+    const path = `${root}/guests/configs/${name}.json`;
+    const config = await loadConfig(path); // valid, or it throws naming the field
+    assert.equal(config.mic.file, ".tools/voice/questions.wav", name);
+    const named = (JSON.parse(await Deno.readTextFile(path)).backends as { kind: string }[]).map((b) =>
+      b.kind
+    );
+    assert.deepEqual(
+      named.sort(),
+      {
+        // No chat backend named: the host's embedded default answers (the offline main job).
+        voice_offline: ["local_asr"],
+        voice_stub: ["local_asr", "stub"],
+        voice_openai: ["openai_chat_completion", "openai_realtime_ws"],
+      }[name],
+    );
+  }
 });
