@@ -340,11 +340,12 @@ static int32_t asr_open(const options_t *o) {
     return asr;
 }
 
-static void asr_status_error(int32_t asr, char *why, size_t cap) {
+/* The recogniser's last_error, or `otherwise`. */
+static void asr_status_error(int32_t asr, char *why, size_t cap, const char *otherwise) {
     uint32_t len = 0;
     uint8_t *status = sp_rtasr_get_status_alloc(asr, &len);
     if (!status || !json_text(json_get((const char *)status, "last_error"), why, cap))
-        snprintf(why, cap, "the recogniser failed");
+        snprintf(why, cap, "%s", otherwise);
     free(status);
 }
 
@@ -529,7 +530,8 @@ static void on_asr_event(loop_t *s, const char *json) {
 /* The recogniser failed (EPOLLERR) or closed (EPOLLHUP): reconnect, or end the input. */
 static void on_asr_down(loop_t *s, int events) {
     char why[512];
-    asr_status_error(s->asr, why, sizeof why);
+    asr_status_error(s->asr, why, sizeof why,
+                     events & SPEAR_EPOLLERR ? "the recogniser failed" : "the server ended the session");
     sp_epoll_ctl(s->ep, SPEAR_EPOLL_CTL_DEL, s->asr, 0);
     sp_rtasr_close(s->asr);
     s->asr = -1;
