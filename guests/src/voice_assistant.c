@@ -18,7 +18,8 @@
  *
  * Arguments (after `--`, all optional):
  *   --utterances N     end after N utterances are answered (default 0: no limit)
- *   --idle-ms M        end after M ms in which nothing was heard or answered (default 20000; 0: never)
+ *   --idle-ms M        end after M ms in which nothing was heard or answered, counted from the
+ *                      recogniser's first event (default 20000; 0: never)
  *   --source S         auto (default: the device mic if one opens, else mic.file), device or file
  *   --transport T      local (default; when the config has no local_asr backend, websocket is
  *                      tried next, i.e. the config's realtime service) or websocket
@@ -443,6 +444,7 @@ typedef struct {
     int input_ended;      /* end of file, mic failure, utterance limit, or the recogniser closed */
     int64_t drain_until;  /* after the input ended: the last transcripts are awaited until then */
     int64_t last_activity;
+    int asr_ready;        /* the recogniser has spoken (session.created): idle time counts from then */
     int reconnects;
     int failed;
 } loop_t;
@@ -495,8 +497,12 @@ static void pump_audio(loop_t *s) {
             asr_watch_out(s, 1);
             return;
         }
-        if (w < 0) printf("asr error: rtasr_write returned %d\n", w);
-        s->pending_len = 0;
+        s->pending_len = 0; /* written, or lost with the recogniser */
+        if (w < 0) {
+            /* -EIO/-EPIPE: the recogniser failed or closed; its EPOLLERR/EPOLLHUP says why. */
+            if (w != -SPEAR_EIO && w != -SPEAR_EPIPE) printf("asr error: rtasr_write returned %d\n", w);
+            return;
+        }
     }
 }
 
@@ -515,15 +521,18 @@ static void on_asr_event(loop_t *s, const char *json) {
     static char type[128], text[TEXT_CAP];
     if (!json_text(json_get(json, "type"), type, sizeof type)) return;
     s->last_activity = sp_time_now_ms();
+    s->asr_ready = 1; /* a model that loads slowly is not silence */
     if (!strcmp(type, "input_audio_buffer.speech_started")) s->started++;
     else if (!strcmp(type, "input_audio_buffer.committed")) s->committed++;
     else if (!strcmp(type, "conversation.item.input_audio_transcription.completed")) on_transcript(s, json);
-    else if (!strcmp(type, "conversation.item.input_audio_transcription.failed") || !strcmp(type, "error")) {
-        const char *error = json_get(json, "error");
-        if (!json_text(json_get(error, "message"), text, sizeof text)) snprintf(text, sizeof text, "%s", type);
+    else {
+        int failed = !strcmp(type, "conversation.item.input_audio_transcription.failed");
+        if (!failed && strcmp(type, "error") != 0) return; /* deltas and session events */
+        if (!json_text(json_get(json_get(json, "error"), "message"), text, sizeof text))
+            snprintf(text, sizeof text, "%s", type);
         one_line(text);
         printf("asr error: %s\n", text);
-        if (type[0] == 'c') s->completed++; /* that utterance will have no transcript */
+        if (failed) s->completed++; /* that utterance will have no transcript */
     }
 }
 
@@ -605,7 +614,7 @@ static int running(loop_t *s) {
         return transcripts_due || in_flight > 0;
     }
     int busy = in_flight > 0 || s->started > s->completed;
-    if (s->o->idle_ms > 0 && !busy && now - s->last_activity > s->o->idle_ms) {
+    if (s->o->idle_ms > 0 && s->asr_ready && !busy && now - s->last_activity > s->o->idle_ms) {
         printf("nothing heard for %ld ms: stopping\n", s->o->idle_ms);
         end_input(s);
         return 0;

@@ -53,21 +53,34 @@ interface Run {
   errors: Map<number, string>;
 }
 
-/** `deno task spear ARGS` (the launcher), with the guest's stdout parsed by utterance. */
-async function spear(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const out = await new Deno.Command(Deno.execPath(), {
+/** `deno task spear ARGS` (the launcher), with the guest's stdout parsed by utterance; `onLine`
+ * sees each stdout line as the guest prints it. */
+async function spear(
+  args: string[],
+  env: Record<string, string> = {},
+  onLine: (line: string) => void = () => {},
+): Promise<Run> {
+  const child = new Deno.Command(Deno.execPath(), {
     args: ["task", "--quiet", "spear", ...args],
     cwd: root,
     env: { JACK_NO_START_SERVER: "1", ...env },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
-  }).output();
-  const stdout = decoder.decode(out.stdout);
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  let stdout = "", line = "";
+  for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+    stdout += chunk;
+    for (const c of chunk) {
+      if (c !== "\n") line += c;
+      else onLine(line), line = "";
+    }
+  }
   const run: Run = {
-    code: out.code,
+    code: (await child.status).code,
     stdout,
-    stderr: decoder.decode(out.stderr),
+    stderr: await stderr,
     heard: new Map(),
     answers: new Map(),
     errors: new Map(),
@@ -208,14 +221,12 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     const chat = startOpenAIServer();
-    // The first answer is held until the second question has been asked: both requests are in
-    // flight at once, and the second answer is printed first.
-    const secondAsked = Promise.withResolvers<void>();
-    const giveUp = setTimeout(() => secondAsked.resolve(), 120_000); // the test then fails, not hangs
-    const hold = (question: string) => {
-      if (words(question).includes("spider")) secondAsked.resolve();
-      return words(question).includes("france") ? secondAsked.promise : undefined;
-    };
+    // The first answer is held until the guest has printed the second one: both questions are in
+    // flight at once, and answers print as they complete.
+    const secondAnswered = Promise.withResolvers<void>();
+    const giveUp = setTimeout(() => secondAnswered.resolve(), 120_000); // the test then fails, not hangs
+    const hold = (question: string) =>
+      words(question).includes("france") ? secondAnswered.promise : undefined;
     chat.enqueue(answerByQuestion({ hold }), answerByQuestion({ hold }));
     const mic = await createVirtualMic({
       samples: await withDir(async (dir) => pcm16(await questionsWav(dir), 16000)),
@@ -240,6 +251,7 @@ Deno.test({
           "2",
         ],
         { ...mic.env, VOICE_TEST_KEY: "sk-voice-test" },
+        (line) => line.startsWith("[2] answer:") && secondAnswered.resolve(),
       );
       assert.equal(run.code, 0, run.stdout + run.stderr);
       assert.match(run.stdout, /^listening on the device microphone$/m);
