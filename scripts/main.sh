@@ -1,13 +1,26 @@
 #!/usr/bin/env bash
-# The main job: set up this machine (idempotent), then run the sample guests through the
-# spear CLI with scoped permissions: hello, one chat, a tool call, many chats on epoll, and the
-# sample skills (counter, notes).
+# Sets up this machine (idempotent), then runs the main job, the voice assistant
+# (guests/src/voice_assistant.c: speech -> offline Whisper -> chat -> printed answers), and the
+# sample guests through the spear CLI with scoped permissions: hello, one chat, a tool call, many
+# chats on epoll, and the sample skills (counter, notes).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/setup.sh
 deno=".tools/bin/deno"
 spear() { echo "\$ deno task spear $*" >&2; "$deno" task --quiet spear "$@"; }
+# The voice assistant hears two spoken questions and prints what it heard and answered. Input:
+# the device microphone when this machine has a sound card (speak two questions; it stops after
+# 15 s of silence), else the speech file made by setup (.tools/voice/questions.wav).
+# VOICE_SOURCE=file forces the file. Offline: local Whisper for speech.
+# MERGE(llm): VOICE_CONFIG answers with the deterministic `stub` chat backend until branch `llm`
+# lands the embedded local_llm default; then it becomes guests/configs/voice_offline.json (no
+# chat backend named, so a real local model answers).
+VOICE_CONFIG="guests/configs/voice_stub.json"
+voice_source="${VOICE_SOURCE:-$([ -d /dev/snd ] && echo auto || echo file)}"
+spear run --config "$VOICE_CONFIG" guests/build/voice_assistant.wasm -- \
+  --source "$voice_source" --utterances 2 --idle-ms 15000
+
 spear run guests/build/hello.wasm -- hello from the host
 spear run --config guests/configs/stub.json guests/build/chat_completion.wasm
 spear run --config guests/configs/stub.json guests/build/chat_tool_sum.wasm

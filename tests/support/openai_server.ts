@@ -24,6 +24,8 @@ interface ReplyCommon {
   status?: number;
   /** Wait this long before sending the status line (cut short by close()). */
   delayMs?: number;
+  /** Wait for this before sending the status line (e.g. until another request has arrived). */
+  until?: Promise<unknown>;
   /** Send status and headers at once, then wait this long before sending the body; a client
    * that disconnects meanwhile marks the request `cancelled`. */
   bodyDelayMs?: number;
@@ -167,6 +169,7 @@ export function startOpenAIServer(): OpenAIServer {
     let reply: ScriptedReply = script.shift() ?? { kind: "echo" };
     while (reply.kind === "dynamic") reply = reply.reply(rec);
     if (reply.delayMs) await delay(reply.delayMs);
+    if (reply.until) await reply.until;
     const status = reply.status ?? 200;
     const model = (body as { model?: unknown })?.model;
     let payload: unknown;
