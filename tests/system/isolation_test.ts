@@ -94,7 +94,7 @@ Deno.test("isolation: guests keep running while another one spins; the host is r
     const spinner = host.run(MISBEHAVE, {
       name: "spin",
       args: ["spin"],
-      timeoutMs: 2_500,
+      timeoutMs: 5_000,
       stdoutFile: `${tmp}/s`,
     });
     const t0 = performance.now();
@@ -103,11 +103,12 @@ Deno.test("isolation: guests keep running while another one spins; the host is r
       assert.equal(r.exitCode, i + 1);
     }
     const elapsed = performance.now() - t0;
-    assert.ok(elapsed < 2_000, `five runs beside a spinning guest took ${elapsed} ms`);
+    // Well inside the spinner's limit, so it was spinning all along (slack for a loaded machine).
+    assert.ok(elapsed < 4_000, `five runs beside a spinning guest took ${elapsed} ms`);
     assert.equal(host.activeGuests, 1, "the spinner is still running");
     const spun = await spinner;
     assert.equal(spun.exitCode, 124);
-    assert.ok(spun.durationMs >= 2_500);
+    assert.ok(spun.durationMs >= 5_000);
     // The epoch increments of the timeouts did not disturb later guests.
     const after = await host.run(EXIT_CODE, { args: ["5"], stdoutFile: `${tmp}/after` });
     assert.equal(after.exitCode, 5);
