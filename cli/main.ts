@@ -451,12 +451,19 @@ async function startEndpoint(config: HostConfig, serve: { hostname: string; port
   if (tokenEnv) {
     token = Deno.env.get(tokenEnv);
     if (!token || token.length < 16) {
-      throw new ConfigError("user_stream.token_env", `$${tokenEnv} must hold a token of at least 16 characters`);
+      throw new ConfigError(
+        "user_stream.token_env",
+        `$${tokenEnv} must hold a token of at least 16 characters`,
+      );
     }
   }
   let endpoint: UserStreamEndpoint;
   try {
-    endpoint = await UserStreamEndpoint.listen(config, { ...serve, token, origins: config.user_stream.origins });
+    endpoint = await UserStreamEndpoint.listen(config, {
+      ...serve,
+      token,
+      origins: config.user_stream.origins,
+    });
   } catch (e) {
     if (e instanceof EndpointError) throw new UsageError(e.message);
     throw e;
@@ -481,7 +488,9 @@ async function startEndpoint(config: HostConfig, serve: { hostname: string; port
 function endReason(result: RunResult): string {
   const f = result.failure;
   if (!f) return `the guest exited with code ${result.exitCode}`;
-  return f.kind === "timeout" || f.kind === "memory" ? `the guest stopped: ${f.message}` : `the guest failed: ${f.kind}`;
+  return f.kind === "timeout" || f.kind === "memory"
+    ? `the guest stopped: ${f.message}`
+    : `the guest failed: ${f.kind}`;
 }
 
 const encoder = new TextEncoder();

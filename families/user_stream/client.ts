@@ -60,7 +60,11 @@ export async function connectStream(options: ConnectOptions): Promise<number> {
   };
   if (!(await opened)) {
     const ev = await closed;
-    report(`spear stream: cannot connect to ${url.href}${ev.reason ? `: ${ev.reason}` : " (refused: check the URL and token)"}`);
+    report(
+      `spear stream: cannot connect to ${url.href}${
+        ev.reason ? `: ${ev.reason}` : " (refused: check the URL and token)"
+      }`,
+    );
     return 1;
   }
   let byServer = true;

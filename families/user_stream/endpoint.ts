@@ -140,7 +140,12 @@ export class UserStreamEndpoint {
   private readonly clients = new Set<Client>();
   private readonly owners = new Map<number, Owned>();
   private readonly allowedOrigins: Set<string>;
-  readonly stats: EndpointStats = { clients: 0, framesIn: 0, framesOut: 0, refused: { token: 0, origin: 0, busy: 0 } };
+  readonly stats: EndpointStats = {
+    clients: 0,
+    framesIn: 0,
+    framesOut: 0,
+    refused: { token: 0, origin: 0, busy: 0 },
+  };
   /** This run's name (GET_METRICS `execution_id`). */
   readonly run = `run-${Deno.pid}-${nextRun++}`;
 
@@ -314,7 +319,10 @@ export class UserStreamEndpoint {
     const session = this.session;
     if (client.closed || !session?.alive) return;
     if (bytes.length > UserStreamLimits.MAX_FRAME_BYTES) {
-      return client.close(1009, `frame of ${bytes.length} bytes (at most ${UserStreamLimits.MAX_FRAME_BYTES})`);
+      return client.close(
+        1009,
+        `frame of ${bytes.length} bytes (at most ${UserStreamLimits.MAX_FRAME_BYTES})`,
+      );
     }
     const header = parseSsfHeader(bytes);
     if (typeof header === "string") return client.close(1002, `bad SSF frame: ${header}`);
@@ -330,7 +338,8 @@ export class UserStreamEndpoint {
       owned = this.openStream(session, client, id);
     }
     if (!owned.sender.send(bytes)) {
-      const reason = `stream ${id}: the guest has ${UserStreamLimits.MAX_INBOUND_BYTES} bytes unread (inbound queue full)`;
+      const reason =
+        `stream ${id}: the guest has ${UserStreamLimits.MAX_INBOUND_BYTES} bytes unread (inbound queue full)`;
       owned.sender.event({ type: "error", reason });
       this.owners.delete(id);
       client.streams.delete(id);

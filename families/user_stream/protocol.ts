@@ -81,7 +81,9 @@ export function parseSsfHeader(bytes: Uint8Array, frameLength = bytes.length): S
     return `header_len ${header.headerLen} is outside ${SSF_HEADER_BYTES}..${frameLength}`;
   }
   if (header.metaLen + header.dataLen !== frameLength - header.headerLen) {
-    return `meta_len ${header.metaLen} + data_len ${header.dataLen} != ${frameLength - header.headerLen} bytes after the header`;
+    return `meta_len ${header.metaLen} + data_len ${header.dataLen} != ${
+      frameLength - header.headerLen
+    } bytes after the header`;
   }
   return header;
 }

@@ -29,10 +29,10 @@ import {
   parseSsfHeader,
   SSF_HEADER_BYTES,
   StreamInfo,
+  userStreamContext,
   UserStreamDir,
   UserStreamEvent,
   UserStreamLimits,
-  userStreamContext,
 } from "./protocol.ts";
 
 type ConnState = "Init" | "Connected" | "Closed" | "Error";
@@ -296,6 +296,7 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
       const stream = fds.getOpen<StreamFd>(fd, "UserStream").state;
       if (!reads(stream.direction)) throw fail("EINVAL", "the fd was opened for writing only");
       const ch = stream.channel;
+      mem.u32(lenPtr); // a bad length pointer is -EFAULT even when nothing is queued
       if (!ch.inbound) throw fail("EAGAIN");
       const n = ch.inbound.readInto(mem, outPtr, lenPtr);
       refresh(ch);
@@ -364,6 +365,7 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
 
     user_stream_ctl_read: (fd: number, outPtr: number, lenPtr: number) => {
       const entry = fds.getOpen<CtlFd>(fd, "UserStreamCtl");
+      mem.u32(lenPtr);
       const n = entry.state.events.readInto(mem, outPtr, lenPtr); // -ENOSPC keeps the event
       fds.setMask(entry, entry.state.events.readiness);
       return n;
