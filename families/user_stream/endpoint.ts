@@ -179,7 +179,7 @@ export class UserStreamEndpoint {
       html: await Deno.readTextFile(new URL("./page.html", import.meta.url)),
       js: await Deno.readTextFile(new URL("./page.js", import.meta.url)),
     };
-    let endpoint: UserStreamEndpoint | undefined;
+    const bound: { endpoint?: UserStreamEndpoint } = {}; // the handler runs only after listen returns
     let server: Deno.HttpServer<Deno.NetAddr>;
     try {
       server = Deno.serve({
@@ -187,22 +187,21 @@ export class UserStreamEndpoint {
         port: options.port,
         onListen: () => {},
         onError: () => new Response("internal error", { status: 500 }),
-      }, (req) => endpoint!.handle(req));
+      }, (req) => bound.endpoint!.handle(req));
     } catch (e) {
       throw new EndpointError(`--serve ${where}: cannot listen: ${(e as Error).message}`);
     }
-    const bound = server.addr;
     const hostname = isWildcard(options.hostname)
       ? (parseIpLiteral(options.hostname)?.version === 6 ? "::1" : "127.0.0.1")
       : options.hostname;
-    endpoint = new UserStreamEndpoint(
+    bound.endpoint = new UserStreamEndpoint(
       server,
       options.token ?? newToken(),
-      { hostname, port: bound.port },
+      { hostname, port: server.addr.port },
       (options.origins ?? []).map((o) => new URL(o).origin),
       page,
     );
-    return endpoint;
+    return bound.endpoint;
   }
 
   /** `ws://host:port/ws` */
