@@ -65,8 +65,9 @@ export async function permissionFlags(argv: string[]): Promise<string[]> {
   // child refuses it with the policy's reason otherwise).
   if (cmd.command === "run" && cmd.serve && net !== "all") {
     const { hostname, port } = cmd.serve;
-    if ((await policy.checkListen({ scheme: "tcp", host: hostname, port })).ok) {
-      net.push(formatSockAddr(hostname, port));
+    const grant = formatSockAddr(hostname, port);
+    if ((await policy.checkListen({ scheme: "tcp", host: hostname, port })).ok && !net.includes(grant)) {
+      net.push(grant);
     }
   }
   // The terminal client reaches exactly its URL's host and port.
