@@ -61,14 +61,17 @@ async function throughEndpoint(size: number): Promise<Stats> {
     },
   });
   await ready;
+  let stats: Stats;
   try {
-    return await client(endpoint.url, endpoint.token, size);
+    stats = await client(endpoint.url, endpoint.token, size);
   } finally {
-    const result = await run; // the client left: SESSION_CLOSED ends the echo
-    if (result.exitCode !== 0) throw new Error(`the echo guest failed: ${JSON.stringify(result.failure)}`);
+    await run; // the client left (or failed): SESSION_CLOSED ends the echo
     await endpoint.finish("bench done");
     await endpoint.close();
   }
+  const result = await run;
+  if (result.exitCode !== 0) throw new Error(`the echo guest failed: ${JSON.stringify(result.failure)}`);
+  return stats;
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];

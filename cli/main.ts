@@ -446,7 +446,7 @@ async function runCommand(cmd: RunCommand): Promise<number> {
  * once the guest's session exists, so a client that reads it can connect at once.
  */
 async function startEndpoint(config: HostConfig, serve: { hostname: string; port: number }, guest: string) {
-  const tokenEnv = config.user_stream.token_env;
+  const tokenEnv = config.user_stream?.token_env;
   let token: string | undefined;
   if (tokenEnv) {
     token = Deno.env.get(tokenEnv);
@@ -462,7 +462,7 @@ async function startEndpoint(config: HostConfig, serve: { hostname: string; port
     endpoint = await UserStreamEndpoint.listen(config, {
       ...serve,
       token,
-      origins: config.user_stream.origins,
+      origins: config.user_stream?.origins,
     });
   } catch (e) {
     if (e instanceof EndpointError) throw new UsageError(e.message);

@@ -62,7 +62,8 @@ export default family<UserStreamSection>({
     },
   },
   permissions(config) {
-    return config.user_stream.token_env ? { env: [config.user_stream.token_env] } : {};
+    const name = config.user_stream?.token_env; // a config built by hand may lack the section
+    return name ? { env: [name] } : {};
   },
   worker: () => import("./worker.ts"),
 });
