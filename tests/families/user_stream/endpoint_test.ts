@@ -137,7 +137,7 @@ Deno.test("user_stream: a client that sends more than the guest has room for is 
   assert.equal(closed.code, 1008);
   assert.match(closed.reason, /stream 1: the guest has 2097152 bytes unread/);
   await served.logged(/^err=1$/);
-  const metrics = JSON.parse(logValues(served.logs).get("err_metrics")!);
+  const metrics = JSON.parse((await served.logged(/^err_metrics=/)).slice("err_metrics=".length));
   assert.equal(metrics.conn_state, "Error");
   assert.ok(metrics.inbound_bytes <= UserStreamLimits.MAX_INBOUND_BYTES, JSON.stringify(metrics));
   assert.equal(metrics.inbound_len, 8, JSON.stringify(metrics)); // the frames that fitted stay readable
@@ -230,7 +230,7 @@ Deno.test("user_stream: SPEAR's echo spins with OUT in its interest set; the hos
   }
 });
 
-Deno.test("user_stream: when the guest exits, its clients get close 1000 with the reason; later ones are refused", async () => {
+Deno.test("user_stream: when the guest exits, its clients get close 1000 with the reason", async () => {
   const served = await serveGuest(USTREAM_PROBE, ["once"]);
   const client = await StreamClient.connect(served.endpoint.url, served.endpoint.token);
   const watcher = await StreamClient.connect(served.endpoint.url, served.endpoint.token);
