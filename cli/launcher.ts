@@ -15,14 +15,17 @@ import { denoNetGrants, NetPolicy, parseNetEntry, parseResolvConf } from "../hos
 import { loadManifest } from "../families/cis/manifest.ts";
 import { resolveSkillPath } from "../families/cis/skill.ts";
 import { defaultCacheDir } from "../host/native.ts";
-import { main as runInProcess, parseArgs, resolveConfig, UsageError } from "./main.ts";
+import { main as runInProcess, parseArgs, resolveConfig, STREAM_TOKEN_ENV, UsageError } from "./main.ts";
+import { formatSockAddr } from "../families/sock/protocol.ts";
 
 const root = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 
 /** The Deno permission flags for one invocation. */
 export async function permissionFlags(argv: string[]): Promise<string[]> {
   const cmd = parseArgs(argv);
-  const configPath = cmd.command === "help" || cmd.command === "asr-server" ? undefined : cmd.configPath;
+  const configPath = cmd.command === "help" || cmd.command === "asr-server" || cmd.command === "stream"
+    ? undefined
+    : cmd.configPath;
   const config = await resolveConfig(configPath);
   const cacheDir = defaultCacheDir();
   const reads = [root, cacheDir, Deno.cwd() + "/spear.json"];
@@ -58,6 +61,21 @@ export async function permissionFlags(argv: string[]): Promise<string[]> {
   const net = grants === "all" ? grants : [...new Set([...grants, ...families.net])];
   // asr-server listens on exactly the address it was given.
   if (cmd.command === "asr-server" && net !== "all") net.push(`${cmd.host}:${cmd.port}`);
+  // A run's user-stream endpoint listens on its --serve address, once net.listen allows it (the
+  // child refuses it with the policy's reason otherwise).
+  if (cmd.command === "run" && cmd.serve && net !== "all") {
+    const { hostname, port } = cmd.serve;
+    const grant = formatSockAddr(hostname, port);
+    if ((await policy.checkListen({ scheme: "tcp", host: hostname, port })).ok && !net.includes(grant)) {
+      net.push(grant);
+    }
+  }
+  // The terminal client reaches exactly its URL's host and port.
+  if (cmd.command === "stream") {
+    const url = URL.canParse(cmd.url) ? new URL(cmd.url) : undefined;
+    if (url && net !== "all") net.push(`${url.hostname}:${url.port || (url.protocol === "wss:" ? 443 : 80)}`);
+    envNames.push(STREAM_TOKEN_ENV);
+  }
   return [
     "--allow-ffi",
     `--allow-read=${reads.join(",")}`,

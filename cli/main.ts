@@ -3,7 +3,7 @@
  * only the permissions the config needs; a `deno compile` binary starts here directly.
  */
 import { ConfigError, defaultConfig, type HostConfig, loadConfig, MAX_LIMITS } from "../host/config.ts";
-import { type RunResult, SpearHost } from "../host/host.ts";
+import { type GuestSession, type RunResult, SpearHost } from "../host/host.ts";
 import { listDevices } from "../families/mic/devices.ts";
 import { escapeLogText } from "../host/log.ts";
 import { DEFAULT_ASR_PORT, startAsrServer } from "../families/rtasr/server.ts";
@@ -11,12 +11,18 @@ import { addSkill, listSkills, runSkill, SkillError, type SkillRunResult } from 
 import { loadManifest, SKILL_DEFAULTS, SKILL_NAME } from "../families/cis/manifest.ts";
 import { MemoryStore, StoreError } from "../families/cis/store.ts";
 import { StatusLine } from "./status.ts";
+import { EndpointError, parseServeAddress, UserStreamEndpoint } from "../families/user_stream/endpoint.ts";
+import { connectStream } from "../families/user_stream/client.ts";
 
 export const USAGE = `spear — run WebAssembly guests built for SPEAR's C SDK
 
 Usage:
   spear run [--config FILE] [--timeout-ms N] [--memory-mb N] [--max-fds N] [--host-memory-mb N]
-            GUEST.wasm [-- ARGS...]
+            [--serve HOST:PORT] GUEST.wasm [-- ARGS...]
+  spear stream connect URL [--token T] [--stream N]
+                                     terminal client of a run's user streams: stdin goes out as
+                                     SSF frames on stream N (default 1), frames received go to
+                                     stdout (token: --token or $SPEAR_STREAM_TOKEN)
   spear devices [--config FILE]      list audio input devices (PortAudio)
   spear asr-server [--port N] [--host H]
                                      serve OpenAI's realtime transcription protocol (GA) over
@@ -38,6 +44,9 @@ Options:
   --memory-mb N     cap the guest's linear memory (default: limits.memory_mb, 512)
   --max-fds N       cap open fds per guest (default: limits.max_fds, 1024)
   --host-memory-mb N  cap what the host keeps for the guest (default: limits.host_memory_mb, 64)
+  --serve HOST:PORT serve the guest's user streams for this run: WebSocket at ws://HOST:PORT/ws,
+                    a web page at http://HOST:PORT/ (the address must pass net.listen; the token
+                    is printed on stderr, or read from the variable user_stream.token_env names)
 
 Exit status: the guest's own exit code when it exits; otherwise
   2 usage, config or manifest error    3 invalid module, missing import or checksum mismatch
@@ -53,8 +62,47 @@ export interface RunCommand {
   memoryMb?: number;
   maxFds?: number;
   hostMemoryMb?: number;
+  /** --serve: the user-stream endpoint's address. */
+  serve?: { hostname: string; port: number };
   guest: string;
   args: string[];
+}
+
+export interface StreamCommand {
+  command: "stream";
+  url: string;
+  token?: string;
+  streamId: number;
+}
+
+/** The variable `spear stream connect` reads the token from when --token is absent. */
+export const STREAM_TOKEN_ENV = "SPEAR_STREAM_TOKEN";
+
+function parseStream(rest: string[]): StreamCommand {
+  const [action, ...args] = rest;
+  if (action !== "connect") throw new UsageError('stream: expected "connect URL --token T [--stream N]"');
+  const cmd: Partial<StreamCommand> = { command: "stream", streamId: 1 };
+  for (let i = 0; i < args.length; i++) {
+    const [flag, inline] = args[i].startsWith("--") && args[i].includes("=")
+      ? args[i].split(/=(.*)/s, 2)
+      : [args[i], undefined];
+    const value = () => {
+      const v = inline ?? args[++i];
+      if (!v) throw new UsageError(`${flag} needs a value`);
+      return v;
+    };
+    if (flag === "--token") cmd.token = value();
+    else if (flag === "--stream") {
+      const v = value();
+      const n = /^[0-9]+$/.test(v) ? Number(v) : NaN;
+      if (!(n >= 0 && n <= 0x7fffffff)) throw new UsageError(`--stream must be 0–2147483647, got "${v}"`);
+      cmd.streamId = n;
+    } else if (flag.startsWith("-")) throw new UsageError(`stream connect: unknown option ${flag}`);
+    else if (cmd.url === undefined) cmd.url = flag;
+    else throw new UsageError(`stream connect: unexpected argument "${flag}"`);
+  }
+  if (cmd.url === undefined) throw new UsageError("stream connect: missing URL (ws://HOST:PORT/ws)");
+  return cmd as StreamCommand;
 }
 
 export interface AsrServerCommand {
@@ -122,6 +170,7 @@ export type Command =
   | SkillCommand
   | { command: "devices"; configPath?: string }
   | AsrServerCommand
+  | StreamCommand
   | { command: "help" };
 
 /** A limit flag's value: plain decimal digits within the config's range for that limit. */
@@ -143,6 +192,7 @@ export function parseArgs(argv: string[]): Command {
   }
   if (command === "asr-server") return parseAsrServer(rest);
   if (command === "skill") return parseSkillArgs(rest);
+  if (command === "stream") return parseStream(rest);
   if (command !== "run" && command !== "devices") {
     throw new UsageError(`unknown command "${command}" (try --help)`);
   }
@@ -177,6 +227,14 @@ export function parseArgs(argv: string[]): Command {
       case "--host-memory-mb":
         parsed.hostMemoryMb = limitValue(flag, value(), MAX_LIMITS.host_memory_mb);
         break;
+      case "--serve": {
+        const v = value();
+        parsed.serve = v === undefined ? undefined : parseServeAddress(v);
+        if (!parsed.serve || command !== "run") {
+          throw new UsageError(`--serve needs HOST:PORT (or [v6]:PORT), got "${v ?? ""}"`);
+        }
+        break;
+      }
       default:
         if (flag.startsWith("-")) throw new UsageError(`unknown option ${flag}`);
         if (command === "devices") throw new UsageError(`devices takes no argument "${flag}"`);
@@ -354,15 +412,22 @@ async function runCommand(cmd: RunCommand): Promise<number> {
       }`,
     );
   }
+  const endpoint = cmd.serve ? await startEndpoint(config, cmd.serve, cmd.guest) : undefined;
   const host = new SpearHost({ config });
-  const result = await host.run(cmd.guest, {
-    args: cmd.args,
-    timeoutMs: cmd.timeoutMs,
-    memoryMb: cmd.memoryMb,
-    maxFds: cmd.maxFds,
-    hostMemoryMb: cmd.hostMemoryMb,
-  });
-  await host.close();
+  let result: RunResult | undefined;
+  try {
+    result = await host.run(cmd.guest, {
+      args: cmd.args,
+      timeoutMs: cmd.timeoutMs,
+      memoryMb: cmd.memoryMb,
+      maxFds: cmd.maxFds,
+      hostMemoryMb: cmd.hostMemoryMb,
+      ...(endpoint ? { context: endpoint.endpoint.context, onSession: endpoint.attach } : {}),
+    });
+  } finally {
+    await endpoint?.close(result);
+    await host.close();
+  }
   if (result.droppedLogs) {
     const guest = escapeLogText(cmd.guest.split("/").pop()!);
     console.error(`spear: ${guest}: ${result.droppedLogs} log records not written: stderr did not drain`);
@@ -373,6 +438,59 @@ async function runCommand(cmd: RunCommand): Promise<number> {
     return EXIT_FOR_FAILURE[result.failure!.kind] ?? 1;
   }
   return result.exitCode;
+}
+
+/**
+ * Starts the run's user-stream endpoint (`--serve`): its address must pass net.listen, its token
+ * is the variable `user_stream.token_env` names or a fresh one. The address line goes to stderr
+ * once the guest's session exists, so a client that reads it can connect at once.
+ */
+async function startEndpoint(config: HostConfig, serve: { hostname: string; port: number }, guest: string) {
+  const tokenEnv = config.user_stream?.token_env;
+  let token: string | undefined;
+  if (tokenEnv) {
+    token = Deno.env.get(tokenEnv);
+    if (!token || token.length < 16) {
+      throw new ConfigError(
+        "user_stream.token_env",
+        `$${tokenEnv} must hold a token of at least 16 characters`,
+      );
+    }
+  }
+  let endpoint: UserStreamEndpoint;
+  try {
+    endpoint = await UserStreamEndpoint.listen(config, {
+      ...serve,
+      token,
+      origins: config.user_stream?.origins,
+    });
+  } catch (e) {
+    if (e instanceof EndpointError) throw new UsageError(e.message);
+    throw e;
+  }
+  const name = escapeLogText(guest.split("/").pop()!);
+  return {
+    endpoint,
+    attach: (session: GuestSession) => {
+      endpoint.attach(session);
+      const shown = tokenEnv ? `(token from $${tokenEnv})` : `token ${endpoint.token}`;
+      const page = tokenEnv ? endpoint.pageUrl.replace(/#.*/, "") : endpoint.pageUrl;
+      console.error(`spear: ${name}: user streams at ${endpoint.url} ${shown}; page ${page}`);
+    },
+    close: async (result?: RunResult) => {
+      await endpoint.finish(result ? endReason(result) : "the host stopped");
+      await endpoint.close();
+    },
+  };
+}
+
+/** The close reason clients get when the guest ends. */
+function endReason(result: RunResult): string {
+  const f = result.failure;
+  if (!f) return `the guest exited with code ${result.exitCode}`;
+  return f.kind === "timeout" || f.kind === "memory"
+    ? `the guest stopped: ${f.message}`
+    : `the guest failed: ${f.kind}`;
 }
 
 const encoder = new TextEncoder();
@@ -560,6 +678,11 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     if (cmd.command === "skill") return await skillCommand(cmd);
+    if (cmd.command === "stream") {
+      const token = cmd.token ?? Deno.env.get(STREAM_TOKEN_ENV);
+      if (!token) throw new UsageError(`stream connect needs --token T (or $${STREAM_TOKEN_ENV})`);
+      return await connectStream({ url: cmd.url, token, streamId: cmd.streamId });
+    }
     return await runCommand(cmd);
   } catch (e) {
     if (e instanceof UsageError || e instanceof ConfigError) {

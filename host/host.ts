@@ -411,6 +411,11 @@ export interface RunOptions {
    * their manifest's limits here (`cis`).
    */
   context?: Record<string, unknown>;
+  /**
+   * Called with the guest's session before its worker starts: something that serves outside
+   * clients for this run (the user-stream endpoint) binds to it here.
+   */
+  onSession?: (session: GuestSession) => void;
 }
 
 export interface RunResult {
@@ -559,6 +564,7 @@ export class SpearHost {
       deadline,
     };
 
+    options.onSession?.(session);
     this.live.set(session.id, session);
     const worker = new Worker(new URL("../runtime/worker.ts", import.meta.url), { type: "module" });
     this.watchdog!.arm(session.id, deadline, link.toGuest);

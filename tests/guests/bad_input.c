@@ -188,7 +188,7 @@ int main(void) {
     R("rtasr_close", sp_rtasr_close(unknown));
     R("rtasr_close_own", sp_rtasr_close(asr));
 
-    /* ---- imports that are not built yet: -ENOSYS */
+    /* ---- user streams: no endpoint serves this run (-ENOTCONN); unknown fds (-EBADF) */
     R("user_stream_open", sp_user_stream_open(1, SPEAR_USER_STREAM_DIR_BIDIRECTIONAL));
     R("user_stream_read", sp_user_stream_read(unknown, P(buf), P(&len)));
     R("user_stream_write", sp_user_stream_write(unknown, P(buf), 4));

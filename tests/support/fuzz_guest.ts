@@ -122,6 +122,8 @@ export interface FuzzInit {
   durationMs: number;
   /** Float64Array(GUARD_SLOTS): see Guard. */
   guard: SharedArrayBuffer;
+  /** RunOptions.context of the guest (user streams need an endpoint's, or they are -ENOTCONN). */
+  context?: Record<string, unknown>;
 }
 
 /** The guard's slots: written by the worker, read by the test. */
@@ -226,6 +228,7 @@ export const IMPORT_POLICY: Readonly<Record<string, ImportPolicy>> = {
   cchat_write_msg: { params: ["fd", "in", "len", "in", "len"] },
   cchat_write_fn: { params: ["fd", "index", "in", "len"] },
   cchat_send: { params: ["fd", "bits"] },
+  user_stream_open: { params: ["index", "cmd"] }, // small stream ids, directions around 1..3
 };
 
 /** The policy of one import: its row, else SPEAR's naming conventions, else the safe default. */

@@ -86,6 +86,7 @@ async function fuzz(init: FuzzInit): Promise<FuzzReport> {
     memoryBytes: init.memoryBytes,
     budget: new HostBudget(init.budget),
     wasi: { args: ["fuzz"], env: {} },
+    context: init.context,
     // Wraps each implementation; returns false so the production binding binds the wrapper.
     bindOverride: (_linker, hc, sig) => {
       const run = hc.run;

@@ -244,6 +244,8 @@ Deno.test("fuzz: every registry import, seeded and time-bounded; the host surviv
       seed: SEED,
       durationMs: DURATION_MS,
       guard: guard.buffer as SharedArrayBuffer,
+      // As a run with `--serve`: user streams open (their checks are reached, not just -ENOTCONN).
+      context: { user_stream: { run: "fuzz" } },
     };
 
     const served = session.serve(sink);

@@ -160,6 +160,7 @@ Deno.test("host: run rejects limits out of the config's ranges before starting a
         mic: {},
         memory: { store: "sqlite", path: "unused.db" },
         skills: { dir: "unused" },
+        user_stream: {},
       },
       cacheDir: null,
     });
