@@ -42,6 +42,8 @@
  *   so only the first `frames` frames are meaningful (padSeconds adds a silent tail).
  */
 
+import { wavToPcm16 } from "./speech.ts";
+
 export interface VirtualMicOptions {
   /** Text spoken by espeak-ng (ignored when `samples` is given). */
   text?: string;
@@ -153,27 +155,7 @@ export async function createVirtualMic(opts: VirtualMicOptions = {}): Promise<Vi
     wavPath = `${dir}/speech.wav`;
     const text = opts.text ?? "hello world, this is the spear microphone test";
     await run("espeak-ng", ["-v", opts.voice ?? "en-us", "-w", wavPath, text]);
-    const tmpRaw = `${dir}/speech.raw`;
-    // -D: no dither, so the conversion is deterministic.
-    await run("sox", [
-      "-D",
-      wavPath,
-      "-t",
-      "raw",
-      "-e",
-      "signed-integer",
-      "-b",
-      "16",
-      "-L",
-      "-r",
-      String(sampleRate),
-      "-c",
-      String(channels),
-      tmpRaw,
-    ]);
-    const bytes = await Deno.readFile(tmpRaw);
-    body = new Int16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 1);
-    await Deno.remove(tmpRaw);
+    body = await wavToPcm16(wavPath, sampleRate, channels);
   }
   const pad = Math.round((opts.padSeconds ?? 0) * sampleRate) * channels;
   const samples = new Int16Array(body.length + pad);

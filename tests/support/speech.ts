@@ -3,37 +3,45 @@
  * (sox), and word error rate.
  */
 
+/** A WAV file's samples as pcm16 at `rate` with `channels` (sox; -D: no dither, so it is deterministic). */
+export async function wavToPcm16(wav: string, rate: number, channels = 1): Promise<Int16Array> {
+  const out = await new Deno.Command("sox", {
+    args: [
+      "-D",
+      wav,
+      "-t",
+      "raw",
+      "-e",
+      "signed-integer",
+      "-b",
+      "16",
+      "-L",
+      "-r",
+      String(rate),
+      "-c",
+      String(channels),
+      "-",
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) throw new Error(`sox failed: ${new TextDecoder().decode(out.stderr)}`);
+  return new Int16Array(out.stdout.buffer, out.stdout.byteOffset, out.stdout.byteLength >> 1);
+}
+
 /** Speaks `text` with espeak-ng and returns pcm16 mono samples at `rate`. */
 export async function speak(text: string, rate = 24000, voice = "en-us"): Promise<Int16Array> {
   const dir = await Deno.makeTempDir({ prefix: "spear_speech_" });
   try {
-    const wav = `${dir}/s.wav`, raw = `${dir}/s.raw`;
-    for (
-      const [cmd, args] of [
-        ["espeak-ng", ["-v", voice, "-w", wav, text]],
-        ["sox", [
-          "-D",
-          wav,
-          "-t",
-          "raw",
-          "-e",
-          "signed-integer",
-          "-b",
-          "16",
-          "-L",
-          "-r",
-          String(rate),
-          "-c",
-          "1",
-          raw,
-        ]],
-      ] as const
-    ) {
-      const out = await new Deno.Command(cmd, { args: [...args], stdout: "null", stderr: "piped" }).output();
-      if (!out.success) throw new Error(`${cmd} failed: ${new TextDecoder().decode(out.stderr)}`);
-    }
-    const bytes = await Deno.readFile(raw);
-    return new Int16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 1);
+    const wav = `${dir}/s.wav`;
+    const out = await new Deno.Command("espeak-ng", {
+      args: ["-v", voice, "-w", wav, text],
+      stdout: "null",
+      stderr: "piped",
+    })
+      .output();
+    if (!out.success) throw new Error(`espeak-ng failed: ${new TextDecoder().decode(out.stderr)}`);
+    return await wavToPcm16(wav, rate);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -23,7 +23,7 @@ import {
   type ScriptedReply,
   startOpenAIServer,
 } from "../support/openai_server.ts";
-import { words } from "../support/speech.ts";
+import { wavToPcm16, words } from "../support/speech.ts";
 import { gaHello, type RealtimeConnection, startRealtimeServer } from "../support/realtime_server.ts";
 
 const root = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
@@ -102,32 +102,6 @@ async function questionsWav(dir: string): Promise<string> {
   }).output();
   assert.ok(out.success, decoder.decode(out.stderr));
   return wav;
-}
-
-/** The WAV's samples as pcm16 mono at `rate` (sox, no dither). */
-async function pcm16(wav: string, rate: number): Promise<Int16Array> {
-  const out = await new Deno.Command("sox", {
-    args: [
-      "-D",
-      wav,
-      "-t",
-      "raw",
-      "-e",
-      "signed-integer",
-      "-b",
-      "16",
-      "-L",
-      "-r",
-      String(rate),
-      "-c",
-      "1",
-      "-",
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assert.ok(out.success, decoder.decode(out.stderr));
-  return new Int16Array(out.stdout.buffer, out.stdout.byteOffset, out.stdout.byteLength >> 1);
 }
 
 function lastUserText(request: RecordedRequest): string {
@@ -229,7 +203,7 @@ Deno.test({
       words(question).includes("france") ? secondAnswered.promise : undefined;
     chat.enqueue(answerByQuestion({ hold }), answerByQuestion({ hold }));
     const mic = await createVirtualMic({
-      samples: await withDir(async (dir) => pcm16(await questionsWav(dir), 16000)),
+      samples: await withDir(async (dir) => wavToPcm16(await questionsWav(dir), 16000)),
       padSeconds: 2,
     });
     try {
