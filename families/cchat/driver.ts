@@ -6,7 +6,7 @@
 import type { HostConfig } from "../../host/config.ts";
 import type { Driver } from "../../host/host.ts";
 import { handle } from "../../protocol/rpc.ts";
-import { runChatRoundTrip } from "./backends/mod.ts";
+import { holdLocalEngines, releaseLocalEngines, runChatRoundTrip } from "./backends/mod.ts";
 import { chatRoundTrip, type ChatRoundTripResult, MAX_CHAT_MESSAGE_BYTES } from "./protocol.ts";
 
 const encoder = new TextEncoder();
@@ -27,6 +27,9 @@ function bounded(result: ChatRoundTripResult): ChatRoundTripResult {
 export function chatDriver(config: HostConfig): Driver {
   return {
     family: "cchat",
+    // The local engine (started on the first local_llm request) lives as long as the host.
+    start: () => holdLocalEngines(),
+    stop: () => releaseLocalEngines(),
     handlers: [
       handle(
         chatRoundTrip,

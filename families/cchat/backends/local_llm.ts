@@ -1,0 +1,58 @@
+/**
+ * A packaged model on this machine (backend kind `local_llm`): the engine (local_llm/engine.ts)
+ * runs as a supervised child on loopback and speaks OpenAI Chat Completions, so a request takes
+ * exactly the path of `openai_chat_completion` — same body, params, tools, `usage`, errors —
+ * minus credentials and the guest network policy (the address is the host's own child, not a
+ * destination a guest or config chose).
+ *
+ * With no chat backend in the config, the host serves chat with this backend (kinds.ts).
+ */
+import { EngineSupervisor, type SupervisorOptions } from "../local_llm/supervisor.ts";
+import { type OpenAIChatCall, openaiChatCompletion, type OpenAIChatResult } from "./openai.ts";
+
+/** One engine per host (the cchat driver's), started on its first request. */
+export class LocalEngines {
+  private readonly supervisor: EngineSupervisor;
+
+  constructor(options: SupervisorOptions = {}) {
+    this.supervisor = new EngineSupervisor(options);
+  }
+
+  get engine(): EngineSupervisor {
+    return this.supervisor;
+  }
+
+  /** One chat completion on the local engine. Never rejects. */
+  async chat(call: Omit<OpenAIChatCall, "policy">): Promise<OpenAIChatResult> {
+    const start = performance.now();
+    const state = await this.supervisor.ensure();
+    if (!state.ok) {
+      return {
+        ok: false,
+        error: { code: "network_error", message: state.error },
+        latencyMs: performance.now() - start,
+      };
+    }
+    const model = call.model.trim() !== "" ? call.model : state.model;
+    const r = await openaiChatCompletion({
+      ...call,
+      model,
+      backend: { ...call.backend, base_url: `${state.baseUrl}/v1`, api_key_env: undefined },
+    });
+    if (!r.ok && r.error.code === "network_error" && !(await this.supervisor.check())) {
+      return {
+        ...r,
+        error: {
+          code: "network_error",
+          message: `the local_llm engine failed during the request (${r.error.message}); ` +
+            "it is started again for the next request",
+        },
+      };
+    }
+    return r;
+  }
+
+  stop(): Promise<void> {
+    return this.supervisor.stop();
+  }
+}
