@@ -17,7 +17,7 @@ import { StdioClientTransport } from "npm:@modelcontextprotocol/sdk@1.32.2/clien
 // deno-lint-ignore no-import-prefix
 import { StreamableHTTPClientTransport } from "npm:@modelcontextprotocol/sdk@1.32.2/client/streamableHttp.js";
 import type { McpSection, McpServerConfig } from "./mcp_config.ts";
-import { allowedByPolicies, type McpSessionPolicy, mcpToolName } from "./mcp_config.ts";
+import { allowedByPolicies, type McpSessionPolicy, mcpToolName, mcpUnavailable } from "./mcp_config.ts";
 
 const CLIENT_INFO = { name: "spearhost", version: "0.1.0" };
 
@@ -48,15 +48,7 @@ export class McpServers {
 
   private server(id: string): McpServerConfig {
     const server = this.section.servers.find((s) => s.id === id);
-    if (!server) {
-      const known = this.section.servers.map((s) => s.id);
-      throw new McpError(
-        "mcp_unavailable",
-        known.length === 0
-          ? `MCP is not configured on this host: the session asked for server "${id}" and the host config has no mcp.servers`
-          : `MCP server "${id}" is not configured on this host (configured: ${known.join(", ")})`,
-      );
-    }
+    if (!server) throw new McpError("mcp_unavailable", mcpUnavailable(this.section, [id])!);
     return server;
   }
 

@@ -149,7 +149,15 @@ export function parseMcpSection(raw: unknown): McpSection {
   return task ? { servers, task } : { servers };
 }
 
-/** A session's MCP state (SPEAR's McpSessionParams), as it crosses to the driver. */
+/** What a session set with SET_PARAM (`mcp.enabled`, `mcp.server_ids`, allow/deny lists); unset = absent. */
+export interface McpSessionState {
+  enabled?: boolean;
+  server_ids?: string[];
+  tool_allowlist?: string[];
+  tool_denylist?: string[];
+}
+
+/** The MCP policy a session runs with (SPEAR's McpSessionParams), task lists included. */
 export interface McpSessionPolicy {
   server_ids: string[];
   task_tool_allowlist: string[];
@@ -236,4 +244,76 @@ export function parseMcpToolName(name: string): { server: string; tool: string }
 /** Whether a tool name is an MCP tool's (SPEAR routes both spellings to MCP). */
 export function isMcpToolName(name: string): boolean {
   return name.startsWith("mcp__") || name.startsWith("mcp.");
+}
+
+/**
+ * The policy a session runs with: its own settings over the task's defaults (SPEAR applies
+ * `mcp.task` defaults to every new session; a session that set nothing gets them), or `off`,
+ * or an error that names why MCP cannot serve a session that asked for it.
+ */
+export function effectiveMcp(
+  section: McpSection | undefined,
+  state: McpSessionState | undefined,
+): { policy: McpSessionPolicy } | { off: true } | { error: string } {
+  const task = section?.task;
+  let enabled = state?.enabled;
+  let ids = state?.server_ids ?? [];
+  if (task?.enabled) {
+    const defaults = [
+      ...new Set(task.default_server_ids.filter((id) => task.allowed_server_ids.includes(id))),
+    ];
+    if (defaults.length > 0) {
+      enabled ??= true;
+      if (ids.length === 0) ids = defaults;
+    }
+  }
+  if (!enabled) return { off: true };
+  const why = mcpUnavailable(section, ids);
+  if (why !== undefined) return { error: why };
+  return {
+    policy: {
+      server_ids: ids,
+      task_tool_allowlist: task?.tool_allowlist ?? [],
+      task_tool_denylist: task?.tool_denylist ?? [],
+      tool_allowlist: state?.tool_allowlist ?? [],
+      tool_denylist: state?.tool_denylist ?? [],
+    },
+  };
+}
+
+/** Why a session's MCP servers cannot be used here, or undefined when all are configured. */
+export function mcpUnavailable(
+  section: McpSection | undefined,
+  serverIds: readonly string[],
+): string | undefined {
+  const known = (section?.servers ?? []).map((s) => s.id);
+  if (serverIds.length === 0) {
+    return "MCP was enabled (mcp.enabled) without servers: set mcp.server_ids" +
+      (known.length
+        ? ` (this host has ${known.join(", ")})`
+        : " (and this host has no mcp.servers configured)");
+  }
+  const missing = serverIds.filter((id) => !known.includes(id));
+  if (missing.length === 0) return undefined;
+  const names = missing.map((id) => `"${id}"`).join(", ");
+  return known.length === 0
+    ? `MCP is not configured on this host: the session asked for server ${names} and the host config has no mcp.servers`
+    : `MCP server ${names} is not configured on this host (configured: ${known.join(", ")})`;
+}
+
+/** SPEAR's -EACCES rules for SET_PARAM under a task policy; the reason when refused. */
+export function taskRefuses(
+  task: McpTaskPolicy | undefined,
+  key: string,
+  value: unknown,
+): string | undefined {
+  if (!task) return undefined;
+  if (key === "mcp.enabled" && value === true && !task.enabled) return "the task policy disables MCP";
+  if (key === "mcp.server_ids" && Array.isArray(value)) {
+    const outside = value.filter((v) =>
+      typeof v === "string" && v !== "" && !task.allowed_server_ids.includes(v)
+    );
+    if (outside.length > 0) return `mcp server not allowed: ${outside.join(", ")}`;
+  }
+  return undefined;
 }

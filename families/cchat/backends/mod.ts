@@ -20,6 +20,8 @@ import { selectBackend } from "./router.ts";
 import { stubChatCompletion } from "./stub.ts";
 import { LocalEngines } from "./local_llm.ts";
 import { chatBackends } from "./kinds.ts";
+import type { McpServers } from "../mcp.ts";
+import { effectiveMcp, type McpSessionPolicy, type McpSessionState } from "../mcp_config.ts";
 import { isJsonObject } from "../../../runtime/json.ts";
 
 export { chatCompletionsUrl, forwardedParams } from "./openai.ts";
@@ -66,6 +68,15 @@ export interface ChatRoundTripRequest {
   backend?: string;
   /** HTTP timeout; defaults to params.timeout_ms; none when both are absent (as SPEAR). */
   timeoutMs?: number;
+  /** The session's `mcp.*` settings, when it made any (the task policy's defaults apply too). */
+  mcp?: McpSessionState;
+}
+
+/** What a host's chat driver lends a round trip: its local engine and its MCP servers. */
+export interface ChatServices {
+  engines?: () => LocalEngines;
+  /** The MCP client (loaded on first use); absent: MCP is not available. */
+  mcp?: () => Promise<McpServers>;
 }
 
 export interface ChatRoundTripError {
@@ -130,7 +141,7 @@ export async function runChatRoundTrip(
   signal?: AbortSignal,
   random: () => number = Math.random,
   budget?: BodyBudget,
-  engines: () => LocalEngines = localEngines,
+  services: ChatServices = {},
 ): Promise<ChatRoundTripResult> {
   const start = performance.now();
   const elapsed = () => Math.round((performance.now() - start) * 1000) / 1000;
@@ -138,7 +149,20 @@ export async function runChatRoundTrip(
   try {
     const params = isJsonObject(req.params) ? req.params : {};
     const messages = Array.isArray(req.messages) ? req.messages : [];
-    const tools = Array.isArray(req.tools) ? req.tools : [];
+    let tools = Array.isArray(req.tools) ? req.tools : [];
+    const mcp = effectiveMcp(config.mcp, req.mcp);
+    if ("error" in mcp) {
+      return {
+        ok: false,
+        error: { message: `Runtime error: ${mcp.error}`, code: "mcp_unavailable" },
+        latencyMs: elapsed(),
+      };
+    }
+    if ("policy" in mcp) {
+      const offered = await mcpTools(mcp.policy, services, signal);
+      if (!Array.isArray(offered)) return { ok: false, error: offered, latencyMs: elapsed() };
+      tools = [...tools, ...offered];
+    }
     const requestModel = typeof req.model === "string"
       ? req.model
       : typeof params.model === "string"
@@ -184,7 +208,7 @@ export async function runChatRoundTrip(
     } else if (backend.kind === "openai_chat_completion" || backend.kind === "local_llm") {
       const call = { backend, model: route.model, messages, tools, params, timeoutMs, signal, budget };
       const r = backend.kind === "local_llm"
-        ? await engines().chat(call)
+        ? await (services.engines ?? localEngines)().chat(call)
         : await openaiChatCompletion({ ...call, policy: netPolicy(config) });
       if (!r.ok) {
         return {
@@ -237,5 +261,22 @@ export async function runChatRoundTrip(
       ...(chosen ? { backend: chosen.name } : {}),
       latencyMs: elapsed(),
     };
+  }
+}
+
+/** The MCP tools a session is offered, or the error that says why MCP cannot serve it. */
+async function mcpTools(
+  policy: McpSessionPolicy,
+  services: ChatServices,
+  signal?: AbortSignal,
+): Promise<unknown[] | ChatRoundTripError> {
+  if (!services.mcp) {
+    return { message: "Runtime error: MCP is not available in this host", code: "mcp_unavailable" };
+  }
+  try {
+    return await (await services.mcp()).toolsFor(policy, signal);
+  } catch (e) {
+    const code = (e as { code?: string }).code ?? "mcp_error";
+    return { message: `Runtime error: ${(e as Error).message}`, code };
   }
 }
