@@ -274,7 +274,7 @@ export class Engine {
     }
     const maxTokens = Math.max(
       1,
-      Math.min(options.maxTokens ?? this.contextSize, this.contextSize - tokens.length),
+      Math.min(options.maxTokens ?? DEFAULT_MAX_TOKENS, this.contextSize - tokens.length),
     );
     // Reuse the cached prefix: erase what differs, evaluate the rest (at least one token).
     const seq = this.sequence;
@@ -326,6 +326,12 @@ export class Engine {
 }
 
 export class ContextLengthError extends Error {}
+
+/**
+ * Tokens generated when a request sets no `max_tokens`: a small model can repeat itself
+ * without end, and a reply this long takes the better part of a minute on two cores.
+ */
+export const DEFAULT_MAX_TOKENS = 512;
 
 function firstStop(text: string, stops: readonly string[]): number {
   let best = -1;

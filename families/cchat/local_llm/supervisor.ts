@@ -114,10 +114,11 @@ export class EngineSupervisor {
   /** After a failed request: a dead or unhealthy engine is replaced on the next request. */
   async check(): Promise<boolean> {
     const r = this.running;
-    if (!r || r.exited) return false;
+    if (!r) return false;
     const state = await r.ready;
-    if (!state.ok) return false;
-    if (await healthy(state.baseUrl)) return true;
+    if (!r.exited && state.ok && (await healthy(state.baseUrl))) return true;
+    // Dead (its exit may not be reported yet) or hung: the next request starts a new one.
+    if (this.running === r) this.running = undefined;
     try {
       r.child.kill("SIGKILL");
     } catch { /* already gone */ }
