@@ -4,7 +4,6 @@
  * - a tool call whose arguments are not a JSON object (cut off by the token limit) is never run;
  * - a request's timeout ends before the run's, so the guest gets its own timeout error.
  */
-// deno-lint-ignore-file no-explicit-any -- JSON from the guest is checked field by field
 import assert from "node:assert/strict";
 import { SpearHost } from "../../../host/host.ts";
 import { parseConfig } from "../../../host/config.ts";
