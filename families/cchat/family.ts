@@ -44,7 +44,7 @@ export default family<McpSection>({
  * the launcher reserves here and hands over in SPEARHOST_LLM_PORT.
  */
 function localLlmPermissions(): Permissions {
-  const env = ["SPEARHOST_LLM_PORT", "SPEARHOST_LLM_DIR"];
+  const env = ["SPEARHOST_LLM_PORT", "SPEARHOST_LLM_DIR", "SPEARHOST_LLM_THREADS"];
   const llmDir = Deno.env.get("SPEARHOST_LLM_DIR");
   const read = llmDir ? [llmDir] : [];
   const reserved = Deno.env.get("SPEARHOST_LLM_PORT") ?? reservePort();
