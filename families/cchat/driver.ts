@@ -41,7 +41,11 @@ export function chatDriver(config: HostConfig): Driver {
   // The MCP SDK is loaded, and servers connected, only when a session uses MCP.
   let mcp: Promise<McpServers> | undefined;
   const services: ChatServices = {
-    mcp: () => mcp ??= import("./mcp.ts").then((m) => new m.McpServers(config.mcp)),
+    mcp: () =>
+      mcp ??= import("./mcp.ts").then((m) => new m.McpServers(config.mcp)).catch((e) => {
+        mcp = undefined; // the next session tries again; this one gets the error
+        throw e;
+      }),
   };
   return {
     family: "cchat",
@@ -49,7 +53,7 @@ export function chatDriver(config: HostConfig): Driver {
     start: () => holdLocalEngines(),
     stop: async () => {
       await releaseLocalEngines();
-      if (mcp) await (await mcp).close();
+      if (mcp) await (await mcp.catch(() => undefined))?.close();
     },
     handlers: [
       handle(

@@ -84,7 +84,10 @@ function mcpPermissions(mcp: McpSection): Permissions {
       net.push(`${url.hostname}:${url.port || (url.protocol === "https:" ? 443 : 80)}`);
     }
   }
-  const env = run.length ? ["HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER"] : [];
+  // The SDK's default child environment, and `which` (through cross-spawn) reading OSTYPE.
+  const env = run.length
+    ? ["HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "OSTYPE", "NODE_V8_COVERAGE"]
+    : [];
   return { run, net, env };
 }
 

@@ -41,13 +41,16 @@ export class LocalEngines {
     const model = call.model.trim() !== "" ? call.model : state.model;
     const left = call.timeoutMs === undefined
       ? undefined
-      : Math.max(1, call.timeoutMs - (performance.now() - start));
+      : Math.max(1, Math.round(call.timeoutMs - (performance.now() - start)));
     const r = await openaiChatCompletion({
       ...call,
       timeoutMs: left,
       model,
       backend: { ...call.backend, base_url: `${state.baseUrl}/v1`, api_key_env: undefined },
     });
+    if (!r.ok && r.error.code === "timeout") {
+      return { ...r, error: { code: "timeout", message: `timeout after ${call.timeoutMs} ms` } };
+    }
     if (!r.ok && r.error.code === "network_error" && !(await this.supervisor.check())) {
       return {
         ...r,
