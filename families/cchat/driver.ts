@@ -42,7 +42,7 @@ export function chatDriver(config: HostConfig): Driver {
   let mcp: Promise<McpServers> | undefined;
   const services: ChatServices = {
     mcp: () =>
-      mcp ??= import("./mcp.ts").then((m) => new m.McpServers(config.mcp)).catch((e) => {
+      mcp ??= import("./mcp.ts").then((m) => new m.McpServers(config.mcp ?? { servers: [] })).catch((e) => {
         mcp = undefined; // the next session tries again; this one gets the error
         throw e;
       }),

@@ -33,7 +33,7 @@ export default family<McpSection>({
   backendKinds: ["openai_chat_completion", "local_llm", "stub"],
   config: { key: "mcp", parse: parseMcpSection },
   permissions: (config) =>
-    merge(usesLocalLlm(config) ? localLlmPermissions() : {}, mcpPermissions(config.mcp)),
+    merge(usesLocalLlm(config) ? localLlmPermissions() : {}, mcpPermissions(config.mcp ?? { servers: [] })),
   worker: () => import("./worker.ts"),
   driver: () => import("./driver.ts"),
 });

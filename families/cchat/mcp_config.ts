@@ -53,7 +53,8 @@ export interface McpSection {
 
 declare module "../../host/config.ts" {
   interface FamilySections {
-    mcp: McpSection;
+    /** Optional so configs built by hand (embedders, older code) need not name it. */
+    mcp?: McpSection;
   }
 }
 
