@@ -1,7 +1,7 @@
 /** cchat_*: chat-completion sessions on the fd table (SPEC.md §4, reference §5). */
 import { family, spearImport } from "../family.ts";
 import { CchatCtl, CchatSendFlag } from "./protocol.ts";
-import { usesLocalLlm } from "./backends/kinds.ts";
+import { usesLocalLlm } from "./chat_backends.ts";
 import type { Permissions } from "../family.ts";
 import { type McpSection, parseMcpSection } from "./mcp_config.ts";
 

@@ -3,6 +3,7 @@
  * so the real model's answers repeat. Results go to stdout as "key=value" lines.
  *   llm_probe chat QUESTION MAX_TOKENS [QUESTION MAX_TOKENS …]   one request after another
  *   llm_probe tool                               sum(a, b) with AUTO_TOOL_CALL
+ *   llm_probe mcp SERVER QUESTION                MCP with that server, AUTO_TOOL_CALL
  */
 #define SPEAR_DISABLE_STDIO_REDIRECT_TO_LOG 1
 #include <stdio.h>
@@ -62,6 +63,21 @@ static void ask(const char *question, const char *max_tokens, int flags, int wit
 
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "chat";
+    if (strcmp(mode, "mcp") == 0 && argc > 3) {
+        int32_t fd = sp_cchat_create();
+        char ids[128];
+        snprintf(ids, sizeof ids, "{\"key\":\"mcp.server_ids\",\"value\":[\"%s\"]}", argv[2]);
+        const char *enable = "{\"key\":\"mcp.enabled\",\"value\":true}";
+        printf("set_enabled=%d\n", sp_cchat_set_param_json(fd, enable, (uint32_t)strlen(enable)));
+        printf("set_servers=%d\n", sp_cchat_set_param_json(fd, ids, (uint32_t)strlen(ids)));
+        sp_cchat_write_msg_str(fd, "user", argv[3]);
+        int32_t resp = sp_cchat_send(fd, SPEAR_CCHAT_SEND_FLAG_AUTO_TOOL_CALL);
+        uint32_t len = 0;
+        uint8_t *json = sp_cchat_recv_alloc(resp, &len);
+        printf("response=%s\n", json ? (const char *)json : "(null)");
+        free(json);
+        return 0;
+    }
     if (strcmp(mode, "tool") == 0) {
         ask("Please call sum(a,b) for a=7 and b=35.", "64", SPEAR_CCHAT_SEND_FLAG_AUTO_TOOL_CALL, 1);
         return 0;

@@ -5,7 +5,7 @@
  * minus credentials and the guest network policy (the address is the host's own child, not a
  * destination a guest or config chose).
  *
- * With no chat backend in the config, the host serves chat with this backend (kinds.ts).
+ * With no chat backend in the config, the host serves chat with this backend (chat_backends.ts).
  */
 import { type EngineState, EngineSupervisor, type SupervisorOptions } from "../local_llm/supervisor.ts";
 import { type OpenAIChatCall, openaiChatCompletion, type OpenAIChatResult } from "./openai.ts";

@@ -19,7 +19,7 @@ import { openaiChatCompletion } from "./openai.ts";
 import { selectBackend } from "./router.ts";
 import { stubChatCompletion } from "./stub.ts";
 import { LocalEngines } from "./local_llm.ts";
-import { chatBackends } from "./kinds.ts";
+import { chatBackends } from "../chat_backends.ts";
 import type { McpServers } from "../mcp.ts";
 import { effectiveMcp, type McpSessionPolicy, type McpSessionState } from "../mcp_config.ts";
 import { isJsonObject } from "../../../runtime/json.ts";
@@ -27,7 +27,7 @@ import { isJsonObject } from "../../../runtime/json.ts";
 export { chatCompletionsUrl, forwardedParams } from "./openai.ts";
 export { selectBackend } from "./router.ts";
 export { stubChatCompletion } from "./stub.ts";
-export { CHAT_BACKEND_KINDS, chatBackends, EMBEDDED_LOCAL_LLM, usesLocalLlm } from "./kinds.ts";
+export { CHAT_BACKEND_KINDS, chatBackends, EMBEDDED_LOCAL_LLM, usesLocalLlm } from "../chat_backends.ts";
 
 let shared: LocalEngines | undefined;
 let users = 0;

@@ -21,6 +21,9 @@ import {
 const root = new URL("../../../", import.meta.url).pathname;
 const MCP_FS = `${root}guests/build/mcp_fs.wasm`;
 const FS_SERVER = `${root}.tools/mcp/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js`;
+const EVERYTHING_SERVER =
+  `${root}.tools/mcp/node_modules/@modelcontextprotocol/server-everything/dist/index.js`;
+const PROBE = `${root}guests/build/test/llm_probe.wasm`;
 const CARGO =
   `[package]\nname = "spear-sample"\nversion = "0.1.0"\nedition = "2021"\n\n[dependencies]\nserde = "1"\n`;
 
@@ -30,7 +33,7 @@ interface Run {
   logs: string[];
 }
 
-async function run(config: Record<string, unknown>, wasm = MCP_FS): Promise<Run> {
+async function run(config: Record<string, unknown>, wasm = MCP_FS, args: string[] = []): Promise<Run> {
   const parsed = parseConfig(config);
   const logs: string[] = [];
   const host = new SpearHost({
@@ -40,7 +43,10 @@ async function run(config: Record<string, unknown>, wasm = MCP_FS): Promise<Run>
     logSink: (_g, _level, message) => logs.push(message),
   });
   try {
-    const result = await host.run(wasm, { timeoutMs: 60_000 });
+    const stdoutFile = await Deno.makeTempFile();
+    const result = await host.run(wasm, { timeoutMs: 60_000, args, stdoutFile });
+    logs.push(...(await Deno.readTextFile(stdoutFile)).split("\n"));
+    await Deno.remove(stdoutFile);
     return { exitCode: result.exitCode, failure: result.failure?.message, logs };
   } finally {
     await host.close();
@@ -62,6 +68,7 @@ function backendFor(url: string) {
     name: "scripted",
     kind: "openai_chat_completion",
     base_url: url,
+    model: "gpt-4o-mini",
     ops: ["chat_completions"],
     features: ["supports_tools"],
   };
@@ -114,6 +121,42 @@ Deno.test("mcp: mcp_fs reads a file's lines through the reference filesystem ser
   } finally {
     await server.close();
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("mcp: a streamable-HTTP server (the reference 'everything' server) serves tool calls too", async () => {
+  const port = freePort();
+  const peer = new Deno.Command("node", {
+    args: [EVERYTHING_SERVER, "streamableHttp"],
+    env: { PORT: String(port) },
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const server = startOpenAIServer();
+  server.enqueue(
+    { kind: "tool_calls", calls: [{ name: "mcp__web__echo", arguments: { message: "hello over http" } }] },
+    { kind: "echo" },
+  );
+  try {
+    await untilListening(peer.stderr);
+    const r = await run(
+      {
+        backends: [backendFor(server.url)],
+        mcp: { servers: [{ id: "web", transport: "http", url: `http://127.0.0.1:${port}/mcp` }] },
+      },
+      PROBE,
+      ["mcp", "web", "Echo 'hello over http'."],
+    );
+    assert.equal(r.exitCode, 0, r.failure);
+    assert.ok(r.logs.includes("set_enabled=0") && r.logs.includes("set_servers=0"), r.logs.join("\n"));
+    assert.equal(server.requests.length, 2, r.logs.join("\n"));
+    const offered = ((server.requests[0].body as any).tools as any[]).map((t) => t.function.name);
+    assert.ok(offered.includes("mcp__web__echo"), offered.join());
+    assert.match(lastToolResult(server.requests[1]), /Echo: hello over http/);
+  } finally {
+    await server.close();
+    peer.kill("SIGTERM");
+    await peer.status;
   }
 });
 
@@ -241,6 +284,27 @@ Deno.test("mcp: config errors name the field", () => {
     assert.throws(() => parseConfig({ mcp }), (e) => e instanceof ConfigError && field.test(e.message));
   }
 });
+
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** Resolves when the peer says it listens (its first stderr line); keeps draining after. */
+async function untilListening(stderr: ReadableStream<Uint8Array>): Promise<void> {
+  const reader = stderr.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!/listening/i.test(text)) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`MCP peer exited: ${text}`);
+    text += value;
+  }
+  (async () => {
+    while (!(await reader.read()).done) { /* drained */ }
+  })();
+}
 
 function completion(content: string) {
   return {

@@ -2,7 +2,7 @@
  * Which backends serve chat for a config. No I/O here: the family descriptor (both threads and
  * the launcher) uses it to derive permissions, the driver to route.
  */
-import type { BackendConfig, HostConfig } from "../../../host/config.ts";
+import type { BackendConfig, HostConfig } from "../../host/config.ts";
 
 /** Backend kinds that serve chat completions. */
 export const CHAT_BACKEND_KINDS: readonly string[] = ["stub", "openai_chat_completion", "local_llm"];
