@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: set up this machine (idempotent), then run the sample guests through the
-# spear CLI with scoped permissions: hello; a chat and a tool call answered by the local model
-# (no config: the embedded local_llm default); many chats on epoll (stub backend, deterministic);
+# spear CLI with scoped permissions: hello; a chat answered by the local model (no config: the
+# embedded local_llm default); a tool call and many chats on epoll (stub backend, deterministic);
 # and the sample skills (counter, notes).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -12,7 +12,9 @@ spear() { echo "\$ deno task spear $*" >&2; "$deno" task --quiet spear "$@"; }
 spear run guests/build/hello.wasm -- hello from the host
 # No config: chat is served by the packaged model on this machine (first use loads it, a few s).
 spear run guests/build/chat_completion.wasm
-spear run guests/build/chat_tool_sum.wasm
+# The tool loop and many chats on epoll, deterministic with the stub backend (the 0.5B model does
+# call sum, but often calls it again after the result until max_iterations ends the loop).
+spear run --config guests/configs/stub.json guests/build/chat_tool_sum.wasm
 spear run --config guests/configs/stub.json guests/build/chat_epoll.wasm -- 8
 
 # Skills, in a scratch skills directory and memory store (stub AI backend): add, run, memory.
