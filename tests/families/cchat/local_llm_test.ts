@@ -50,10 +50,17 @@ function responses(p: Probe): Record<string, any>[] {
 }
 
 Deno.test({
-  name: "local_llm: with no config the packaged model answers, with usage, through the same chat semantics",
+  name: "local_llm: with no config the packaged model answers, with usage; the engine stops with the host",
   async fn() {
-    const p = await probe(["chat", "Hi, what is your name?", "12"]);
+    const engines = localEngines();
+    let pid = 0;
+    const p = await probe(["chat", "Hi, what is your name?", "12"], defaultConfig(), async () => {
+      assert.ok((await engines.engine.ensure()).ok);
+      pid = engines.engine.pid!;
+    });
     assert.equal(p.exitCode, 0, p.failure);
+    assert.ok(pid > 0);
+    await assert.rejects(Deno.stat(`/proc/${pid}`), Deno.errors.NotFound, "the engine outlived its host");
     const [r] = responses(p);
     assert.equal(r.object, "chat.completion", JSON.stringify(r));
     assert.deepEqual(r._spear, { backend: "local", model: r.model });
