@@ -114,10 +114,10 @@ export function requestTimeout(requested: number | undefined, remainingMs: numbe
 
 /**
  * A tool call's arguments as a JSON object, or undefined when they are not one (e.g. cut off by
- * the token limit): such a call is never run. Empty arguments mean `{}`.
+ * the token limit, even right before the arguments: empty text is not `{}`): such a call is
+ * never run.
  */
 export function toolArguments(text: string): Json | undefined {
-  if (text.trim() === "") return {};
   try {
     const v = JSON.parse(text);
     return isJsonObject(v) ? v : undefined;

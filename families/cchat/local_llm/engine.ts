@@ -123,7 +123,6 @@ export function parseToolCalls(text: string, toolNames: readonly string[]): Pars
     const call = readCall(m[1].trim());
     if (call) calls.push(call);
     else rest.push(m[0]);
-    if (m[0].length === 0) break;
   }
   rest.push(text.slice(last));
   if (calls.length === 0) {

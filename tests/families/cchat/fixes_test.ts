@@ -78,9 +78,10 @@ Deno.test("fix: a tool call with arguments cut off by the token limit is not run
   }
 });
 
-Deno.test("fix: tool arguments must be a JSON object (empty means {})", () => {
+Deno.test("fix: tool arguments must be a JSON object", () => {
   assert.deepEqual(toolArguments('{"a":1}'), { a: 1 });
-  assert.deepEqual(toolArguments(""), {});
+  assert.deepEqual(toolArguments("{}"), {});
+  assert.equal(toolArguments(""), undefined, "cut off before the arguments began");
   assert.equal(toolArguments("{"), undefined);
   assert.equal(toolArguments('{"a": 7, "b"'), undefined);
   assert.equal(toolArguments("[1,2]"), undefined);
