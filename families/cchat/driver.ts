@@ -6,8 +6,21 @@
 import type { HostConfig } from "../../host/config.ts";
 import type { Driver } from "../../host/host.ts";
 import { handle } from "../../protocol/rpc.ts";
-import { runChatRoundTrip } from "./backends/mod.ts";
-import { chatRoundTrip, type ChatRoundTripResult, MAX_CHAT_MESSAGE_BYTES } from "./protocol.ts";
+import {
+  type ChatServices,
+  holdLocalEngines,
+  releaseLocalEngines,
+  runChatRoundTrip,
+} from "./backends/mod.ts";
+import {
+  chatRoundTrip,
+  type ChatRoundTripResult,
+  MAX_CHAT_MESSAGE_BYTES,
+  mcpCall,
+  mcpTaskPolicy,
+} from "./protocol.ts";
+import type { McpServers } from "./mcp.ts";
+import { effectiveMcp, parseMcpToolName } from "./mcp_config.ts";
 
 const encoder = new TextEncoder();
 
@@ -25,14 +38,52 @@ function bounded(result: ChatRoundTripResult): ChatRoundTripResult {
 }
 
 export function chatDriver(config: HostConfig): Driver {
+  // The MCP SDK is loaded, and servers connected, only when a session uses MCP.
+  let mcp: Promise<McpServers> | undefined;
+  const services: ChatServices = {
+    mcp: () =>
+      mcp ??= import("./mcp.ts").then((m) => new m.McpServers(config.mcp ?? { servers: [] })).catch((e) => {
+        mcp = undefined; // the next session tries again; this one gets the error
+        throw e;
+      }),
+  };
   return {
     family: "cchat",
+    // The local engine (started on the first local_llm request) lives as long as the host.
+    start: () => holdLocalEngines(),
+    stop: async () => {
+      await releaseLocalEngines();
+      if (mcp) await (await mcp.catch(() => undefined))?.close();
+    },
     handlers: [
       handle(
         chatRoundTrip,
         async (request, { signal, session }) =>
-          bounded(await runChatRoundTrip(config, request, signal, Math.random, session.budget)),
+          bounded(await runChatRoundTrip(config, request, signal, Math.random, session.budget, services)),
       ),
+      handle(mcpTaskPolicy, () => (config.mcp?.task ? { task: config.mcp.task } : {})),
+      handle(mcpCall, async ({ name, arguments: args, mcp, maxBytes }, { signal }) => {
+        const failed = (message: string) => ({ ok: false, error: { code: "mcp_tool_failed", message } });
+        const parsed = parseMcpToolName(name);
+        if (!parsed) return failed("invalid mcp tool name");
+        const effective = effectiveMcp(config.mcp, mcp);
+        if ("error" in effective) return failed(effective.error);
+        if ("off" in effective) return failed("MCP is not enabled for this session");
+        try {
+          const servers = await services.mcp!();
+          const content = await servers.call(
+            parsed.server,
+            parsed.tool,
+            args,
+            effective.policy,
+            maxBytes,
+            signal,
+          );
+          return { ok: true, content };
+        } catch (e) {
+          return failed((e as Error).message);
+        }
+      }),
     ],
   };
 }

@@ -12,6 +12,14 @@ export const CchatSendFlag = { ENABLE_METRICS: 1, AUTO_TOOL_CALL: 2 } as const;
 /** Largest request or response that crosses to the host in one message. */
 export const MAX_CHAT_MESSAGE_BYTES = 32 << 20;
 
+/** What a session set of `mcp.*` (reference §5.2); the driver applies the task policy. */
+export const McpSessionState = s.object({
+  enabled: s.optional(s.boolean),
+  server_ids: s.optional(s.array(s.string)),
+  tool_allowlist: s.optional(s.array(s.string)),
+  tool_denylist: s.optional(s.array(s.string)),
+});
+
 export const ChatRoundTripRequest = s.object({
   /** The ChatSession fd (the stub's reply id is `chatcmpl_<sessionFd>`). */
   sessionFd: s.int,
@@ -27,6 +35,8 @@ export const ChatRoundTripRequest = s.object({
   backend: s.optional(s.string),
   /** HTTP timeout; none when absent (as SPEAR). */
   timeoutMs: s.optional(s.number),
+  /** The session's `mcp.*` settings, when it made any. */
+  mcp: s.optional(McpSessionState),
 });
 export type ChatRoundTripRequest = s.Infer<typeof ChatRoundTripRequest>;
 
@@ -51,3 +61,24 @@ export const ChatRoundTripResult = s.object({
 export type ChatRoundTripResult = s.Infer<typeof ChatRoundTripResult>;
 
 export const chatRoundTrip = method("cchat.round_trip", ChatRoundTripRequest, ChatRoundTripResult);
+
+/** The host's MCP task policy (config `mcp.task`), asked once per guest at its first cchat_create. */
+export const McpTaskPolicy = s.object({
+  enabled: s.boolean,
+  default_server_ids: s.array(s.string),
+  allowed_server_ids: s.array(s.string),
+  tool_allowlist: s.array(s.string),
+  tool_denylist: s.array(s.string),
+});
+export const mcpTaskPolicy = method(
+  "cchat.mcp_task_policy",
+  s.object({}),
+  s.object({ task: s.optional(McpTaskPolicy) }),
+);
+
+/** One MCP tool call of the tool loop (a `mcp__<server>__<tool>` name); the result is text for the model. */
+export const mcpCall = method(
+  "cchat.mcp_call",
+  s.object({ name: s.string, arguments: s.record, mcp: s.optional(McpSessionState), maxBytes: s.int }),
+  s.object({ ok: s.boolean, content: s.optional(s.string), error: s.optional(ChatRoundTripError) }),
+);

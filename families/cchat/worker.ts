@@ -21,7 +21,10 @@ import {
   chatRoundTrip,
   type ChatRoundTripResult,
   MAX_CHAT_MESSAGE_BYTES,
+  mcpCall,
+  mcpTaskPolicy,
 } from "./protocol.ts";
+import { isMcpToolName, type McpSessionState, type McpTaskPolicy, taskRefuses } from "./mcp_config.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
@@ -37,6 +40,8 @@ interface Tool {
 
 export interface ChatSession {
   messages: Json[];
+  /** What the guest set of `mcp.*` (the host applies the task policy at send). */
+  mcp: McpSessionState;
   tools: Tool[];
   params: Map<string, unknown>;
   /** What each param costs the budget, so replacing it releases the old value. */
@@ -63,6 +68,8 @@ export interface ChatResponse {
   backend?: string;
   model?: string;
   failed: boolean;
+  /** The timeout the last round trip ran with, when it was cut to end before the run's time limit. */
+  cappedTimeoutMs?: number;
   /** Turns this response appended to its session after the session closed (charged until this fd closes). */
   held: number;
 }
@@ -87,6 +94,38 @@ const TYPED_KEYS: Record<string, "string" | "number" | "boolean"> = {
   "mcp.enabled": "boolean",
 };
 
+/** `mcp.*` keys holding string lists (non-strings inside are dropped, as SPEAR). */
+const MCP_LIST_KEYS = ["mcp.server_ids", "mcp.tool_allowlist", "mcp.tool_denylist"];
+
+/**
+ * The timeout a request runs with: the guest's `timeout_ms`, but never past the run's own time
+ * limit — it ends a margin before (a tenth of what is left, at most a second), so the guest
+ * gets its timeout error and can still report it instead of the whole run ending (exit 124).
+ */
+export function requestTimeout(requested: number | undefined, remainingMs: number): {
+  timeoutMs?: number;
+  capped: boolean;
+} {
+  if (!Number.isFinite(remainingMs)) return { timeoutMs: requested, capped: false };
+  const cap = Math.max(1, Math.floor(remainingMs - Math.min(1000, remainingMs / 10)));
+  if (requested !== undefined && requested <= cap) return { timeoutMs: requested, capped: false };
+  return { timeoutMs: cap, capped: true };
+}
+
+/**
+ * A tool call's arguments as a JSON object, or undefined when they are not one (e.g. cut off by
+ * the token limit, even right before the arguments: empty text is not `{}`): such a call is
+ * never run.
+ */
+export function toolArguments(text: string): Json | undefined {
+  try {
+    const v = JSON.parse(text);
+    return isJsonObject(v) ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Validates one SET_PARAM {key, value}; EINVAL/EACCES as SPEC.md §4 and reference §5.2. */
 function parseParam(bytes: Uint8Array): { key: string; value: unknown } {
   const json = parseGuestJson(bytes, "SET_PARAM");
@@ -100,6 +139,7 @@ function parseParam(bytes: Uint8Array): { key: string; value: unknown } {
   if (type === "number" && (!Number.isFinite(value as number) || (value as number) < 0)) {
     throw fail("EINVAL", `${key} must be a non-negative number`);
   }
+  if (MCP_LIST_KEYS.includes(key) && !Array.isArray(value)) throw fail("EINVAL", `${key} must be an array`);
   return { key, value };
 }
 
@@ -129,6 +169,11 @@ function addUsage(total: Usage | undefined, usage: Json | undefined): Usage | un
 
 const align8 = (n: number) => (n + 7) & ~7;
 
+/** A call's arguments as text (OpenAI sends a JSON string; some servers an object). */
+function argumentsText(fn: Json): string {
+  return typeof fn.arguments === "string" ? fn.arguments : JSON.stringify(fn.arguments ?? {});
+}
+
 /** What one message, tool or param costs the host budget besides its bytes (object, map entry). */
 const ITEM_OVERHEAD_BYTES = 64;
 
@@ -147,7 +192,32 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
     session.held -= bytes;
   };
 
+  /** The host's MCP task policy, asked once (only by guests that set `mcp.*`). */
+  let task: McpTaskPolicy | null | undefined;
+  const taskPolicy = (): McpTaskPolicy | undefined => {
+    if (task === undefined) {
+      const outcome = rt.call(mcpTaskPolicy, {}, { timeoutMs: 10_000 });
+      if (!outcome.ok) throw fail("EIO", `MCP task policy: ${outcome.error}`);
+      task = outcome.value.task ?? null;
+    }
+    return task ?? undefined;
+  };
+
+  /** `mcp.*` keys: checked against the task policy (-EACCES, as SPEAR), then kept for the host. */
+  const setMcp = (session: ChatSession, key: string, value: unknown) => {
+    if (key === "mcp.enabled" || key === "mcp.server_ids") {
+      const refused = taskRefuses(taskPolicy(), key, value);
+      if (refused) throw fail("EACCES", refused);
+    }
+    const strings = Array.isArray(value) ? value.filter((v): v is string => typeof v === "string") : [];
+    if (key === "mcp.enabled") session.mcp.enabled = value as boolean;
+    else if (key === "mcp.server_ids") session.mcp.server_ids = strings;
+    else if (key === "mcp.tool_allowlist") session.mcp.tool_allowlist = strings;
+    else if (key === "mcp.tool_denylist") session.mcp.tool_denylist = strings;
+  };
+
   const setParam = (session: ChatSession, key: string, value: unknown, size: number) => {
+    if (key.startsWith("mcp.")) setMcp(session, key, value);
     hold(session, size + ITEM_OVERHEAD_BYTES, "cchat_ctl SET_PARAM");
     const previous = session.paramBytes.get(key);
     if (previous !== undefined) release(session, previous);
@@ -183,6 +253,11 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
     const session = entry.state.session.state;
     const params = Object.fromEntries(session.params);
     entry.state.roundTrips++;
+    const timeout = requestTimeout(
+      typeof params.timeout_ms === "number" ? params.timeout_ms : undefined,
+      rt.remainingMs(),
+    );
+    entry.state.cappedTimeoutMs = timeout.capped ? timeout.timeoutMs : undefined;
     rt.rpc.start(chatRoundTrip, {
       sessionFd: entry.state.session.fd,
       messages: session.messages,
@@ -190,7 +265,8 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
       params,
       model: typeof params.model === "string" ? params.model : "",
       ...(typeof params.backend === "string" ? { backend: params.backend } : {}),
-      ...(typeof params.timeout_ms === "number" ? { timeoutMs: params.timeout_ms } : {}),
+      ...(timeout.timeoutMs !== undefined ? { timeoutMs: timeout.timeoutMs } : {}),
+      ...(Object.keys(session.mcp).length > 0 ? { mcp: session.mcp } : {}),
     }, { fd: entry.fd, maxBytes: MAX_CHAT_MESSAGE_BYTES, onDone: (outcome) => applyResult(entry, outcome) });
   };
 
@@ -253,23 +329,70 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
       message: `the session is over the guest's host budget (${rt.budget})`,
     });
 
-  /** Executes the tool calls of one assistant turn, then continues the loop. */
-  const runToolTurn = (entry: FdEntry<ChatResponse>, message: Json, calls: Json[]) => {
+  /**
+   * Executes the tool calls of one assistant turn, then continues the loop. A turn with a call
+   * whose arguments are not a JSON object (cut off by the token limit, say) runs no tool and
+   * ends the response with an error: a tool never sees broken arguments, and they are never
+   * sent back upstream (servers such as llama.cpp refuse a history holding them).
+   */
+  const runToolTurn = (entry: FdEntry<ChatResponse>, message: Json, calls: Json[], finish: unknown) => {
     if (entry.closed) return;
+    for (const call of calls) {
+      const fn = isJsonObject(call.function) ? call.function : {};
+      if (toolArguments(argumentsText(fn)) !== undefined) continue;
+      const cut = finish === "length"
+        ? ' (the reply was cut off by the token limit: finish_reason "length")'
+        : "";
+      failResponse(entry, {
+        code: "invalid_tool_arguments",
+        message: `the model called ${
+          JSON.stringify(typeof fn.name === "string" ? fn.name : "")
+        } with arguments that are not a JSON object${cut}; no tool was run`,
+      });
+      return;
+    }
+    if (!appendTurn(entry, message)) return overBudget(entry);
+    runCalls(entry, calls, 0);
+  };
+
+  /** Runs calls[from…] in order; an MCP call goes to the host and the rest resume when it answers. */
+  const runCalls = (entry: FdEntry<ChatResponse>, calls: Json[], from: number) => {
     const resp = entry.state;
     const session = resp.session.state;
     const maxCalls = numberParam(session, "max_total_tool_calls", "max_tool_calls");
-    if (!appendTurn(entry, message)) return overBudget(entry);
-    for (const call of calls) {
+    for (let i = from; i < calls.length; i++) {
+      if (entry.closed) return;
       if (resp.toolCalls >= maxCalls) {
         failResponse(entry, { code: "tool_call_limit", message: "exceeded max_total_tool_calls" });
         return;
       }
       resp.toolCalls++;
+      const call = calls[i];
       const fn = isJsonObject(call.function) ? call.function : {};
       const name = typeof fn.name === "string" ? fn.name : "";
-      const args = typeof fn.arguments === "string" ? fn.arguments : JSON.stringify(fn.arguments ?? {});
+      const args = argumentsText(fn);
       const tool = session.tools.find((t) => t.name === name);
+      if (!tool && isMcpToolName(name)) {
+        rt.rpc.start(mcpCall, {
+          name,
+          arguments: toolArguments(args)!,
+          ...(Object.keys(session.mcp).length > 0 ? { mcp: session.mcp } : {}),
+          maxBytes: numberParam(session, "max_tool_output_bytes"),
+        }, {
+          fd: entry.fd,
+          onDone: (outcome) => {
+            const result = outcome.ok && outcome.value.ok ? outcome.value.content ?? "" : JSON.stringify({
+              error: {
+                code: "mcp_tool_failed",
+                message: outcome.ok ? outcome.value.error?.message ?? "MCP tool failed" : outcome.error,
+              },
+            });
+            // Guest tools may follow: they run where the guest waits, never inside a message pump.
+            if (toolResult(entry, call, result)) rt.defer(() => runCalls(entry, calls, i + 1));
+          },
+        });
+        return;
+      }
       let result: string;
       if (tool) {
         try {
@@ -280,24 +403,27 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
             error: { code: "tool_exec_failed", message: `tool rc: ${e.rc ?? e.code}` },
           });
         }
-      } else if (name.startsWith("mcp.") || name.startsWith("mcp__")) {
-        result = JSON.stringify({
-          error: { code: "mcp_tool_failed", message: "MCP servers are not available" },
-        });
       } else {
         result = JSON.stringify({ error: { code: "unknown_tool", message: `unknown tool: ${name}` } });
       }
-      // A tool may close its own response: then nothing more runs and nothing goes upstream.
-      if (entry.closed) return;
-      if (!appendTurn(entry, { role: "tool", content: result, tool_call_id: call.id })) {
-        return overBudget(entry);
-      }
+      if (!toolResult(entry, call, result)) return;
     }
     if (resp.roundTrips >= numberParam(session, "max_iterations")) {
       failResponse(entry, { code: "tool_call_limit", message: "exceeded max_iterations" });
       return;
     }
     request(entry);
+  };
+
+  /** Appends one tool result; false when the loop ends here (response closed, over budget). */
+  const toolResult = (entry: FdEntry<ChatResponse>, call: Json, result: string): boolean => {
+    // A tool may close its own response: then nothing more runs and nothing goes upstream.
+    if (entry.closed) return false;
+    if (!appendTurn(entry, { role: "tool", content: result, tool_call_id: call.id })) {
+      overBudget(entry);
+      return false;
+    }
+    return true;
   };
 
   /** Applies one round trip's result: complete the response, or run the tool calls it asks for. */
@@ -313,8 +439,11 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
     resp.backend = result.backend;
     resp.model = result.model;
     if (!result.ok || !result.body) {
+      const capped = result.error?.code === "timeout" && resp.cappedTimeoutMs !== undefined
+        ? ` (cut to ${resp.cappedTimeoutMs} ms so that it ends before the run's time limit)`
+        : "";
       failResponse(entry, {
-        message: result.error?.message ?? "chat backend failed",
+        message: (result.error?.message ?? "chat backend failed") + capped,
         ...(result.error?.code ? { code: result.error.code } : {}),
       });
       return;
@@ -330,7 +459,9 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
         tool_calls: calls,
       };
       if (typeof message.name === "string") turn.name = message.name;
-      rt.defer(() => runToolTurn(entry, turn, calls));
+      rt.defer(() =>
+        runToolTurn(entry, turn, calls, isJsonObject(choice) ? choice.finish_reason : undefined)
+      );
       return;
     }
     if (auto && message) {
@@ -355,6 +486,7 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
 
   const newSession = (): ChatSession => ({
     messages: [],
+    mcp: {},
     tools: [],
     params: new Map(),
     paramBytes: new Map(),

@@ -22,7 +22,7 @@ import { checkedFetch, readBodyBytes } from "../../host/net/http.ts";
 import { NetPolicy } from "../../host/net/policy.ts";
 import { handle } from "../../protocol/rpc.ts";
 import { isJsonObject } from "../../runtime/json.ts";
-import { CHAT_BACKEND_KINDS, runChatRoundTrip } from "../cchat/backends/mod.ts";
+import { chatBackends, runChatRoundTrip } from "../cchat/backends/mod.ts";
 import {
   aiPrompt,
   type CisErrno,
@@ -98,9 +98,7 @@ export function cisDriver(config: HostConfig): Driver {
           if (!skill) return notSkill();
           // The manifest's backend; else its model, routed as cchat routes it; else the first chat backend.
           const backend = skill.aiBackend ??
-            (skill.aiModel
-              ? undefined
-              : config.backends.find((b) => CHAT_BACKEND_KINDS.includes(b.kind))?.name);
+            (skill.aiModel ? undefined : chatBackends(config)[0]?.name);
           const end = session.activity(`ai_prompt${backend ? ` (backend ${backend})` : ""}`);
           try {
             const r = await runChatRoundTrip(

@@ -131,9 +131,20 @@ Deno.test("cli: the launcher passes a scoped --allow-net built from the config",
   assert.ok(read.includes(config) && read.includes(HELLO), read.join(","));
   assert.ok(flags.some((f) => f.startsWith("--allow-write=")));
 
-  // No backends and no allow-list: no network at all.
+  // No config: chat is the local engine, a child on one loopback port the launcher reserves —
+  // exactly that port and running the Deno binary, nothing more.
   const none = await permissionFlags(["run", HELLO]);
-  assert.ok(!none.some((f) => f.startsWith("--allow-net")), none.join(" "));
+  const noneNet = none.filter((f) => f.startsWith("--allow-net"));
+  assert.equal(noneNet.length, 1, none.join(" "));
+  assert.match(noneNet[0], /^--allow-net=127\.0\.0\.1:\d+$/);
+  assert.ok(none.includes(`--allow-run=${Deno.execPath()}`), none.join(" "));
+  // A chat backend and no allow-list: no network and no programs at all.
+  const stubOnly = writeTemp(
+    "stub.json",
+    JSON.stringify({ backends: [{ name: "s", kind: "stub", ops: ["chat_completions"] }] }),
+  );
+  const stub = await permissionFlags(["run", "--config", stubOnly, HELLO]);
+  assert.ok(!stub.some((f) => f.startsWith("--allow-net") || f.startsWith("--allow-run")), stub.join(" "));
 
   // And the launcher really runs a guest with such a config.
   const o = await spear(["run", "--config", config, HELLO, "--", "net"], "launcher");
@@ -145,6 +156,8 @@ Deno.test("cli: the launcher passes a scoped --allow-net built from the config",
   const wide = writeTemp(
     "net_wide.json",
     JSON.stringify({
+      // A chat backend, so the local LLM engine's port does not join the grant.
+      backends: [{ name: "s", kind: "stub", ops: ["chat_completions"] }],
       net: {
         allow: [
           "https://*.example.com",

@@ -3,8 +3,8 @@
  *
  * The worker owns the session (messages, tools, params, the AUTO_TOOL_CALL loop) and hands
  * one request at a time here; `runChatRoundTrip` routes it (reference §5.4), calls the
- * backend (`stub` in-process, `openai_chat_completion` over HTTP) and resolves with the
- * backend JSON or an error. It never rejects.
+ * backend (`stub` in-process, `openai_chat_completion` over HTTP, `local_llm` over loopback
+ * to the supervised engine) and resolves with the backend JSON or an error. It never rejects.
  *
  * Error messages are SPEAR's error displays, ready for `{"error":{"message":…}}`:
  * routing failures read `Operation not supported: no candidate backend…`, backend failures
@@ -18,14 +18,40 @@ import type { BodyBudget } from "./openai.ts";
 import { openaiChatCompletion } from "./openai.ts";
 import { selectBackend } from "./router.ts";
 import { stubChatCompletion } from "./stub.ts";
+import { LocalEngines } from "./local_llm.ts";
+import { chatBackends } from "../chat_backends.ts";
+import type { McpServers } from "../mcp.ts";
+import { effectiveMcp, type McpSessionPolicy, type McpSessionState } from "../mcp_config.ts";
 import { isJsonObject } from "../../../runtime/json.ts";
 
 export { chatCompletionsUrl, forwardedParams } from "./openai.ts";
 export { selectBackend } from "./router.ts";
 export { stubChatCompletion } from "./stub.ts";
+export { CHAT_BACKEND_KINDS, chatBackends, EMBEDDED_LOCAL_LLM, usesLocalLlm } from "../chat_backends.ts";
 
-/** Backend kinds that serve chat completions. */
-export const CHAT_BACKEND_KINDS: readonly string[] = ["stub", "openai_chat_completion"];
+let shared: LocalEngines | undefined;
+let users = 0;
+
+/**
+ * The process's local engine, shared by every host in it (one model in memory). A host's cchat
+ * driver holds it from start to stop; the last host to stop stops the engine.
+ */
+export function localEngines(): LocalEngines {
+  return shared ??= new LocalEngines();
+}
+
+export function holdLocalEngines(): void {
+  users++;
+}
+
+export async function releaseLocalEngines(): Promise<void> {
+  users = Math.max(0, users - 1);
+  if (users === 0 && shared) {
+    const engines = shared;
+    shared = undefined;
+    await engines.stop();
+  }
+}
 
 export interface ChatRoundTripRequest {
   /** The ChatSession fd (the stub's reply id is `chatcmpl_<sessionFd>`). */
@@ -42,6 +68,15 @@ export interface ChatRoundTripRequest {
   backend?: string;
   /** HTTP timeout; defaults to params.timeout_ms; none when both are absent (as SPEAR). */
   timeoutMs?: number;
+  /** The session's `mcp.*` settings, when it made any (the task policy's defaults apply too). */
+  mcp?: McpSessionState;
+}
+
+/** What a host's chat driver lends a round trip: its local engine and its MCP servers. */
+export interface ChatServices {
+  engines?: () => LocalEngines;
+  /** The MCP client (loaded on first use); absent: MCP is not available. */
+  mcp?: () => Promise<McpServers>;
 }
 
 export interface ChatRoundTripError {
@@ -106,6 +141,7 @@ export async function runChatRoundTrip(
   signal?: AbortSignal,
   random: () => number = Math.random,
   budget?: BodyBudget,
+  services: ChatServices = {},
 ): Promise<ChatRoundTripResult> {
   const start = performance.now();
   const elapsed = () => Math.round((performance.now() - start) * 1000) / 1000;
@@ -113,7 +149,20 @@ export async function runChatRoundTrip(
   try {
     const params = isJsonObject(req.params) ? req.params : {};
     const messages = Array.isArray(req.messages) ? req.messages : [];
-    const tools = Array.isArray(req.tools) ? req.tools : [];
+    let tools = Array.isArray(req.tools) ? req.tools : [];
+    const mcp = effectiveMcp(config.mcp, req.mcp);
+    if ("error" in mcp) {
+      return {
+        ok: false,
+        error: { message: `Runtime error: ${mcp.error}`, code: "mcp_unavailable" },
+        latencyMs: elapsed(),
+      };
+    }
+    if ("policy" in mcp) {
+      const offered = await mcpTools(mcp.policy, services, signal);
+      if (!Array.isArray(offered)) return { ok: false, error: offered, latencyMs: elapsed() };
+      tools = [...tools, ...offered];
+    }
     const requestModel = typeof req.model === "string"
       ? req.model
       : typeof params.model === "string"
@@ -127,7 +176,7 @@ export async function runChatRoundTrip(
     const timeoutMs = nonNegativeInt(req.timeoutMs) ?? nonNegativeInt(params.timeout_ms);
 
     const route = selectBackend(
-      config.backends.filter((b) => CHAT_BACKEND_KINDS.includes(b.kind)),
+      chatBackends(config),
       { model: requestModel, backend: backendName, requiredFeatures: requiredFeaturesFor({ tools, params }) },
       random,
     );
@@ -156,18 +205,11 @@ export async function runChatRoundTrip(
       }
       body = stubChatCompletion({ sessionFd: req.sessionFd, model: route.model, messages, tools });
       latencyMs = elapsed();
-    } else if (backend.kind === "openai_chat_completion") {
-      const r = await openaiChatCompletion({
-        backend,
-        model: route.model,
-        messages,
-        tools,
-        params,
-        timeoutMs,
-        signal,
-        policy: netPolicy(config),
-        budget,
-      });
+    } else if (backend.kind === "openai_chat_completion" || backend.kind === "local_llm") {
+      const call = { backend, model: route.model, messages, tools, params, timeoutMs, signal, budget };
+      const r = backend.kind === "local_llm"
+        ? await (services.engines ?? localEngines)().chat(call)
+        : await openaiChatCompletion({ ...call, policy: netPolicy(config) });
       if (!r.ok) {
         return {
           ok: false,
@@ -219,5 +261,22 @@ export async function runChatRoundTrip(
       ...(chosen ? { backend: chosen.name } : {}),
       latencyMs: elapsed(),
     };
+  }
+}
+
+/** The MCP tools a session is offered, or the error that says why MCP cannot serve it. */
+async function mcpTools(
+  policy: McpSessionPolicy,
+  services: ChatServices,
+  signal?: AbortSignal,
+): Promise<unknown[] | ChatRoundTripError> {
+  if (!services.mcp) {
+    return { message: "Runtime error: MCP is not available in this host", code: "mcp_unavailable" };
+  }
+  try {
+    return await (await services.mcp()).toolsFor(policy, signal);
+  } catch (e) {
+    const code = (e as { code?: string }).code ?? "mcp_error";
+    return { message: `Runtime error: ${(e as Error).message}`, code };
   }
 }

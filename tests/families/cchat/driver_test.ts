@@ -18,11 +18,14 @@ import {
 } from "../../../families/cchat/backends/openai.ts";
 import { firstTwoIntegers, stubChatCompletion } from "../../../families/cchat/backends/stub.ts";
 import {
+  chatBackends,
   type ChatRoundTripRequest,
   type ChatRoundTripResult,
+  EMBEDDED_LOCAL_LLM,
   requiredFeaturesFor,
   responseJson,
   runChatRoundTrip,
+  usesLocalLlm,
 } from "../../../families/cchat/backends/mod.ts";
 import { bearerOf, type OpenAIServer, startOpenAIServer } from "../../support/openai_server.ts";
 
@@ -240,9 +243,18 @@ Deno.test("router: weighted random pick (seeded), weight at least 1", () => {
   assert.deepEqual(names, ["z", "y"]);
 });
 
-Deno.test("mod: non-chat kinds are never chosen; routing errors are SPEAR displays", async () => {
-  const cfg = configWith(backend("asr", { kind: "local_asr" }));
-  const err = expectError(await runChatRoundTrip(cfg, chatReq()));
+Deno.test("mod: non-chat kinds are never chosen; without chat backends the local model serves", () => {
+  assert.deepEqual(chatBackends(configWith(backend("asr", { kind: "local_asr" }))), [EMBEDDED_LOCAL_LLM]);
+  assert.deepEqual(chatBackends(defaultConfig()), [EMBEDDED_LOCAL_LLM]);
+  const stub = backend("s");
+  assert.deepEqual(chatBackends(configWith(backend("asr", { kind: "local_asr" }), stub)), [stub]);
+  assert.equal(usesLocalLlm(configWith(stub)), false);
+  assert.equal(usesLocalLlm(defaultConfig()), true);
+});
+
+Deno.test("mod: routing errors are SPEAR displays", async () => {
+  const cfg = configWith(backend("s"));
+  const err = expectError(await runChatRoundTrip(cfg, chatReq({ tools: [{ type: "function" }] })));
   assert.equal(err.code, "no_candidate_backend");
   assert.match(err.message, /^Operation not supported: no candidate backend: op=ChatCompletions /);
   const err2 = expectError(
