@@ -12,6 +12,7 @@ export const wasmtimeSymbols = {
   wasmtime_config_epoch_interruption_set: { parameters: [P, "bool"], result: "void" },
   wasmtime_config_max_wasm_stack_set: { parameters: [P, "usize"], result: "void" },
   wasmtime_config_cranelift_opt_level_set: { parameters: [P, "u8"], result: "void" },
+  wasmtime_config_memory_may_move_set: { parameters: [P, "bool"], result: "void" },
   wasm_engine_new_with_config: { parameters: [P], result: P },
   wasm_engine_delete: { parameters: [P], result: "void" },
   wasmtime_engine_increment_epoch: { parameters: [P], result: "void" },

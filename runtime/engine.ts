@@ -139,11 +139,15 @@ export class Engine {
   static create(lib: WasmtimeLib, options: EngineOptions = {}): Engine {
     const config = lib.wasm_config_new();
     lib.wasmtime_config_epoch_interruption_set(config, true);
+    // Linear memories never move: a 32-bit memory has a 4 GiB reservation to grow into anyway,
+    // and with a fixed base a hostcall reaches guest memory without asking Wasmtime where it
+    // is (runtime/memory.ts growsInPlace).
+    lib.wasmtime_config_memory_may_move_set(config, false);
     if (options.maxWasmStack) lib.wasmtime_config_max_wasm_stack_set(config, BigInt(options.maxWasmStack));
     return new Engine(lib, lib.wasm_engine_new_with_config(config)); // takes ownership of config
   }
 
-  /** Wraps an engine created on another thread (pointers are process-wide). */
+  /** Wraps an engine created on another thread by `create` (pointers are process-wide). */
   static fromAddress(lib: WasmtimeLib, address: bigint): Engine {
     return new Engine(lib, Deno.UnsafePointer.create(address));
   }

@@ -16,6 +16,8 @@ export interface EpollRecord {
 export class Epoll implements FdWatcher {
   private readonly interest = new Map<FdEntry, number>();
   private readonly ready = new Set<FdEntry>();
+  /** Scratch for `pick`, reused by every wait. */
+  private readonly picked: FdEntry[] = [];
   /** Counters for GET_METRICS. */
   waits = 0;
   wakeups = 0;
@@ -74,11 +76,38 @@ export class Epoll implements FdWatcher {
 
   /** Ready fds in ascending order, at most `max`; one record per fd, events OR-merged. */
   collect(max: number): EpollRecord[] {
-    if (this.ready.size === 0 || max <= 0) return [];
-    let entries = [...this.ready];
-    entries.sort((a, b) => a.fd - b.fd);
-    if (entries.length > max) entries = entries.slice(0, max);
-    return entries.map((e) => ({ fd: e.fd, events: e.mask & (this.interest.get(e)! | ALWAYS) }));
+    const n = this.pick(max);
+    return this.picked.slice(0, n).map((e) => ({ fd: e.fd, events: this.eventsOf(e) }));
+  }
+
+  /**
+   * What `collect` returns, encoded into `out` as the packed little-endian {fd i32, events
+   * i32} array the guest reads; returns the number of records. Allocation-free: the wait
+   * path calls this on every `spear_epoll_wait`.
+   */
+  collectInto(max: number, out: RecordBuffer): number {
+    const n = this.pick(max);
+    const view = out.reserve(n);
+    for (let i = 0; i < n; i++) {
+      const e = this.picked[i];
+      view.setInt32(i * 8, e.fd, true);
+      view.setInt32(i * 8 + 4, this.eventsOf(e), true);
+    }
+    return n;
+  }
+
+  /** Fills `picked` with the ready fds in ascending order, at most `max`; returns how many. */
+  private pick(max: number): number {
+    const picked = this.picked;
+    picked.length = 0;
+    if (this.ready.size === 0 || max <= 0) return 0;
+    for (const e of this.ready) picked.push(e);
+    if (picked.length > 1) picked.sort(byFd);
+    return Math.min(picked.length, max);
+  }
+
+  private eventsOf(e: FdEntry): number {
+    return e.mask & (this.interest.get(e)! | ALWAYS);
   }
 
   /** Unregisters from every watched fd (epfd close). */
@@ -97,13 +126,20 @@ export class Epoll implements FdWatcher {
   }
 }
 
-/** Encodes records as the packed little-endian {fd i32, events i32} array. */
-export function encodeRecords(records: EpollRecord[]): Uint8Array {
-  const out = new Uint8Array(records.length * EPOLL_RECORD_BYTES);
-  const view = new DataView(out.buffer);
-  records.forEach((r, i) => {
-    view.setInt32(i * 8, r.fd, true);
-    view.setInt32(i * 8 + 4, r.events, true);
-  });
-  return out;
+const byFd = (a: FdEntry, b: FdEntry) => a.fd - b.fd;
+
+/** A growable buffer of encoded epoll records, reused across waits. */
+export class RecordBuffer {
+  bytes = new Uint8Array(64 * EPOLL_RECORD_BYTES);
+  private view = new DataView(this.bytes.buffer);
+
+  /** Room for `records` records; returns the view to write them through. */
+  reserve(records: number): DataView {
+    const need = records * EPOLL_RECORD_BYTES;
+    if (need > this.bytes.length) {
+      this.bytes = new Uint8Array(Math.max(need, this.bytes.length * 2));
+      this.view = new DataView(this.bytes.buffer);
+    }
+    return this.view;
+  }
 }

@@ -226,14 +226,19 @@ export class GuestRuntime {
   }
 
   /** Applies every message the host has sent; throws GuestTerminated if asked to stop. */
+  // Bound once: pump runs on every polling point and must not allocate.
+  private readonly applyMessage = (m: Message) => this.apply(m);
+  /** The host's producer wants room: wake it. */
+  private readonly wakeHostProducer = () => this.link.toHost.ring();
+
   pump(): void {
     if (this.link.toGuest.terminateRequested) throw new GuestTerminated();
     this.link.toHost.flush();
     this.pumping = true;
     try {
       this.messagesIn += this.link.toGuest.receive(
-        (m) => this.apply(m),
-        () => this.link.toHost.ring(), // the host's producer wants room: wake it
+        this.applyMessage,
+        this.wakeHostProducer,
         true, // views: apply() decodes at once or copies what is kept
       );
     } finally {

@@ -255,11 +255,29 @@ export class CallStack {
     this.contexts[this.depth] = undefined;
   }
 
+  /**
+   * The store's own context, once a caller's context was seen to be that same pointer (as
+   * Wasmtime's C API makes it: both are the store's inner state). From then on a hostcall
+   * needs no wasmtime_caller_context call to reach guest memory.
+   */
+  private storeContext: Deno.PointerValue = null;
+  private callerIsStore = false;
+
+  /** The store whose guest calls the hostcalls: its context stands for a caller's once proven equal. */
+  attachStore(context: Deno.PointerValue): void {
+    this.storeContext = context;
+  }
+
   /** The current context, or undefined outside any call. */
   current(): Deno.PointerValue | undefined {
     const top = this.depth - 1;
     if (top < 0) return undefined;
-    return this.contexts[top] ??= this.lib.wasmtime_caller_context(this.callers[top]);
+    const known = this.contexts[top];
+    if (known !== undefined) return known;
+    if (this.callerIsStore) return this.contexts[top] = this.storeContext;
+    const context = this.lib.wasmtime_caller_context(this.callers[top]);
+    this.callerIsStore = this.storeContext !== null && Deno.UnsafePointer.equals(context, this.storeContext);
+    return this.contexts[top] = context;
   }
 }
 
@@ -579,6 +597,7 @@ export class GuestInstance {
           const size = Number(lib.wasmtime_memory_data_size(ctx, memoryHandle));
           return [base === null ? 0n : BigInt(Deno.UnsafePointer.value(base)), size];
         },
+        growsInPlace: true, // Engine.create turns Wasmtime's memory_may_move off
       },
     });
     options.setup?.(rt);
@@ -589,6 +608,7 @@ export class GuestInstance {
       const hostcalls = [...await hostcallsFor(rt), ...(options.extraHostcalls?.(rt) ?? [])];
       const plan = planLink(module.imports(), hostcalls);
       store = new Store(engine, { memoryBytes: options.memoryBytes });
+      calls.attachStore(store.context);
       store.onEpoch(() => (options.link.toGuest.terminateRequested ? "terminated by host" : null));
       store.setWasi(options.wasi);
       linker = new Linker(engine);
