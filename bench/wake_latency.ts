@@ -8,9 +8,9 @@
  * clock (CLOCK_MONOTONIC through FFI, bench/support/clock.ts) and sends one item on a stream
  * the guest opened (GuestSession.openStream, a lossy StreamSender), as a driver does; the
  * worker applies it to the fd table, epoll_wait returns to the guest, and the guest's next
- * hostcall stamps the clock again. The floor is a bare Atomics.notify → Atomics.wait wake
+ * hostcall (its own import `bench.woke`) stamps the clock again. The floor is a bare Atomics.notify → Atomics.wait wake
  * between the same two threads, stamped the same way, with no channel, fd table or wasm.
- * Prints p50/p90/p99/max of both over ROUNDS wakes (default 3000) after 200 discarded warm-up
+ * Prints p50/p90/p99/max of both over ROUNDS wakes (default 3000) after 2000 discarded warm-up
  * rounds.
  */
 import { Engine } from "../runtime/engine.ts";
@@ -27,7 +27,9 @@ import { benchGuest } from "./support/native.ts";
 import type { WakeWorkerInit } from "./support/wake_worker.ts";
 
 const ROUNDS = Number(Deno.args[0] ?? 3000);
-const WARMUP = 200;
+// Enough rounds for V8 to optimize the whole wake path (with a few hundred it still runs
+// unoptimized code and reads several µs slower); a guest that waits often runs warm.
+const WARMUP = 2000;
 const TOTAL = ROUNDS + WARMUP;
 const WAKE_STREAM = 1; // the first stream the guest opens
 const TARGET_P50_US = 50;
