@@ -13,9 +13,8 @@ import { ConfigError, netPolicy } from "../host/config.ts";
 import { familyPermissions } from "../families/registry.ts";
 import { denoNetGrants, NetPolicy, parseNetEntry, parseResolvConf } from "../host/net/policy.ts";
 import { loadManifest } from "../families/cis/manifest.ts";
-import { resolveSkillPath } from "../families/cis/skill.ts";
 import { defaultCacheDir } from "../host/native.ts";
-import { main as runInProcess, parseArgs, resolveConfig, UsageError } from "./main.ts";
+import { parseArgs, resolveConfig, UsageError } from "./args.ts";
 
 const root = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 
@@ -33,6 +32,7 @@ export async function permissionFlags(argv: string[]): Promise<string[]> {
   if (cmd.command === "skill" && cmd.action === "run") {
     if (cmd.inputFile) reads.push(cmd.inputFile);
     try {
+      const { resolveSkillPath } = await import("../families/cis/skill.ts");
       const path = await resolveSkillPath(config, cmd.skill);
       reads.push(path);
       const { manifest, wasmPath } = await loadManifest(path);
@@ -83,7 +83,10 @@ async function launch(argv: string[]): Promise<number> {
     flags = await permissionFlags(argv);
   } catch (e) {
     // Usage and config errors read the same whether reported here or by the child.
-    if (e instanceof UsageError || e instanceof ConfigError) return await runInProcess(argv);
+    if (e instanceof UsageError || e instanceof ConfigError) {
+      const { main } = await import("./main.ts");
+      return await main(argv);
+    }
     console.error(`spear: host error: ${(e as Error)?.message ?? e}`);
     return 70;
   }

@@ -473,10 +473,7 @@ export class SpearHost {
   }
 
   private sharedEngine(): Engine {
-    if (!this.engine) {
-      this.engine = Engine.create(openWasmtime(this.libPath));
-      this.watchdog = new Watchdog(this.libPath, this.engine.address);
-    }
+    this.engine ??= Engine.create(openWasmtime(this.libPath));
     return this.engine;
   }
 
@@ -523,8 +520,21 @@ export class SpearHost {
     const memoryMb = checkLimit("memoryMb", options.memoryMb ?? limits.memory_mb);
     const maxFds = checkLimit("maxFds", options.maxFds ?? limits.max_fds);
     const hostMemoryMb = checkLimit("hostMemoryMb", options.hostMemoryMb ?? limits.host_memory_mb);
-    const handlers = await this.start();
-    const bytes = typeof wasm === "string" ? await Deno.readFile(wasm) : wasm;
+    const engine = this.sharedEngine();
+    // The worker boots (an isolate and its modules: tens of ms) while the drivers start, the
+    // module is read and the time-limit thread is made, instead of after them.
+    const worker = new Worker(new URL("../runtime/worker.ts", import.meta.url), { type: "module" });
+    let handlers: Map<string, Handler<SessionContext>>;
+    let bytes: Uint8Array<ArrayBuffer>;
+    try {
+      [handlers, bytes] = await Promise.all([
+        this.start(),
+        typeof wasm === "string" ? Deno.readFile(wasm) : wasm,
+      ]);
+    } catch (e) {
+      worker.terminate();
+      throw e;
+    }
     const name = options.name ?? (typeof wasm === "string" ? wasm.split("/").pop()! : "guest.wasm");
     const link = this.idleLinks.pop()?.reset() ?? Link.create();
     const budget = HostBudget.create(hostMemoryMb << 20);
@@ -539,7 +549,6 @@ export class SpearHost {
       { session },
       budget,
     );
-    const engine = this.sharedEngine();
     const init: GuestInit = {
       libPath: this.libPath,
       engineAddress: engine.address,
@@ -560,8 +569,8 @@ export class SpearHost {
     };
 
     this.live.set(session.id, session);
-    const worker = new Worker(new URL("../runtime/worker.ts", import.meta.url), { type: "module" });
-    this.watchdog!.arm(session.id, deadline, link.toGuest);
+    this.watchdog ??= new Watchdog(this.libPath, engine.address);
+    this.watchdog.arm(session.id, deadline, link.toGuest);
     const served = session.serve(this.logSink);
     let guestDone = false; // the worker sent its result: it no longer touches the link
     let leftover: Frame[] = [];

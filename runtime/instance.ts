@@ -605,8 +605,13 @@ export class GuestInstance {
     let store: Store | undefined;
     let linker: Linker | undefined;
     try {
-      const hostcalls = [...await hostcallsFor(rt), ...(options.extraHostcalls?.(rt) ?? [])];
-      const plan = planLink(module.imports(), hostcalls);
+      const imports = module.imports();
+      const imported = new Set(imports.map(importKey));
+      const hostcalls = [
+        ...await hostcallsFor(rt, undefined, imported),
+        ...(options.extraHostcalls?.(rt) ?? []),
+      ];
+      const plan = planLink(imports, hostcalls);
       store = new Store(engine, { memoryBytes: options.memoryBytes });
       calls.attachStore(store.context);
       store.onEpoch(() => (options.link.toGuest.terminateRequested ? "terminated by host" : null));
