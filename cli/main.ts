@@ -11,14 +11,7 @@ import { addSkill, listSkills, runSkill, SkillError, type SkillRunResult } from 
 import { loadManifest, SKILL_DEFAULTS, SKILL_NAME } from "../families/cis/manifest.ts";
 import { MemoryStore, StoreError } from "../families/cis/store.ts";
 import { StatusLine } from "./status.ts";
-import {
-  parseArgs,
-  resolveConfig,
-  type RunCommand,
-  type SkillCommand,
-  USAGE,
-  UsageError,
-} from "./args.ts";
+import { parseArgs, resolveConfig, type RunCommand, type SkillCommand, USAGE, UsageError } from "./args.ts";
 
 export { parseArgs, resolveConfig, USAGE, UsageError } from "./args.ts";
 

@@ -569,8 +569,6 @@ export class SpearHost {
     };
 
     this.live.set(session.id, session);
-    this.watchdog ??= new Watchdog(this.libPath, engine.address);
-    this.watchdog.arm(session.id, deadline, link.toGuest);
     const served = session.serve(this.logSink);
     let guestDone = false; // the worker sent its result: it no longer touches the link
     let leftover: Frame[] = [];
@@ -589,6 +587,10 @@ export class SpearHost {
           });
         };
         worker.postMessage(init);
+        // Armed once the guest is on its way: making the time-limit thread (~25 ms, the first
+        // time) overlaps its start-up. The deadline is an instant, so it is not pushed back.
+        this.watchdog ??= new Watchdog(this.libPath, engine.address);
+        this.watchdog.arm(session.id, deadline, link.toGuest);
       });
       const durationMs = performance.now() - started;
       const reason = link.toGuest.terminateReason;
@@ -609,7 +611,7 @@ export class SpearHost {
       }
       return { ...plain, durationMs, ...(session.droppedLogs ? { droppedLogs: session.droppedLogs } : {}) };
     } finally {
-      this.watchdog!.disarm(session.id);
+      this.watchdog?.disarm(session.id);
       worker.terminate();
       session.end();
       link.toHost.ring(); // release the serve loop
