@@ -10,12 +10,12 @@
  *            the real `spear` import, instantiated in this thread with the production binding
  *            (bench/support/harness.ts); its fds are "UserStream" entries made ready directly in
  *            the guest's fd table (the table is what a driver message would update);
- *   ts       Epoll.collectInto on the same epoll set (what the wait calls to pick and encode
- *            the records): the TypeScript part alone.
+ *   ts       Epoll.collectInto on the same epoll set (what the wait calls to pick the ready fds
+ *            and write their records): the TypeScript part alone.
  * At start the standalone native program (epoll_floor) prints its own ns/call for the same cases.
  */
 import { Poll } from "../runtime/abi.ts";
-import { type Epoll, RecordBuffer } from "../runtime/epoll.ts";
+import type { Epoll } from "../runtime/epoll.ts";
 import { instantiateBenchGuest } from "./support/harness.ts";
 import { benchGuest, buildNative } from "./support/native.ts";
 
@@ -53,7 +53,7 @@ for (let i = 1; i < IDLE; i++) fds.alloc("UserStream", null);
 const epollCreate = guest.func("bench_epoll_create", "i32");
 const epollAdd = guest.func("bench_epoll_add", "i32");
 const epollWait = guest.func("bench_epoll_wait", "i32");
-const records = new RecordBuffer();
+const records = new DataView(new ArrayBuffer(MAX_EVENTS * 8));
 
 for (const c of CASES) {
   const epfd = epollCreate();
@@ -67,7 +67,7 @@ for (const c of CASES) {
   const got = [
     epollWait(epfd, 1, MAX_EVENTS),
     floor.floor_epoll_wait(nativeEpfd, 1, MAX_EVENTS),
-    epoll.collectInto(MAX_EVENTS, records),
+    epoll.collectInto(MAX_EVENTS, records, 0),
   ];
   if (got.some((n) => n !== c.ready)) throw new Error(`${c.label}: got ${got} records, want ${c.ready}`);
 
@@ -87,7 +87,7 @@ for (const c of CASES) {
     name: `ts Epoll.collectInto ×${CALLS}`,
     group,
     fn: () => {
-      for (let i = 0; i < CALLS; i++) epoll.collectInto(MAX_EVENTS, records);
+      for (let i = 0; i < CALLS; i++) epoll.collectInto(MAX_EVENTS, records, 0);
     },
   });
 }

@@ -80,18 +80,23 @@ export class Epoll implements FdWatcher {
     return this.picked.slice(0, n).map((e) => ({ fd: e.fd, events: this.eventsOf(e) }));
   }
 
+  /** Whether any watched fd is ready (what a blocking wait waits for). */
+  get hasReady(): boolean {
+    return this.ready.size > 0;
+  }
+
   /**
-   * What `collect` returns, encoded into `out` as the packed little-endian {fd i32, events
-   * i32} array the guest reads; returns the number of records. Allocation-free: the wait
-   * path calls this on every `spear_epoll_wait`.
+   * What `collect` returns, encoded at `offset` of `out` as the packed little-endian {fd i32,
+   * events i32} array the guest reads (the caller checked the room for `max` records);
+   * returns the number of records. Allocation-free: every `spear_epoll_wait` calls it, with
+   * guest memory as `out`.
    */
-  collectInto(max: number, out: RecordBuffer): number {
+  collectInto(max: number, out: DataView, offset: number): number {
     const n = this.pick(max);
-    const view = out.reserve(n);
     for (let i = 0; i < n; i++) {
       const e = this.picked[i];
-      view.setInt32(i * 8, e.fd, true);
-      view.setInt32(i * 8 + 4, this.eventsOf(e), true);
+      out.setInt32(offset + i * 8, e.fd, true);
+      out.setInt32(offset + i * 8 + 4, this.eventsOf(e), true);
     }
     return n;
   }
@@ -127,19 +132,3 @@ export class Epoll implements FdWatcher {
 }
 
 const byFd = (a: FdEntry, b: FdEntry) => a.fd - b.fd;
-
-/** A growable buffer of encoded epoll records, reused across waits. */
-export class RecordBuffer {
-  bytes = new Uint8Array(64 * EPOLL_RECORD_BYTES);
-  private view = new DataView(this.bytes.buffer);
-
-  /** Room for `records` records; returns the view to write them through. */
-  reserve(records: number): DataView {
-    const need = records * EPOLL_RECORD_BYTES;
-    if (need > this.bytes.length) {
-      this.bytes = new Uint8Array(Math.max(need, this.bytes.length * 2));
-      this.view = new DataView(this.bytes.buffer);
-    }
-    return this.view;
-  }
-}

@@ -81,6 +81,15 @@ export class GuestMemory {
     }
   }
 
+  /**
+   * The DataView of all of guest memory, once [ptr, ptr+len) is checked to lie inside it: for
+   * a hostcall that writes many small fields (epoll records). Valid until the guest runs again.
+   */
+  dataView(ptr: number, len: number): DataView {
+    this.check(ptr, len);
+    return this.view;
+  }
+
   /** A view (not a copy) of guest bytes; valid until the guest runs again. */
   slice(ptr: number, len: number): Uint8Array {
     this.check(ptr, len);

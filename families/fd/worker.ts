@@ -1,6 +1,6 @@
 /** spear_epoll_* and spear_fd_ctl: the generic fd layer every family shares. */
 import { EPOLL_RECORD_BYTES, fail, FdCtl, FdFlag, pollNames } from "../../runtime/abi.ts";
-import { Epoll, RecordBuffer } from "../../runtime/epoll.ts";
+import { Epoll } from "../../runtime/epoll.ts";
 import type { FdEntry } from "../../runtime/fd_table.ts";
 import type { GuestRuntime } from "../../runtime/guest.ts";
 import type { HostcallFn } from "../family.ts";
@@ -34,7 +34,6 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
   const { fds, mem } = rt;
 
   const epollOf = (fd: number): FdEntry<Epoll> => fds.getOpen<Epoll>(fd, "Epoll");
-  const records = new RecordBuffer();
 
   const statusJson = (entry: FdEntry) => ({
     kind: entry.kind,
@@ -70,20 +69,19 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
       }
       const entry = epollOf(epfd);
       const ep = entry.state;
-      mem.check(outPtr, max * EPOLL_RECORD_BYTES);
+      const bytes = max * EPOLL_RECORD_BYTES;
+      mem.check(outPtr, bytes);
       ep.waits++;
       rt.poll(); // timeout 0 is a polling point too: messages apply and tool calls run
       if (entry.closed) epollOf(epfd); // a tool call closed it: EBADF (fd numbers are never reused)
-      let n = ep.collectInto(max, records);
-      if (n === 0 && timeoutMs !== 0) {
-        rt.block(() => (n = ep.collectInto(max, records)) > 0, timeoutMs);
+      if (!ep.hasReady && timeoutMs !== 0) {
         // A tool call re-entered during the wait may have closed the epfd.
+        if (rt.block(() => ep.hasReady, timeoutMs)) ep.wakeups++;
         if (entry.closed) epollOf(epfd);
-        if (n > 0) ep.wakeups++;
       }
-      const bytes = n * EPOLL_RECORD_BYTES;
-      mem.write(outPtr, records.bytes.subarray(0, bytes));
-      mem.setU32(lenPtr, bytes);
+      // Written straight into guest memory, located afresh after any wait.
+      const n = ep.collectInto(max, mem.dataView(outPtr, bytes), outPtr);
+      mem.setU32(lenPtr, n * EPOLL_RECORD_BYTES);
       ep.recordsReturned += n;
       return n;
     },
