@@ -195,6 +195,9 @@ try {
     `  device source (PortAudio+host)  ${fmt(dev)}   floor (bare Pa_ReadStream, same chunks): ${
       fmt(bareRead)
     }`,
+    `  target stub ≤ 2× the bare channel: ${(stub / chan).toFixed(2)}× (${
+      stub <= 2 * chan ? "met" : "NOT met"
+    })`,
   );
 
   const live = await hostRun("device", LATENCY_FRAMES, 1);
