@@ -3,7 +3,7 @@
  * and a ready set maintained by `readinessChanged`, so collecting results costs O(ready)
  * however many fds are watched. EPOLLERR and EPOLLHUP are always reported (as Linux).
  */
-import { EPOLL_RECORD_BYTES, EpollOp, fail, Poll, POLL_ALL } from "./abi.ts";
+import { EpollOp, fail, Poll, POLL_ALL } from "./abi.ts";
 import type { FdEntry, FdTable, FdWatcher } from "./fd_table.ts";
 
 const ALWAYS = Poll.EPOLLERR | Poll.EPOLLHUP;
