@@ -9,7 +9,6 @@ import { escapeLogText } from "../host/log.ts";
 import { startAsrServer } from "../families/rtasr/server.ts";
 import { addSkill, listSkills, runSkill, SkillError, type SkillRunResult } from "../families/cis/skill.ts";
 import { loadManifest, SKILL_DEFAULTS, SKILL_NAME } from "../families/cis/manifest.ts";
-import { MemoryStore, StoreError } from "../families/cis/store.ts";
 import { StatusLine } from "./status.ts";
 import { parseArgs, resolveConfig, type RunCommand, type SkillCommand, USAGE, UsageError } from "./args.ts";
 
@@ -151,6 +150,9 @@ async function skillMemoryCommand(
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
+  // node:sqlite loads only for this command: importing it starts Deno's Node layer (30-40 ms
+  // of every cold `spear run` when it was imported up front).
+  const { MemoryStore, StoreError } = await import("../families/cis/store.ts");
   const store = MemoryStore.open(config.memory.path);
   const where = `skill memory ${escapeLogText(cmd.skill)}`;
   try {
