@@ -4,9 +4,7 @@
  */
 import { ConfigError, type HostConfig } from "../host/config.ts";
 import { type RunResult, SpearHost } from "../host/host.ts";
-import { listDevices } from "../families/mic/devices.ts";
 import { escapeLogText } from "../host/log.ts";
-import { startAsrServer } from "../families/rtasr/server.ts";
 import { addSkill, listSkills, runSkill, SkillError, type SkillRunResult } from "../families/cis/skill.ts";
 import { loadManifest, SKILL_DEFAULTS, SKILL_NAME } from "../families/cis/manifest.ts";
 import { StatusLine } from "./status.ts";
@@ -248,6 +246,8 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     if (cmd.command === "asr-server") {
+      // Loaded for its command only, as below: a cold `spear run` does not pay for them.
+      const { startAsrServer } = await import("../families/rtasr/server.ts");
       const server = await startAsrServer({
         hostname: cmd.host,
         port: cmd.port,
@@ -264,6 +264,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (cmd.command === "devices") {
       await resolveConfig(cmd.configPath);
+      const { listDevices } = await import("../families/mic/devices.ts");
       console.log(JSON.stringify(await listDevices(), null, 2));
       return 0;
     }
