@@ -520,13 +520,14 @@ export class SpearHost {
     const memoryMb = checkLimit("memoryMb", options.memoryMb ?? limits.memory_mb);
     const maxFds = checkLimit("maxFds", options.maxFds ?? limits.max_fds);
     const hostMemoryMb = checkLimit("hostMemoryMb", options.hostMemoryMb ?? limits.host_memory_mb);
-    const engine = this.sharedEngine();
-    // The worker boots (an isolate and its modules: tens of ms) while the drivers start, the
-    // module is read and the time-limit thread is made, instead of after them.
+    // The worker boots (an isolate and its modules: tens of ms) while the engine is made (the
+    // first time), the drivers start and the module is read, instead of after them.
     const worker = new Worker(new URL("../runtime/worker.ts", import.meta.url), { type: "module" });
+    let engine: Engine;
     let handlers: Map<string, Handler<SessionContext>>;
     let bytes: Uint8Array<ArrayBuffer>;
     try {
+      engine = this.sharedEngine();
       [handlers, bytes] = await Promise.all([
         this.start(),
         typeof wasm === "string" ? Deno.readFile(wasm) : wasm,
