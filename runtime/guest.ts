@@ -21,6 +21,7 @@ import { NoticeEnvelope, Op } from "../protocol/wire.ts";
 import { fail } from "./abi.ts";
 
 const decoder = new TextDecoder();
+const EMPTY_BYTES = new Uint8Array(0);
 
 /** Thrown inside a hostcall when the host asked the guest to stop (timeout, shutdown). */
 export class GuestTerminated extends Error {
@@ -265,7 +266,8 @@ export class GuestRuntime {
         const receiver = this.streams.get(m.fd);
         if (!receiver) return;
         const frame = decodeFrame(m.payload);
-        if (!receiver.borrows) frame.bytes = frame.bytes.slice();
+        // A receiver that keeps the bytes gets its own copy (an empty item needs none).
+        if (!receiver.borrows) frame.bytes = frame.bytes.length ? frame.bytes.slice() : EMPTY_BYTES;
         receiver.data(frame);
         return;
       }
