@@ -2,14 +2,16 @@
  * What the host adds to a chat round trip, and how concurrent sends from one guest scale.
  * The backend is the scripted OpenAI-compatible server on loopback (tests/support), so the
  * numbers are the host's and the loopback HTTP stack's, not a model's.
- *   floor      the same request with fetch() from this thread (K of them, sequential or
- *              all at once) — what any Deno program pays for the HTTP itself (the baseline);
- *   guest      bench/guests/chat_loop.c doing K cchat_send + cchat_recv round trips (seq), or
- *              K sends collected with spear_epoll_wait (par), through SpearHost: Worker,
- *              channel, fd table, driver, routing;
- *   startup    the same guest with K = 0: worker start and instantiation, to subtract.
- * Host overhead per round trip ≈ (guest − startup − floor) / K. A script (medians of 9 runs),
- * not Deno.bench: under the bench runner the in-process server's fetches stall.
+ *   floor   the same request with fetch() from this thread (K of them, sequential or all at
+ *           once) — what any Deno program pays for the HTTP itself (the baseline);
+ *   guest   bench/guests/chat_loop.c doing K cchat_send + cchat_recv round trips (seq), or K
+ *           sends collected with spear_epoll_wait (par), through SpearHost: Worker, channel,
+ *           fd table, driver, routing. The guest times its second pass itself (monotonic
+ *           clock), so worker start-up and instantiation are not in the figure.
+ * Host overhead per sequential round trip = (guest − floor) / K; concurrent throughput is
+ * guest against floor. Medians of RUNS runs, floor and guest alternating. A script, not
+ * Deno.bench: under the bench runner the in-process server's fetches stall.
+ * Run: deno run --allow-all bench/chat_roundtrip.ts [RUNS]
  */
 import { SpearHost } from "../host/host.ts";
 import { parseConfig } from "../host/config.ts";
@@ -28,7 +30,12 @@ const config = parseConfig({
     ops: ["chat_completions"],
   }],
 });
-const host = new SpearHost({ config, drivers: await createDrivers(config), logSink: () => {} });
+let printed = ""; // what the guest printed (its stdout reaches the host's log sink)
+const host = new SpearHost({
+  config,
+  drivers: await createDrivers(config),
+  logSink: (_guest, _level, message) => void (printed += message + "\n"),
+});
 const wasm = benchGuest("chat_loop");
 
 const body = JSON.stringify({ model: "bench", messages: [{ role: "user", content: "ping" }] });
@@ -41,56 +48,62 @@ const fetchOnce = async () => {
   await response.json();
 };
 
-async function guest(mode: "seq" | "par", k: number) {
+/** The guest's own timing of K round trips (ms). */
+async function guest(mode: "seq" | "par", k: number): Promise<number> {
+  printed = "";
   const result = await host.run(wasm, { args: [mode, String(k)] });
   if (result.exitCode !== 0) throw new Error(`chat_loop ${mode} ${k}: ${JSON.stringify(result)}`);
   server.requests.length = 0; // the recorder would otherwise grow without bound
+  const us = /elapsed_us=(\d+)/.exec(printed)?.[1];
+  if (!us) throw new Error("chat_loop printed no elapsed_us");
+  return Number(us) / 1000;
 }
 
-/** Median wall time of `fn` over `runs` runs, after one warm-up. */
-async function median(runs: number, fn: () => Promise<void>): Promise<number> {
+async function timed(fn: () => Promise<void>): Promise<number> {
+  await fn(); // warm-up, as the guest does
+  const started = performance.now();
   await fn();
-  const times: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const started = performance.now();
-    await fn();
-    times.push(performance.now() - started);
-  }
-  return times.sort((a, b) => a - b)[Math.floor(runs / 2)];
+  return performance.now() - started;
 }
 
-const RUNS = 9;
-const rows: [string, number][] = [];
-const report = (name: string, ms: number) => rows.push([name, ms]);
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const RUNS = Number(Deno.args[0] ?? 9);
+const seqFloor: number[] = [], seqGuest: number[] = [], parFloor: number[] = [], parGuest: number[] = [];
+for (let r = 0; r < RUNS; r++) {
+  seqFloor.push(
+    await timed(async () => {
+      for (let i = 0; i < K; i++) await fetchOnce();
+      server.requests.length = 0;
+    }),
+  );
+  seqGuest.push(await guest("seq", K));
+  parFloor.push(
+    await timed(async () => {
+      await Promise.all(Array.from({ length: K }, fetchOnce));
+      server.requests.length = 0;
+    }),
+  );
+  parGuest.push(await guest("par", K));
+}
 
-report(
-  `floor: fetch ×${K} sequential`,
-  await median(RUNS, async () => {
-    for (let i = 0; i < K; i++) await fetchOnce();
-    server.requests.length = 0;
-  }),
-);
-const startup = await median(RUNS, () => guest("seq", 0));
-report("guest startup (K = 0)", startup);
-report(`guest cchat ×${K} sequential`, await median(RUNS, () => guest("seq", K)));
-report(
-  `floor: fetch ×${K} concurrent`,
-  await median(RUNS, async () => {
-    await Promise.all(Array.from({ length: K }, fetchOnce));
-    server.requests.length = 0;
-  }),
-);
-report(`guest cchat ×${K} concurrent (epoll)`, await median(RUNS, () => guest("par", K)));
-
-for (const [name, ms] of rows) console.log(`${name.padEnd(40)} ${ms.toFixed(2).padStart(9)} ms`);
-const [seqFloor, , seqGuest, parFloor, parGuest] = rows.map(([, ms]) => ms);
+const perTrip = (ms: number) => ms / K * 1000;
+const [sf, sg, pf, pg] = [seqFloor, seqGuest, parFloor, parGuest].map(median);
+console.log(`chat over loopback, K = ${K} requests, medians of ${RUNS} runs`);
 console.log(
-  `host overhead per sequential round trip: ${((seqGuest - startup - seqFloor) / K * 1000).toFixed(0)} µs`,
+  `  sequential: fetch ${perTrip(sf).toFixed(0)} µs per round trip, guest ${perTrip(sg).toFixed(0)} µs`,
 );
+const overhead = perTrip(sg) - perTrip(sf);
 console.log(
-  `concurrent throughput: guest ${(K / ((parGuest - startup) / 1000)).toFixed(0)} req/s, floor ${
-    (K / (parFloor / 1000)).toFixed(0)
-  } req/s`,
+  `  host overhead per sequential round trip: ${overhead.toFixed(0)} µs (target ≤ 100 µs: ${
+    overhead <= 100 ? "met" : "NOT met"
+  })`,
+);
+const rate = (ms: number) => K / (ms / 1000);
+const share = rate(pg) / rate(pf);
+console.log(
+  `  concurrent throughput: guest ${rate(pg).toFixed(0)} req/s, fetch ${rate(pf).toFixed(0)} req/s: ${
+    (share * 100).toFixed(0)
+  } % (target ≥ 80 %: ${share >= 0.8 ? "met" : "NOT met"})`,
 );
 await host.close();
 await server.close();

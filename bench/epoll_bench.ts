@@ -10,7 +10,8 @@
  *            the real `spear` import, instantiated in this thread with the production binding
  *            (bench/support/harness.ts); its fds are "UserStream" entries made ready directly in
  *            the guest's fd table (the table is what a driver message would update);
- *   ts       Epoll.collect on the same epoll set: the TypeScript part alone.
+ *   ts       Epoll.collectInto on the same epoll set (what the wait calls to pick the ready fds
+ *            and write their records): the TypeScript part alone.
  * At start the standalone native program (epoll_floor) prints its own ns/call for the same cases.
  */
 import { Poll } from "../runtime/abi.ts";
@@ -52,6 +53,7 @@ for (let i = 1; i < IDLE; i++) fds.alloc("UserStream", null);
 const epollCreate = guest.func("bench_epoll_create", "i32");
 const epollAdd = guest.func("bench_epoll_add", "i32");
 const epollWait = guest.func("bench_epoll_wait", "i32");
+const records = new DataView(new ArrayBuffer(MAX_EVENTS * 8));
 
 for (const c of CASES) {
   const epfd = epollCreate();
@@ -65,7 +67,7 @@ for (const c of CASES) {
   const got = [
     epollWait(epfd, 1, MAX_EVENTS),
     floor.floor_epoll_wait(nativeEpfd, 1, MAX_EVENTS),
-    epoll.collect(MAX_EVENTS).length,
+    epoll.collectInto(MAX_EVENTS, records, 0),
   ];
   if (got.some((n) => n !== c.ready)) throw new Error(`${c.label}: got ${got} records, want ${c.ready}`);
 
@@ -82,10 +84,10 @@ for (const c of CASES) {
     fn: () => void epollWait(epfd, CALLS, MAX_EVENTS),
   });
   Deno.bench({
-    name: `ts Epoll.collect ×${CALLS}`,
+    name: `ts Epoll.collectInto ×${CALLS}`,
     group,
     fn: () => {
-      for (let i = 0; i < CALLS; i++) epoll.collect(MAX_EVENTS);
+      for (let i = 0; i < CALLS; i++) epoll.collectInto(MAX_EVENTS, records, 0);
     },
   });
 }

@@ -2,8 +2,9 @@
  * The cost of a trivial hostcall from a guest loop, beside its floors. Every bench iteration
  * makes 100 calls; divide by 100 for one call.
  *   ffi callback   the floor: a C loop (bench/native/ffi_floor.c) calling a Deno.UnsafeCallback
- *                  with the same C signature Wasmtime uses for host functions — the bare cost
- *                  of entering V8 from native code and returning (the baseline);
+ *                  declared exactly as the production binding declares host functions
+ *                  (runtime/engine.ts HOST_CALLBACK), with a body that does nothing — the bare
+ *                  cost of entering V8 from native code and returning (the baseline);
  *   guest          the C guest bench/guests/reactor/epoll_guest.c looping `time_now_ms` through
  *                  the real `spear` import and production binding (runtime/instance.ts
  *                  bindHostcall): wasm → Wasmtime → UnsafeCallback → TS → back;
@@ -11,11 +12,11 @@
  *                  (ffi_floor.c native_time_now_ms) defined straight on the Wasmtime linker:
  *                  Wasmtime's own host-call overhead, no JS at all.
  */
+import { HOST_CALLBACK } from "../runtime/engine.ts";
 import { instantiateBenchGuest } from "./support/harness.ts";
 import { benchGuest, buildNative } from "./support/native.ts";
 
 const CALLS = 100;
-const HOST_CALLBACK = { parameters: ["pointer", "pointer", "pointer", "usize"], result: "pointer" } as const;
 
 const ffi = Deno.dlopen(buildNative("ffi_floor", "lib"), {
   ffi_floor_loop: { parameters: ["function", "i32"], result: "i32" },

@@ -13,9 +13,8 @@ import { ConfigError, netPolicy } from "../host/config.ts";
 import { familyPermissions } from "../families/registry.ts";
 import { denoNetGrants, NetPolicy, parseNetEntry, parseResolvConf } from "../host/net/policy.ts";
 import { loadManifest } from "../families/cis/manifest.ts";
-import { resolveSkillPath } from "../families/cis/skill.ts";
 import { defaultCacheDir } from "../host/native.ts";
-import { main as runInProcess, parseArgs, resolveConfig, STREAM_TOKEN_ENV, UsageError } from "./main.ts";
+import { parseArgs, resolveConfig, STREAM_TOKEN_ENV, UsageError } from "./args.ts";
 import { formatSockAddr } from "../families/sock/protocol.ts";
 
 const root = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
@@ -44,6 +43,7 @@ export async function launchPlan(argv: string[]): Promise<{ flags: string[]; env
   if (cmd.command === "skill" && cmd.action === "run") {
     if (cmd.inputFile) reads.push(cmd.inputFile);
     try {
+      const { resolveSkillPath } = await import("../families/cis/skill.ts");
       const path = await resolveSkillPath(config, cmd.skill);
       reads.push(path);
       const { manifest, wasmPath } = await loadManifest(path);
@@ -112,7 +112,10 @@ async function launch(argv: string[]): Promise<number> {
     plan = await launchPlan(argv);
   } catch (e) {
     // Usage and config errors read the same whether reported here or by the child.
-    if (e instanceof UsageError || e instanceof ConfigError) return await runInProcess(argv);
+    if (e instanceof UsageError || e instanceof ConfigError) {
+      const { main } = await import("./main.ts");
+      return await main(argv);
+    }
     console.error(`spear: host error: ${(e as Error)?.message ?? e}`);
     return 70;
   }

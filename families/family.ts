@@ -26,6 +26,11 @@ export interface ImportDecl {
   readonly signatures: readonly Signature[];
 }
 
+/** `module.name`, as link errors spell an import and as a module's import list is matched. */
+export function importKey(i: { module: string; name: string }): string {
+  return `${i.module}.${i.name}`;
+}
+
 /** `spear` import with i32 params and an i32 result (or none / i64). */
 export function spearImport(name: string, arity: number, result: WasmType | null = "i32"): ImportDecl {
   return {

@@ -10,7 +10,14 @@ import type { Driver } from "../host/host.ts";
 import type { GuestRuntime } from "../runtime/guest.ts";
 import type { Hostcall } from "../runtime/hostcall.ts";
 import { fail } from "../runtime/abi.ts";
-import type { ConfigSection, Family, HostcallFn, ImportDecl, Permissions } from "./family.ts";
+import {
+  type ConfigSection,
+  type Family,
+  type HostcallFn,
+  type ImportDecl,
+  importKey,
+  type Permissions,
+} from "./family.ts";
 import core from "./core/family.ts";
 import fd from "./fd/family.ts";
 import cchat from "./cchat/family.ts";
@@ -36,18 +43,30 @@ function notBuilt(family: Family, name: string): HostcallFn {
 /**
  * The hostcalls of one guest: each family's worker part implements its imports; a family
  * not built answers -ENOSYS. A built family that misses one of its imports is a bug, caught
- * here (and by tests) rather than at a guest's first call.
+ * here (and by tests) rather than at a guest's first call. With `imported` (the module's
+ * `module.name` import keys), only the families the guest imports from are loaded — a worker
+ * part the guest cannot reach costs it no start-up time — and they load side by side.
  */
-export async function hostcallsFor(rt: GuestRuntime, families = FAMILIES): Promise<Hostcall[]> {
+export async function hostcallsFor(
+  rt: GuestRuntime,
+  families = FAMILIES,
+  imported?: ReadonlySet<string>,
+): Promise<Hostcall[]> {
+  const wanted = imported
+    ? families.filter((f) => f.imports.some((d) => imported.has(importKey(d))))
+    : families;
+  const parts = await Promise.all(
+    wanted.map((f) => f.status === "built" && f.worker ? f.worker() : undefined),
+  );
   const out: Hostcall[] = [];
-  for (const f of families) {
-    const impl = f.status === "built" && f.worker ? (await f.worker()).implement(rt) : {};
+  wanted.forEach((f, i) => {
+    const impl = parts[i]?.implement(rt) ?? {};
     for (const decl of f.imports) {
       const run = impl[decl.name];
       if (!run && f.status === "built") throw new Error(`family ${f.name} does not implement ${decl.name}`);
       out.push({ ...decl, run: (run ?? notBuilt(f, decl.name)) as Hostcall["run"] });
     }
-  }
+  });
   return out;
 }
 

@@ -12,6 +12,7 @@ export const wasmtimeSymbols = {
   wasmtime_config_epoch_interruption_set: { parameters: [P, "bool"], result: "void" },
   wasmtime_config_max_wasm_stack_set: { parameters: [P, "usize"], result: "void" },
   wasmtime_config_cranelift_opt_level_set: { parameters: [P, "u8"], result: "void" },
+  wasmtime_config_memory_may_move_set: { parameters: [P, "bool"], result: "void" },
   wasm_engine_new_with_config: { parameters: [P], result: P },
   wasm_engine_delete: { parameters: [P], result: "void" },
   wasmtime_engine_increment_epoch: { parameters: [P], result: "void" },
@@ -135,19 +136,36 @@ export const Sizes = {
   VAL_RAW: 16,
 } as const;
 
-let loaded: Deno.DynamicLibrary<typeof wasmtimeSymbols> | undefined;
+let loaded: WasmtimeLib | undefined;
 let loadedPath = "";
 
 /**
  * Opens libwasmtime once per thread (each Worker has its own JS realm but the same
- * process-wide library mapping, so pointers are valid across threads).
+ * process-wide library mapping, so pointers are valid across threads). Symbols are bound on
+ * first use: Deno builds a call stub per bound symbol (about 0.2-0.3 ms each here), and a
+ * thread uses few of the ~80 — the main thread a handful to make the engine, the time-limit
+ * thread one — so binding them all up front cost each thread 15-25 ms of start-up.
  */
 export function openWasmtime(path: string): WasmtimeLib {
   if (loaded) {
     if (path !== loadedPath) throw new Error(`libwasmtime already loaded from ${loadedPath}`);
-    return loaded.symbols;
+    return loaded;
   }
-  loaded = Deno.dlopen(path, wasmtimeSymbols);
+  // Open it now with one symbol, so a wrong path fails here and not at some later call.
+  Deno.dlopen(path, { wasm_config_new: wasmtimeSymbols.wasm_config_new });
+  const lib = {} as Record<string, unknown>;
+  for (const name of Object.keys(wasmtimeSymbols) as (keyof typeof wasmtimeSymbols)[]) {
+    Object.defineProperty(lib, name, {
+      configurable: true,
+      enumerable: true,
+      get() {
+        const symbol = Deno.dlopen(path, { [name]: wasmtimeSymbols[name] }).symbols[name];
+        Object.defineProperty(lib, name, { value: symbol, enumerable: true });
+        return symbol;
+      },
+    });
+  }
+  loaded = lib as WasmtimeLib;
   loadedPath = path;
-  return loaded.symbols;
+  return loaded;
 }

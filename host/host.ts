@@ -478,10 +478,7 @@ export class SpearHost {
   }
 
   private sharedEngine(): Engine {
-    if (!this.engine) {
-      this.engine = Engine.create(openWasmtime(this.libPath));
-      this.watchdog = new Watchdog(this.libPath, this.engine.address);
-    }
+    this.engine ??= Engine.create(openWasmtime(this.libPath));
     return this.engine;
   }
 
@@ -528,8 +525,22 @@ export class SpearHost {
     const memoryMb = checkLimit("memoryMb", options.memoryMb ?? limits.memory_mb);
     const maxFds = checkLimit("maxFds", options.maxFds ?? limits.max_fds);
     const hostMemoryMb = checkLimit("hostMemoryMb", options.hostMemoryMb ?? limits.host_memory_mb);
-    const handlers = await this.start();
-    const bytes = typeof wasm === "string" ? await Deno.readFile(wasm) : wasm;
+    // The worker boots (an isolate and its modules: tens of ms) while the engine is made (the
+    // first time), the drivers start and the module is read, instead of after them.
+    const worker = new Worker(new URL("../runtime/worker.ts", import.meta.url), { type: "module" });
+    let engine: Engine;
+    let handlers: Map<string, Handler<SessionContext>>;
+    let bytes: Uint8Array<ArrayBuffer>;
+    try {
+      engine = this.sharedEngine();
+      [handlers, bytes] = await Promise.all([
+        this.start(),
+        typeof wasm === "string" ? Deno.readFile(wasm) : wasm,
+      ]);
+    } catch (e) {
+      worker.terminate();
+      throw e;
+    }
     const name = options.name ?? (typeof wasm === "string" ? wasm.split("/").pop()! : "guest.wasm");
     const link = this.idleLinks.pop()?.reset() ?? Link.create();
     const budget = HostBudget.create(hostMemoryMb << 20);
@@ -544,7 +555,6 @@ export class SpearHost {
       { session },
       budget,
     );
-    const engine = this.sharedEngine();
     const init: GuestInit = {
       libPath: this.libPath,
       engineAddress: engine.address,
@@ -566,8 +576,6 @@ export class SpearHost {
 
     options.onSession?.(session);
     this.live.set(session.id, session);
-    const worker = new Worker(new URL("../runtime/worker.ts", import.meta.url), { type: "module" });
-    this.watchdog!.arm(session.id, deadline, link.toGuest);
     const served = session.serve(this.logSink);
     let guestDone = false; // the worker sent its result: it no longer touches the link
     let leftover: Frame[] = [];
@@ -586,6 +594,10 @@ export class SpearHost {
           });
         };
         worker.postMessage(init);
+        // Armed once the guest is on its way: making the time-limit thread (~25 ms, the first
+        // time) overlaps its start-up. The deadline is an instant, so it is not pushed back.
+        this.watchdog ??= new Watchdog(this.libPath, engine.address);
+        this.watchdog.arm(session.id, deadline, link.toGuest);
       });
       const durationMs = performance.now() - started;
       const reason = link.toGuest.terminateReason;
@@ -606,7 +618,7 @@ export class SpearHost {
       }
       return { ...plain, durationMs, ...(session.droppedLogs ? { droppedLogs: session.droppedLogs } : {}) };
     } finally {
-      this.watchdog!.disarm(session.id);
+      this.watchdog?.disarm(session.id);
       worker.terminate();
       session.end();
       link.toHost.ring(); // release the serve loop

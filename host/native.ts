@@ -2,8 +2,6 @@
  * Where the native pieces live: the pinned libwasmtime installed by scripts/setup.sh (or
  * embedded in a `deno compile` binary) and the compiled-module cache directory.
  */
-
-import { createHash } from "node:crypto";
 import { WASMTIME_VERSION } from "../ffi/wasmtime.ts";
 
 const LIB_NAME = "libwasmtime.so";
@@ -38,10 +36,14 @@ export function isCompiledBinary(): boolean {
  * A compiled binary embeds libwasmtime; the dynamic loader needs a real file, so the bytes
  * are copied once into the cache, named by their SHA-256 so a stale copy is never used.
  */
+// node:crypto only where it is used: importing it starts Deno's Node layer (30-40 ms of every
+// cold start), and only a compiled binary hashes its embedded library.
+const nodeCrypto = isCompiledBinary() ? await import("node:crypto") : undefined;
+
 function extractEmbedded(embedded: string): string {
   const bytes = Deno.readFileSync(embedded);
   const dir = `${homeCache()}/lib`;
-  const target = `${dir}/libwasmtime-${createHash("sha256").update(bytes).digest("hex")}.so`;
+  const target = `${dir}/libwasmtime-${nodeCrypto!.createHash("sha256").update(bytes).digest("hex")}.so`;
   if (!exists(target)) {
     Deno.mkdirSync(dir, { recursive: true });
     const tmp = `${target}.${crypto.randomUUID()}.tmp`;

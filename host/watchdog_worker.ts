@@ -5,7 +5,7 @@
  * it sets TIMEOUT in the guest's channel (waking it if parked in a hostcall) and bumps the
  * engine epoch (interrupting it if running wasm).
  */
-import { parentPort } from "node:worker_threads";
+/// <reference lib="deno.worker" />
 import { openWasmtime } from "../ffi/wasmtime.ts";
 import { Channel, TerminateReason } from "../protocol/channel.ts";
 
@@ -17,7 +17,7 @@ export type WatchdogCommand =
 let bumpEpoch: () => void = () => {};
 const timers = new Map<number, ReturnType<typeof setTimeout>>();
 
-parentPort!.on("message", (cmd: WatchdogCommand) => {
+self.onmessage = ({ data: cmd }: MessageEvent<WatchdogCommand>) => {
   if (cmd.kind === "init") {
     const lib = openWasmtime(cmd.libPath);
     const engine = Deno.UnsafePointer.create(cmd.engineAddress);
@@ -37,4 +37,4 @@ parentPort!.on("message", (cmd: WatchdogCommand) => {
     clearTimeout(timers.get(cmd.id));
     timers.delete(cmd.id);
   }
-});
+};

@@ -97,6 +97,7 @@ export class Channel {
   drainBacklog(): Frame[] {
     const frames = this.pending.splice(0);
     this.pendingBytes = 0;
+    Atomics.store(this.header, SPACE_WANTED, 0);
     return frames;
   }
 
@@ -222,6 +223,9 @@ export class Channel {
    * before a second attempt, so room freed just before the consumer saw it is not missed.
    */
   flush(): boolean {
+    // Nothing waiting: SPACE_WANTED was cleared when the backlog last emptied (below, or in
+    // drainBacklog). Polling points call this every time; skip the fenced store.
+    if (this.pending.length === 0) return true;
     let moved = this.movePending();
     if (this.pending.length > 0) {
       Atomics.store(this.header, SPACE_WANTED, 1);

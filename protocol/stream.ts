@@ -24,12 +24,17 @@ export interface StreamFrame {
   bytes: Uint8Array;
 }
 
+// The header is copied into this scratch to be read: a DataView per frame was most of the
+// garbage a stream item made on its way in (every mic frame, every socket chunk).
+const headBytes = new Uint8Array(STREAM_HEADER_BYTES);
+const head = new DataView(headBytes.buffer);
+
 export function decodeFrame(payload: Uint8Array): StreamFrame {
-  const v = new DataView(payload.buffer, payload.byteOffset, STREAM_HEADER_BYTES);
+  for (let i = 0; i < STREAM_HEADER_BYTES; i++) headBytes[i] = payload[i];
   return {
-    seq: v.getUint32(0, true),
-    dropped: v.getUint32(4, true),
-    at: v.getFloat64(8, true),
+    seq: head.getUint32(0, true),
+    dropped: head.getUint32(4, true),
+    at: head.getFloat64(8, true),
     bytes: payload.subarray(STREAM_HEADER_BYTES),
   };
 }

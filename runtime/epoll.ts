@@ -3,7 +3,7 @@
  * and a ready set maintained by `readinessChanged`, so collecting results costs O(ready)
  * however many fds are watched. EPOLLERR and EPOLLHUP are always reported (as Linux).
  */
-import { EPOLL_RECORD_BYTES, EpollOp, fail, Poll, POLL_ALL } from "./abi.ts";
+import { EpollOp, fail, Poll, POLL_ALL } from "./abi.ts";
 import type { FdEntry, FdTable, FdWatcher } from "./fd_table.ts";
 
 const ALWAYS = Poll.EPOLLERR | Poll.EPOLLHUP;
@@ -16,6 +16,8 @@ export interface EpollRecord {
 export class Epoll implements FdWatcher {
   private readonly interest = new Map<FdEntry, number>();
   private readonly ready = new Set<FdEntry>();
+  /** Scratch for `pick`, reused by every wait. */
+  private readonly picked: FdEntry[] = [];
   /** Counters for GET_METRICS. */
   waits = 0;
   wakeups = 0;
@@ -74,11 +76,43 @@ export class Epoll implements FdWatcher {
 
   /** Ready fds in ascending order, at most `max`; one record per fd, events OR-merged. */
   collect(max: number): EpollRecord[] {
-    if (this.ready.size === 0 || max <= 0) return [];
-    let entries = [...this.ready];
-    entries.sort((a, b) => a.fd - b.fd);
-    if (entries.length > max) entries = entries.slice(0, max);
-    return entries.map((e) => ({ fd: e.fd, events: e.mask & (this.interest.get(e)! | ALWAYS) }));
+    const n = this.pick(max);
+    return this.picked.slice(0, n).map((e) => ({ fd: e.fd, events: this.eventsOf(e) }));
+  }
+
+  /** Whether any watched fd is ready (what a blocking wait waits for). */
+  get hasReady(): boolean {
+    return this.ready.size > 0;
+  }
+
+  /**
+   * What `collect` returns, encoded at `offset` of `out` as the packed little-endian {fd i32,
+   * events i32} array the guest reads (the caller checked the room for `max` records);
+   * returns the number of records. Allocation-free: every `spear_epoll_wait` calls it, with
+   * guest memory as `out`.
+   */
+  collectInto(max: number, out: DataView, offset: number): number {
+    const n = this.pick(max);
+    for (let i = 0; i < n; i++) {
+      const e = this.picked[i];
+      out.setInt32(offset + i * 8, e.fd, true);
+      out.setInt32(offset + i * 8 + 4, this.eventsOf(e), true);
+    }
+    return n;
+  }
+
+  /** Fills `picked` with the ready fds in ascending order, at most `max`; returns how many. */
+  private pick(max: number): number {
+    const picked = this.picked;
+    picked.length = 0;
+    if (this.ready.size === 0 || max <= 0) return 0;
+    for (const e of this.ready) picked.push(e);
+    if (picked.length > 1) picked.sort(byFd);
+    return Math.min(picked.length, max);
+  }
+
+  private eventsOf(e: FdEntry): number {
+    return e.mask & (this.interest.get(e)! | ALWAYS);
   }
 
   /** Unregisters from every watched fd (epfd close). */
@@ -97,13 +131,4 @@ export class Epoll implements FdWatcher {
   }
 }
 
-/** Encodes records as the packed little-endian {fd i32, events i32} array. */
-export function encodeRecords(records: EpollRecord[]): Uint8Array {
-  const out = new Uint8Array(records.length * EPOLL_RECORD_BYTES);
-  const view = new DataView(out.buffer);
-  records.forEach((r, i) => {
-    view.setInt32(i * 8, r.fd, true);
-    view.setInt32(i * 8 + 4, r.events, true);
-  });
-  return out;
-}
+const byFd = (a: FdEntry, b: FdEntry) => a.fd - b.fd;

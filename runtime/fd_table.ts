@@ -106,11 +106,11 @@ export class FdTable {
     return entry;
   }
 
-  /** An open entry of the given kind(s); EBADF otherwise. */
-  getOpen<S>(fd: number, ...kinds: FdKind[]): FdEntry<S> {
+  /** An open entry of the given kind (any kind when none is given); EBADF otherwise. */
+  getOpen<S>(fd: number, kind?: FdKind): FdEntry<S> {
     const entry = this.get(fd);
     if (entry.closed) throw fail("EBADF", `fd ${fd} is closed`);
-    if (kinds.length && !kinds.includes(entry.kind)) throw fail("EBADF", `fd ${fd} is a ${entry.kind}`);
+    if (kind !== undefined && entry.kind !== kind) throw fail("EBADF", `fd ${fd} is a ${entry.kind}`);
     return entry as FdEntry<S>;
   }
 

@@ -21,6 +21,7 @@ import { NoticeEnvelope, Op } from "../protocol/wire.ts";
 import { fail } from "./abi.ts";
 
 const decoder = new TextDecoder();
+const EMPTY_BYTES = new Uint8Array(0);
 
 /** Thrown inside a hostcall when the host asked the guest to stop (timeout, shutdown). */
 export class GuestTerminated extends Error {
@@ -226,14 +227,19 @@ export class GuestRuntime {
   }
 
   /** Applies every message the host has sent; throws GuestTerminated if asked to stop. */
+  // Bound once: pump runs on every polling point and must not allocate.
+  private readonly applyMessage = (m: Message) => this.apply(m);
+  /** The host's producer wants room: wake it. */
+  private readonly wakeHostProducer = () => this.link.toHost.ring();
+
   pump(): void {
     if (this.link.toGuest.terminateRequested) throw new GuestTerminated();
     this.link.toHost.flush();
     this.pumping = true;
     try {
       this.messagesIn += this.link.toGuest.receive(
-        (m) => this.apply(m),
-        () => this.link.toHost.ring(), // the host's producer wants room: wake it
+        this.applyMessage,
+        this.wakeHostProducer,
         true, // views: apply() decodes at once or copies what is kept
       );
     } finally {
@@ -260,7 +266,8 @@ export class GuestRuntime {
         const receiver = this.streams.get(m.fd);
         if (!receiver) return;
         const frame = decodeFrame(m.payload);
-        if (!receiver.borrows) frame.bytes = frame.bytes.slice();
+        // A receiver that keeps the bytes gets its own copy (an empty item needs none).
+        if (!receiver.borrows) frame.bytes = frame.bytes.length ? frame.bytes.slice() : EMPTY_BYTES;
         receiver.data(frame);
         return;
       }

@@ -28,10 +28,7 @@ export function i32call(
   return { module, name, signatures: [{ params: Array(arity).fill("i32"), results: ["i32"] }], run };
 }
 
-/** `module.name`, as link errors spell an import. */
-export function importKey(i: { module: string; name: string }): string {
-  return `${i.module}.${i.name}`;
-}
+export { importKey } from "../families/family.ts";
 
 /** `(i32,i64)->f64`, `()->()`: how link errors show a function type (also one with v128 or references). */
 export function formatSignature(sig: { params: readonly string[]; results: readonly string[] }): string {

@@ -232,31 +232,52 @@ function importedMemoryLimits(declared: MemoryLimits, memoryBytes: number): Memo
  * into the guest costs no extra FFI call.
  */
 export class CallStack {
+  // Slots reused across calls (no push/pop): a hostcall enters and leaves on every crossing.
   private readonly callers: Deno.PointerValue[] = [];
   private readonly contexts: (Deno.PointerValue | undefined)[] = [];
+  private depth = 0;
 
   constructor(private readonly lib: WasmtimeLib) {}
 
   enterHostcall(caller: Deno.PointerValue): void {
-    this.callers.push(caller);
-    this.contexts.push(undefined);
+    this.callers[this.depth] = caller;
+    this.contexts[this.depth++] = undefined;
   }
 
   enterStore(context: Deno.PointerValue): void {
-    this.callers.push(null);
-    this.contexts.push(context);
+    this.callers[this.depth] = null;
+    this.contexts[this.depth++] = context;
   }
 
   leave(): void {
-    this.callers.pop();
-    this.contexts.pop();
+    this.depth--;
+    this.callers[this.depth] = null;
+    this.contexts[this.depth] = undefined;
+  }
+
+  /**
+   * The store's own context, once a caller's context was seen to be that same pointer (as
+   * Wasmtime's C API makes it: both are the store's inner state). From then on a hostcall
+   * needs no wasmtime_caller_context call to reach guest memory.
+   */
+  private storeContext: Deno.PointerValue = null;
+  private callerIsStore = false;
+
+  /** The store whose guest calls the hostcalls: its context stands for a caller's once proven equal. */
+  attachStore(context: Deno.PointerValue): void {
+    this.storeContext = context;
   }
 
   /** The current context, or undefined outside any call. */
   current(): Deno.PointerValue | undefined {
-    const top = this.contexts.length - 1;
+    const top = this.depth - 1;
     if (top < 0) return undefined;
-    return this.contexts[top] ??= this.lib.wasmtime_caller_context(this.callers[top]);
+    const known = this.contexts[top];
+    if (known !== undefined) return known;
+    if (this.callerIsStore) return this.contexts[top] = this.storeContext;
+    const context = this.lib.wasmtime_caller_context(this.callers[top]);
+    this.callerIsStore = this.storeContext !== null && Deno.UnsafePointer.equals(context, this.storeContext);
+    return this.contexts[top] = context;
   }
 }
 
@@ -346,13 +367,51 @@ function hostcallFailure(
   return -Errno.EIO;
 }
 
+const TWO_POW_32 = 2 ** 32;
+
+/**
+ * Writes an i64 result: a number (a time, a size) as two 32-bit halves, which costs no
+ * BigInt; a bigint as it is.
+ */
+function setI64(raw: DataView, value: WasmValue | void): void {
+  if (typeof value === "bigint") raw.setBigInt64(0, value, true);
+  else {
+    const v = Number(value ?? 0);
+    raw.setUint32(0, v % TWO_POW_32 >>> 0, true);
+    raw.setInt32(4, Math.floor(v / TWO_POW_32), true);
+  }
+}
+
+/** Calls `run` with the first `arity` i32 slots of `raw` as arguments, without an argument array. */
+function runI32(run: Hostcall["run"], arity: number, raw: DataView): WasmValue | void {
+  switch (arity) {
+    case 0:
+      return run();
+    case 1:
+      return run(raw.getInt32(0, true));
+    case 2:
+      return run(raw.getInt32(0, true), raw.getInt32(16, true));
+    case 3:
+      return run(raw.getInt32(0, true), raw.getInt32(16, true), raw.getInt32(32, true));
+    case 4:
+      return run(
+        raw.getInt32(0, true),
+        raw.getInt32(16, true),
+        raw.getInt32(32, true),
+        raw.getInt32(48, true),
+      );
+    default:
+      return run(...Array.from({ length: arity }, (_, i) => raw.getInt32(i * 16, true)));
+  }
+}
+
 /**
  * Binds a family's hostcall to Wasmtime with the signature the module imports it with:
  * decode the args by type from the raw slots (16 bytes each), run, encode the result (or
- * -errno) by type, or drop it when the linked signature has none. Allocation-free per call
- * (the argument array is reused). All-i32 arguments with an i32/i64/no result — every
- * `spear` import — get their own small callback, so the typed decoding costs them nothing
- * (bench/hostcall_bench.ts measures this path).
+ * -errno) by type, or drop it when the linked signature has none. All-i32 arguments with an
+ * i32/i64/no result — every `spear` import — get their own small callback that allocates
+ * nothing per call (no argument array; an i64 returned as a number is written without a
+ * BigInt), so the typed decoding costs them nothing (bench/hostcall_bench.ts measures this path).
  */
 function bindHostcall(
   lib: WasmtimeLib,
@@ -366,14 +425,14 @@ function bindHostcall(
   const codes = Uint8Array.from(sig.params, (t) => TYPE_CODES[t]);
   const resultCode = sig.results.length ? TYPE_CODES[sig.results[0]] : NONE;
   const args: WasmValue[] = new Array(arity);
+  const run = hc.run.bind(hc);
   if (codes.every((c) => c === I32) && resultCode !== F32 && resultCode !== F64) {
     linker.define(hc.module, hc.name, sig.params, sig.results, (caller, raw) => {
       calls.enterHostcall(caller);
       rt.mem.invalidate();
       let result: WasmValue | void;
       try {
-        for (let i = 0; i < arity; i++) args[i] = raw.getInt32(i * 16, true);
-        result = hc.run(...args);
+        result = runI32(run, arity, raw);
       } catch (e) {
         const failure = hostcallFailure(lib, rt, hc, e);
         if (typeof failure !== "number") return failure;
@@ -383,7 +442,7 @@ function bindHostcall(
         rt.mem.invalidate();
       }
       if (resultCode === I32) raw.setInt32(0, Number(result), true);
-      else if (resultCode === I64) raw.setBigInt64(0, BigInt(result ?? 0), true);
+      else if (resultCode === I64) setI64(raw, result);
       return null;
     });
     return;
@@ -538,6 +597,7 @@ export class GuestInstance {
           const size = Number(lib.wasmtime_memory_data_size(ctx, memoryHandle));
           return [base === null ? 0n : BigInt(Deno.UnsafePointer.value(base)), size];
         },
+        growsInPlace: true, // Engine.create turns Wasmtime's memory_may_move off
       },
     });
     options.setup?.(rt);
@@ -545,9 +605,15 @@ export class GuestInstance {
     let store: Store | undefined;
     let linker: Linker | undefined;
     try {
-      const hostcalls = [...await hostcallsFor(rt), ...(options.extraHostcalls?.(rt) ?? [])];
-      const plan = planLink(module.imports(), hostcalls);
+      const imports = module.imports();
+      const imported = new Set(imports.map(importKey));
+      const hostcalls = [
+        ...await hostcallsFor(rt, undefined, imported),
+        ...(options.extraHostcalls?.(rt) ?? []),
+      ];
+      const plan = planLink(imports, hostcalls);
       store = new Store(engine, { memoryBytes: options.memoryBytes });
+      calls.attachStore(store.context);
       store.onEpoch(() => (options.link.toGuest.terminateRequested ? "terminated by host" : null));
       store.setWasi(options.wasi);
       linker = new Linker(engine);

@@ -11,6 +11,12 @@ const decoder = new TextDecoder("utf-8", { fatal: false });
 export interface MemorySource {
   /** Returns [address, byteLength]; address 0 means "no memory". */
   locate(): [bigint, number];
+  /**
+   * The memory never moves; it only grows (Wasmtime with `memory_may_move` off). Then a
+   * location once read stays valid: bytes inside the known size are reachable without
+   * asking again, and only an access past it re-reads the size (the guest may have grown).
+   */
+  readonly growsInPlace?: boolean;
 }
 
 export class GuestMemory {
@@ -18,15 +24,18 @@ export class GuestMemory {
   private bytes = new Uint8Array(0);
   private view = new DataView(this.bytes.buffer);
   private stale = true;
+  /** The location is known and cannot move (see MemorySource.growsInPlace). */
+  private pinned = false;
 
   constructor(private readonly source: MemorySource | null) {}
 
   /**
    * Marks the cached location stale (memory may have grown or moved); the next access
-   * re-reads it. Cheap, so every hostcall entry and every call into the guest does it.
+   * re-reads it. Free for memory that grows in place: every hostcall entry and every call
+   * into the guest does it.
    */
   invalidate(): void {
-    this.stale = true;
+    if (!this.pinned) this.stale = true;
   }
 
   /** Re-reads the memory location now. */
@@ -34,6 +43,7 @@ export class GuestMemory {
     this.stale = false;
     if (this.source === null) return;
     const [address, size] = this.source.locate();
+    this.pinned = this.source.growsInPlace === true && address !== 0n;
     if (address === this.address && size === this.bytes.length) return;
     this.address = address;
     if (address === 0n || size === 0) {
@@ -51,15 +61,33 @@ export class GuestMemory {
     return this.bytes;
   }
 
+  /** Whether `end` lies within memory, re-reading a pinned memory's size if it may have grown. */
+  private reaches(end: number): boolean {
+    if (end <= this.current().length) return true;
+    if (!this.pinned) return false;
+    this.refresh();
+    return end <= this.bytes.length;
+  }
+
+  /** The size as last read (every call into the guest from the host re-reads it after). */
   get size(): number {
     return this.current().length;
   }
 
   /** Throws EFAULT unless [ptr, ptr+len) lies inside memory. Pointers are signed i32 as in SPEAR. */
   check(ptr: number, len: number): void {
-    if (ptr < 0 || len < 0 || ptr + len > this.current().length) {
+    if (ptr < 0 || len < 0 || !this.reaches(ptr + len)) {
       throw fail("EFAULT", `bad guest range ${ptr}+${len}`);
     }
+  }
+
+  /**
+   * The DataView of all of guest memory, once [ptr, ptr+len) is checked to lie inside it: for
+   * a hostcall that writes many small fields (epoll records). Valid until the guest runs again.
+   */
+  dataView(ptr: number, len: number): DataView {
+    this.check(ptr, len);
+    return this.view;
   }
 
   /** A view (not a copy) of guest bytes; valid until the guest runs again. */
@@ -104,8 +132,9 @@ export class GuestMemory {
    * memory or a string running into the end of memory is EFAULT.
    */
   cString(ptr: number, max: number): Uint8Array {
-    const bytes = this.current();
-    if (ptr < 0 || ptr >= bytes.length) throw fail("EFAULT", `bad guest pointer ${ptr}`);
+    if (ptr < 0 || !this.reaches(ptr + 1)) throw fail("EFAULT", `bad guest pointer ${ptr}`);
+    if (this.pinned && ptr + max + 1 > this.bytes.length) this.refresh(); // the string may run into grown memory
+    const bytes = this.bytes;
     const end = Math.min(bytes.length, ptr + max + 1);
     const length = bytes.subarray(ptr, end).indexOf(0);
     if (length >= 0) return bytes.slice(ptr, ptr + length);

@@ -1,11 +1,14 @@
 /*
  * wake_guest: the guest half of bench/wake_latency.ts. argv: FD ROUNDS. Watches FD (made by the
  * bench's setup hook) and ROUNDS times: blocks in spear_epoll_wait(timeout -1); as soon as it
- * returns, calls spear_fd_ctl(FD, GET_METRICS), whose bench hook stamps the wake time, clears
- * the readiness and tells the main thread. Exit code 0, or 1 with a log line on any error.
+ * returns, calls the bench's own import `bench.woke(fd)` (the cheapest hostcall there is: no
+ * fd lookup, no reply), which stamps the wake time, clears the readiness and tells the main
+ * thread. Exit code 0, or 1 with a log line on any error.
  * A command (has main): it runs through runtime/instance.ts runGuest like any guest.
  */
 #include "spear.h"
+
+__attribute__((import_module("bench"), import_name("woke"))) int32_t bench_woke(int32_t fd);
 
 int main(int argc, char **argv) {
     if (argc != 3) {
@@ -20,13 +23,11 @@ int main(int argc, char **argv) {
         return 1;
     }
     sp_epoll_event_t ev[4];
-    char metrics[256];
     for (int32_t i = 0; i < rounds; i++) {
         int32_t n = sp_ep_wait_events(epfd, ev, 4, -1);
-        uint32_t len = sizeof metrics;
-        int32_t rc = sp_fd_ctl(fd, SPEAR_FD_CTL_GET_METRICS, SP__PTR(metrics), SP__PTR(&len));
+        int32_t rc = bench_woke(fd);
         if (n != 1 || ev[0].fd != fd || rc < 0) {
-            printf("wake_guest: round %d: wait returned %d, fd_ctl %d\n", (int)i, (int)n, (int)rc);
+            printf("wake_guest: round %d: wait returned %d, woke %d\n", (int)i, (int)n, (int)rc);
             return 1;
         }
     }

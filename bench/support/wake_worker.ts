@@ -2,13 +2,15 @@
 /**
  * The guest thread of bench/wake_latency.ts. Phase 1 runs bench/guests/wake_guest.c through
  * runtime/instance.ts runGuest, with a setup hook that adds one "UserStream" fd, made ready by
- * each item arriving on the stream the hook opens (as a family's worker part does), whose
- * GET_METRICS hook stamps the wake time (shared clock), clears the readiness and acks the main
- * thread. Phase 2 is the floor on this same thread: a bare Atomics.wait woken by the main
+ * each item arriving on the stream the hook opens (as a family's worker part does), and an
+ * extra import `bench.woke(fd)` that the guest calls as soon as its wait returns: it stamps
+ * the wake time (shared clock), clears the readiness and acks the main thread. Phase 2 is the floor on this same thread: a bare Atomics.wait woken by the main
  * thread's Atomics.notify, stamped and acked the same way.
  */
 import { Poll } from "../../runtime/abi.ts";
 import { type GuestInit, runGuest } from "../../runtime/instance.ts";
+import { i32call } from "../../runtime/hostcall.ts";
+import type { FdEntry } from "../../runtime/fd_table.ts";
 import { monotonicNs } from "./clock.ts";
 
 export interface WakeWorkerInit {
@@ -24,23 +26,25 @@ self.onmessage = async (event: MessageEvent<WakeWorkerInit>) => {
   const { init, shared, rounds, stream } = event.data;
   const ints = new Int32Array(shared, 0, 4);
   const stamps = new Float64Array(shared, 16, 2);
+  let entry: FdEntry | undefined;
   const result = await runGuest(init, {
     setup(rt) {
-      const entry = rt.fds.alloc("UserStream", null, {
-        metrics(e) {
-          stamps[0] = monotonicNs();
-          rt.fds.setMask(e, 0);
-          Atomics.add(ints, 0, 1);
-          Atomics.notify(ints, 0);
-          return {};
-        },
-      });
+      entry = rt.fds.alloc("UserStream", null);
       if (String(entry.fd) !== init.args[1]) {
         throw new Error(`bench fd is ${entry.fd}, guest expects ${init.args[1]}`);
       }
-      const opened = rt.openStream({ data: () => rt.fds.setMask(entry, Poll.EPOLLIN), event: () => {} });
+      const ready = entry;
+      const opened = rt.openStream({ data: () => rt.fds.setMask(ready, Poll.EPOLLIN), event: () => {} });
       if (opened !== stream) throw new Error(`bench stream is ${opened}, the host sends on ${stream}`);
     },
+    extraHostcalls: (rt) => [i32call("woke", 1, (fd) => {
+      stamps[0] = monotonicNs();
+      if (fd !== entry?.fd) return -1;
+      rt.fds.setMask(entry, 0);
+      Atomics.add(ints, 0, 1);
+      Atomics.notify(ints, 0);
+      return 0;
+    }, "bench")],
   });
   self.postMessage({ phase: "guest", result });
   for (let i = 0; i < rounds; i++) {

@@ -26,7 +26,10 @@ const encoder = new TextEncoder();
 
 /** A result too large to hand to a guest becomes an error result naming the size. */
 function bounded(result: ChatRoundTripResult): ChatRoundTripResult {
-  const size = encoder.encode(JSON.stringify(result)).length;
+  const text = JSON.stringify(result);
+  // A UTF-16 code unit is at most 3 UTF-8 bytes: most results need no encoding to be measured.
+  if (text.length * 3 <= MAX_CHAT_MESSAGE_BYTES) return result;
+  const size = encoder.encode(text).length;
   if (size <= MAX_CHAT_MESSAGE_BYTES) return result;
   return {
     ok: false,

@@ -33,7 +33,7 @@ import {
   type SkillContext,
   skillContextOf,
 } from "./protocol.ts";
-import { MemoryStore, StoreError } from "./store.ts";
+import type { MemoryStore } from "./store.ts";
 
 const USER_AGENT = "spearhost-skill/0.1";
 
@@ -71,7 +71,9 @@ function shortUrl(url: URL): string {
 
 export function cisDriver(config: HostConfig): Driver {
   let store: MemoryStore | undefined;
-  const openStore = () => (store ??= MemoryStore.open(config.memory.path));
+  // The store (node:sqlite) loads on the first memory call: importing it starts Deno's Node
+  // layer, 30-40 ms of every host's start-up, most of which never touch the store.
+  let storeModule: Promise<typeof import("./store.ts")> | undefined;
   /** Each skill's policy, parsed once per run context. */
   const policies = new WeakMap<GuestSession, NetPolicy>();
 
@@ -79,11 +81,14 @@ export function cisDriver(config: HostConfig): Driver {
   const notSkill = () =>
     failed("EACCES", "cis host functions serve skills only (run it with `spear skill run`)");
 
-  const storeCall = (fn: () => CisResult): CisResult => {
+  const storeCall = async (fn: (store: MemoryStore) => CisResult): Promise<CisResult> => {
+    let mod: typeof import("./store.ts") | undefined;
     try {
-      return fn();
+      mod = await (storeModule ??= import("./store.ts"));
+      store ??= mod.MemoryStore.open(config.memory.path);
+      return fn(store);
     } catch (e) {
-      if (e instanceof StoreError) return failed(e.errno, e.message);
+      if (mod && e instanceof mod.StoreError) return failed(e.errno, e.message);
       return failed("EIO", `memory store ${config.memory.path}: ${(e as Error)?.message ?? e}`);
     }
   };
@@ -130,8 +135,8 @@ export function cisDriver(config: HostConfig): Driver {
       handle<{ key: string }, CisResult, SessionContext>(memoryGet, ({ key }, { session }) => {
         const skill = skillOf(session);
         if (!skill) return notSkill();
-        return storeCall(() => {
-          const value = openStore().get(skill.namespace, key);
+        return storeCall((store) => {
+          const value = store.get(skill.namespace, key);
           if (value === undefined) {
             return failed("ENOENT", `no key "${key}" in namespace "${skill.namespace}"`);
           }
@@ -144,8 +149,8 @@ export function cisDriver(config: HostConfig): Driver {
         ({ key, value }, { session }) => {
           const skill = skillOf(session);
           if (!skill) return notSkill();
-          return storeCall(() => {
-            openStore().set(skill.namespace, key, Uint8Array.fromBase64(value), {
+          return storeCall((store) => {
+            store.set(skill.namespace, key, Uint8Array.fromBase64(value), {
               maxValueBytes: skill.maxValueBytes,
               maxTotalBytes: skill.maxTotalBytes,
             });

@@ -7,7 +7,7 @@ import type { HostcallFn } from "../family.ts";
 export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
   const random = new BigInt64Array(1);
   return {
-    time_now_ms: () => BigInt(Date.now()),
+    time_now_ms: () => Date.now(), // a number: written as i64 without a BigInt
     wall_time_s: () => BigInt(Math.floor(Date.now() / 1000)),
     random_i64: () => {
       crypto.getRandomValues(random);

@@ -1,6 +1,6 @@
 /** spear_epoll_* and spear_fd_ctl: the generic fd layer every family shares. */
 import { EPOLL_RECORD_BYTES, fail, FdCtl, FdFlag, pollNames } from "../../runtime/abi.ts";
-import { encodeRecords, Epoll } from "../../runtime/epoll.ts";
+import { Epoll } from "../../runtime/epoll.ts";
 import type { FdEntry } from "../../runtime/fd_table.ts";
 import type { GuestRuntime } from "../../runtime/guest.ts";
 import type { HostcallFn } from "../family.ts";
@@ -67,23 +67,23 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
         mem.setU32(lenPtr, EPOLL_RECORD_BYTES);
         throw fail("ENOSPC");
       }
-      const ep = epollOf(epfd).state;
-      mem.check(outPtr, max * EPOLL_RECORD_BYTES);
+      const entry = epollOf(epfd);
+      const ep = entry.state;
+      const bytes = max * EPOLL_RECORD_BYTES;
+      mem.check(outPtr, bytes);
       ep.waits++;
       rt.poll(); // timeout 0 is a polling point too: messages apply and tool calls run
-      epollOf(epfd); // a tool call may have closed it
-      let records = ep.collect(max);
-      if (records.length === 0 && timeoutMs !== 0) {
-        rt.block(() => (records = ep.collect(max)).length > 0, timeoutMs);
+      if (entry.closed) epollOf(epfd); // a tool call closed it: EBADF (fd numbers are never reused)
+      if (!ep.hasReady && timeoutMs !== 0) {
         // A tool call re-entered during the wait may have closed the epfd.
-        epollOf(epfd);
-        if (records.length > 0) ep.wakeups++;
+        if (rt.block(() => ep.hasReady, timeoutMs)) ep.wakeups++;
+        if (entry.closed) epollOf(epfd);
       }
-      const bytes = encodeRecords(records);
-      mem.write(outPtr, bytes);
-      mem.setU32(lenPtr, bytes.length);
-      ep.recordsReturned += records.length;
-      return records.length;
+      // Written straight into guest memory, located afresh after any wait.
+      const n = ep.collectInto(max, mem.dataView(outPtr, bytes), outPtr);
+      mem.setU32(lenPtr, n * EPOLL_RECORD_BYTES);
+      ep.recordsReturned += n;
+      return n;
     },
 
     spear_epoll_close: (epfd: number) => {

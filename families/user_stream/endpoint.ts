@@ -20,7 +20,7 @@
 import { type HostConfig, netPolicy } from "../../host/config.ts";
 import type { GuestSession, InboundStream } from "../../host/host.ts";
 import type { StreamSender } from "../../protocol/stream.ts";
-import { formatSockAddr, parseIpLiteral, parseSockAddr } from "../sock/protocol.ts";
+import { formatSockAddr, parseIpLiteral } from "../sock/protocol.ts";
 import {
   type OutboundEvent,
   parseSsfHeader,
@@ -77,12 +77,6 @@ export function closeReason(text: string): string {
   let out = text;
   while (encoder.encode(out).length > MAX_REASON_BYTES) out = out.slice(0, -1);
   return out;
-}
-
-/** Parses `HOST:PORT` / `[v6]:PORT` (the socket family's address syntax). */
-export function parseServeAddress(text: string): { hostname: string; port: number } | undefined {
-  const addr = parseSockAddr(text);
-  return addr ? { hostname: addr.host, port: addr.port } : undefined;
 }
 
 /** A connected client. */

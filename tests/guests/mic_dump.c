@@ -5,6 +5,8 @@
  *   sleep=MS     sleep this long after SET_PARAM before reading (overflow tests)
  *   wait=MS      epoll timeout per wait (default 5000)
  *   status_only  SET_PARAM, log the readiness and the status, exit (no reading)
+ *   discard      read the frames but do not write them (benchmarks: stdout looks like a
+ *                terminal, so it is line-buffered and raw audio would cost a write per newline)
  *   list         log LIST_DEVICES ("devices JSON") and exit
  * Logs (INFO): "set_param rc=N", "events=0xN" (after a failed SET_PARAM or status_only), "frames=N bytes=N end=REASON", "status JSON", "metrics JSON".
  * Exit: 0 when all frames were read or the source ended (HUP); 2 usage; 3 SET_PARAM failed;
@@ -26,16 +28,17 @@ static void log_json(int32_t fd, const char *what) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        printf("usage: mic_dump JSON FRAMES [sleep=MS] [wait=MS] [status_only] [list]\n");
+        printf("usage: mic_dump JSON FRAMES [sleep=MS] [wait=MS] [status_only] [discard] [list]\n");
         return 2;
     }
     const char *json = argv[1];
     int want = atoi(argv[2]);
-    int sleep_ms = 0, wait_ms = 5000, status_only = 0, list = 0;
+    int sleep_ms = 0, wait_ms = 5000, status_only = 0, discard = 0, list = 0;
     for (int i = 3; i < argc; i++) {
         if (strncmp(argv[i], "sleep=", 6) == 0) sleep_ms = atoi(argv[i] + 6);
         else if (strncmp(argv[i], "wait=", 5) == 0) wait_ms = atoi(argv[i] + 5);
         else if (strcmp(argv[i], "status_only") == 0) status_only = 1;
+        else if (strcmp(argv[i], "discard") == 0) discard = 1;
         else if (strcmp(argv[i], "list") == 0) list = 1;
     }
 
@@ -77,7 +80,7 @@ int main(int argc, char **argv) {
                 uint32_t len = sizeof frame;
                 int32_t got = sp_mic_read(fd, (int32_t)(uintptr_t)frame, (int32_t)(uintptr_t)&len);
                 if (got < 0) break; /* -EAGAIN: drained */
-                fwrite(frame, 1, (size_t)got, stdout);
+                if (!discard) fwrite(frame, 1, (size_t)got, stdout);
                 frames++;
                 bytes += got;
             }
