@@ -10,10 +10,11 @@
  * its module and its `http.allow` hosts too.
  */
 import { ConfigError, netPolicy } from "../host/config.ts";
-import { familyPermissions } from "../families/registry.ts";
+import { familiesImported, familyPermissions } from "../families/registry.ts";
 import { denoNetGrants, NetPolicy, parseNetEntry, parseResolvConf } from "../host/net/policy.ts";
 import { loadManifest } from "../families/cis/manifest.ts";
 import { defaultCacheDir } from "../host/native.ts";
+import { moduleImportKeys } from "../host/wasm_imports.ts";
 import { parseArgs, resolveConfig, STREAM_TOKEN_ENV, UsageError } from "./args.ts";
 import { formatSockAddr } from "../families/sock/protocol.ts";
 
@@ -37,7 +38,8 @@ export async function launchPlan(argv: string[]): Promise<{ flags: string[]; env
   const cacheDir = defaultCacheDir();
   const reads = [root, cacheDir, Deno.cwd() + "/spear.json"];
   if (configPath) reads.push(configPath);
-  if (cmd.command === "run") reads.push(cmd.guest);
+  let guestWasm: string | undefined;
+  if (cmd.command === "run") reads.push(guestWasm = cmd.guest);
   let policy = netPolicy(config);
   if (cmd.command === "skill" && cmd.action === "add") reads.push(cmd.wasm);
   if (cmd.command === "skill" && cmd.action === "run") {
@@ -47,14 +49,14 @@ export async function launchPlan(argv: string[]): Promise<{ flags: string[]; env
       const path = await resolveSkillPath(config, cmd.skill);
       reads.push(path);
       const { manifest, wasmPath } = await loadManifest(path);
-      reads.push(wasmPath);
+      reads.push(guestWasm = wasmPath);
       const allow = (manifest.http?.allow ?? []).map((e) => parseNetEntry(e, "allow"));
       policy = new NetPolicy([...policy.allow, ...allow], policy.listen);
     } catch {
       // The child reports a missing or broken skill in its own words.
     }
   }
-  const families = familyPermissions(config);
+  const families = familyPermissions(config, await familiesNeeded(cmd.command, guestWasm));
   reads.push(...families.read);
   const envNames = [
     "HOME",
@@ -95,6 +97,23 @@ export async function launchPlan(argv: string[]): Promise<{ flags: string[]; env
     ...families.unstable.map((feature) => `--unstable-${feature}`),
   ];
   return { flags, env: families.childEnv };
+}
+
+/**
+ * The families whose grants a command needs: a guest's are those its imports reach (all of them
+ * when its module cannot be read here: the child then reports why, before it runs anything).
+ */
+async function familiesNeeded(command: string, guestWasm?: string): Promise<Set<string> | undefined> {
+  if (guestWasm) {
+    try {
+      const imports = moduleImportKeys(await Deno.readFile(guestWasm));
+      return imports && familiesImported(imports);
+    } catch {
+      return undefined;
+    }
+  }
+  const byCommand: Record<string, string[]> = { "asr-server": ["rtasr"], devices: ["mic"], skill: ["cis"] };
+  return new Set(byCommand[command] ?? []);
 }
 
 /** `ip:53` of each system nameserver: what Deno.resolveDns needs to check a name's addresses. */

@@ -105,6 +105,9 @@ export interface Family<C = unknown> {
   /** The top-level config section(s) the family owns (skills own `memory` and `skills`). */
   readonly config?: ConfigSection<C> | readonly ConfigSection<unknown>[];
   permissions?(config: HostConfig): Permissions;
+  /** Families whose drivers this one calls (skills' ai_prompt goes through cchat's backends): a
+   * guest that imports this family gets their permissions too. */
+  readonly uses?: readonly string[];
   readonly worker?: () => Promise<WorkerPart>;
   readonly driver?: () => Promise<DriverPart>;
 }

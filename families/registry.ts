@@ -92,8 +92,12 @@ export function backendKinds(): string[] {
   return [...new Set(FAMILIES.flatMap((f) => f.backendKinds ?? []))];
 }
 
-/** What every built family needs for this config, merged. */
-export function familyPermissions(config: HostConfig): Required<Permissions> {
+/**
+ * What the built families need for this config, merged: all of them, or only the families named
+ * in `only` (see familiesImported: a guest that does not chat gets no way to the local model, one
+ * without a mic no sound devices).
+ */
+export function familyPermissions(config: HostConfig, only?: ReadonlySet<string>): Required<Permissions> {
   const merged: Required<Permissions> = {
     net: [],
     env: [],
@@ -105,13 +109,24 @@ export function familyPermissions(config: HostConfig): Required<Permissions> {
   };
   const lists = ["net", "env", "read", "write", "unstable", "run"] as const;
   for (const f of FAMILIES) {
-    if (f.status !== "built" || !f.permissions) continue;
+    if (f.status !== "built" || !f.permissions || (only && !only.has(f.name))) continue;
     const p = f.permissions(config);
     for (const key of lists) merged[key].push(...(p[key] ?? []));
     Object.assign(merged.childEnv, p.childEnv ?? {});
   }
   for (const key of lists) merged[key] = [...new Set(merged[key])];
   return merged;
+}
+
+/** The families a module's imports (`module.name` keys) reach, with the families they use. */
+export function familiesImported(imported: ReadonlySet<string>): Set<string> {
+  const names = new Set(
+    FAMILIES.filter((f) => f.imports.some((i) => imported.has(importKey(i)))).map((f) => f.name),
+  );
+  for (const name of [...names]) {
+    for (const used of FAMILIES.find((f) => f.name === name)?.uses ?? []) names.add(used);
+  }
+  return names;
 }
 
 /** The README's status table rows (between its `families` markers): [imports, status]. */

@@ -98,6 +98,7 @@ export default family({
       },
     },
   ],
+  uses: ["cchat"], // ai_prompt is answered by cchat's backends
   permissions(config: HostConfig) {
     // SQLite writes the WAL and shared-memory files beside the database: grant its directory.
     const memoryDir = dirOf(config.memory.path);

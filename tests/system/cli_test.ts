@@ -104,7 +104,9 @@ Deno.test("cli: the launcher passes a scoped --allow-net built from the config",
       net: { allow: ["files.example.org:8443"] },
     }),
   );
-  const flags = await permissionFlags(["run", "--config", config, HELLO]);
+  // A guest that imports the socket family (hello would not get its grants, see below).
+  const guest = `${root}/guests/build/test/sock_probe.wasm`;
+  const flags = await permissionFlags(["run", "--config", config, guest]);
   const net = flags.filter((f) => f.startsWith("--allow-net"));
   assert.equal(net.length, 1, flags.join(" "));
   // Names are resolved in-process to check their addresses, and Deno.resolveDns needs the
@@ -128,12 +130,17 @@ Deno.test("cli: the launcher passes a scoped --allow-net built from the config",
   const env = flags.find((f) => f.startsWith("--allow-env="));
   assert.ok(env?.split("=")[1].split(",").includes("MY_TEST_KEY"), env);
   const read = flags.find((f) => f.startsWith("--allow-read="))!.split("=")[1].split(",");
-  assert.ok(read.includes(config) && read.includes(HELLO), read.join(","));
+  assert.ok(read.includes(config) && read.includes(guest), read.join(","));
   assert.ok(flags.some((f) => f.startsWith("--allow-write=")));
 
   // No config: chat is the local engine, a child on one loopback port the launcher reserves —
-  // exactly that port and running the Deno binary, nothing more.
-  const none = await permissionFlags(["run", HELLO]);
+  // exactly that port and running the Deno binary, nothing more; and only for a guest that chats.
+  const helloOnly = await permissionFlags(["run", HELLO]);
+  assert.ok(
+    !helloOnly.some((f) => f.startsWith("--allow-net") || f.startsWith("--allow-run")),
+    helloOnly.join(" "),
+  );
+  const none = await permissionFlags(["run", `${root}/guests/build/chat_completion.wasm`]);
   const noneNet = none.filter((f) => f.startsWith("--allow-net"));
   assert.equal(noneNet.length, 1, none.join(" "));
   assert.match(noneNet[0], /^--allow-net=127\.0\.0\.1:\d+$/);
