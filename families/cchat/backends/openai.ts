@@ -88,6 +88,25 @@ export function chatCompletionsUrl(baseUrl: string): string {
   return base + (baseUrl.includes("/v1") ? "/chat/completions" : "/v1/chat/completions");
 }
 
+/**
+ * The parsed completions URL of a base URL, parsed once: base URLs come from the config, and
+ * parsing costs more than a lookup on every request. Never mutated (redirects make new URLs).
+ */
+const completionsUrls = new Map<string, URL | null>();
+function completionsUrlOf(baseUrl: string): URL | null {
+  let url = completionsUrls.get(baseUrl);
+  if (url === undefined) {
+    try {
+      url = new URL(chatCompletionsUrl(baseUrl));
+    } catch {
+      url = null;
+    }
+    if (completionsUrls.size >= 256) completionsUrls.clear(); // configs name few; stay bounded anyway
+    completionsUrls.set(baseUrl, url);
+  }
+  return url;
+}
+
 /** The params that go into the request body as top-level fields. */
 export function forwardedParams(params: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -166,12 +185,8 @@ export async function openaiChatCompletion(call: OpenAIChatCall): Promise<OpenAI
   const key = credential.key;
   redactor = credential.redactor;
 
-  let url: URL;
-  try {
-    url = new URL(chatCompletionsUrl(backend.base_url));
-  } catch {
-    return fail("invalid_request", `backend "${backend.name}" has an invalid base_url`);
-  }
+  const url = completionsUrlOf(backend.base_url);
+  if (!url) return fail("invalid_request", `backend "${backend.name}" has an invalid base_url`);
 
   let bodyText: string;
   try {
