@@ -257,14 +257,21 @@ export class GuestSession {
     for (;;) {
       const seen = toHost.bell;
       toHost.receive((m) => backlog.push(m), () => toGuest.ring());
-      for (const m of backlog.splice(0)) await this.deliver(m, sink);
+      for (const m of backlog.splice(0)) {
+        const pending = this.deliver(m, sink);
+        if (pending) await pending;
+      }
       toGuest.flush();
       if (!this.alive) {
         toHost.receive((m) => backlog.push(m)); // the last records
-        for (const m of backlog.splice(0)) await this.deliver(m, sink);
+        for (const m of backlog.splice(0)) {
+          const pending = this.deliver(m, sink);
+          if (pending) await pending;
+        }
         return;
       }
-      if (toHost.used === 0) await toHost.waitBellAsync(seen);
+      // More already waiting: still let promise callbacks (handlers finishing) run in between.
+      await (toHost.used === 0 ? toHost.waitBellAsync(seen) : undefined);
     }
   }
 
@@ -276,7 +283,10 @@ export class GuestSession {
     const out: Message[] = [];
     this.link.toHost.receive((m) => out.push(m));
     this.link.toHost.receiveFrames(frames, (m) => out.push(m));
-    for (const m of out) await this.deliver(m, sink);
+    for (const m of out) {
+      const pending = this.deliver(m, sink);
+      if (pending) await pending;
+    }
     if (this.finishedAll) return;
     this.end();
     this.finishedAll = true;
@@ -287,14 +297,20 @@ export class GuestSession {
     }
   }
 
-  /** Dispatches one message; a log record's write is awaited, bounded once the guest ended. */
-  private async deliver(m: Message, sink: LogSink): Promise<void> {
+  /**
+   * Dispatches one message; a log record's write is awaited, bounded once the guest ended.
+   * Returns a promise only when there is something to wait for: most messages cost no hop.
+   */
+  private deliver(m: Message, sink: LogSink): Promise<void> | undefined {
     if (m.op === Op.LOG && this.droppedLogs > 0) {
       this.droppedLogs++; // the sink stalled: the rest of this guest's records are counted
       return;
     }
     const pending = this.dispatch(m, sink);
-    if (pending && !(await this.drained(pending))) this.droppedLogs++;
+    if (!pending) return;
+    return this.drained(pending).then((drained) => {
+      if (!drained) this.droppedLogs++;
+    });
   }
 
   private dispatch(m: Message, sink: LogSink): void | Promise<void> {

@@ -10,6 +10,8 @@
  * but the last) and is delivered whole, so message size is not bounded by the ring.
  */
 
+import { copyInto, copyOf } from "./bytes.ts";
+
 const WRITE = 0; // total bytes published (u32, wrapping)
 const READ = 1; // total bytes consumed (u32, wrapping)
 const BELL = 2; // doorbell sequence, bumped on every publish
@@ -185,7 +187,7 @@ export class Channel {
     this.dataView.setUint16(at + 6, flags, true);
     this.dataView.setInt32(at + 8, fd, true);
     if (head.length) this.data.set(head, at + FRAME_HEAD + BODY_HEAD);
-    this.data.set(payload, at + FRAME_HEAD + BODY_HEAD + head.length);
+    copyInto(this.data, at + FRAME_HEAD + BODY_HEAD + head.length, payload);
     Atomics.store(this.header, WRITE, (write + frame) | 0);
     return true;
   }
@@ -269,7 +271,9 @@ export class Channel {
       const start = at + FRAME_HEAD + BODY_HEAD;
       const end = start + body - BODY_HEAD;
       const whole = !(flags & MORE) && this.partial.length === 0;
-      const payload = views && whole ? this.data.subarray(start, end) : this.data.slice(start, end);
+      const payload = views && whole
+        ? this.data.subarray(start, end)
+        : copyOf(this.data.subarray(start, end));
       read = (read + ((FRAME_HEAD + body + 3) & ~3)) >>> 0;
       frames++;
       if (flags & MORE) {

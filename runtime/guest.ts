@@ -7,6 +7,7 @@ import { FdTable } from "./fd_table.ts";
 import { GuestMemory, type MemorySource } from "./memory.ts";
 import type { Frame, Link, Message } from "../protocol/channel.ts";
 import { HostBudget } from "../protocol/budget.ts";
+import { copyOf } from "../protocol/bytes.ts";
 import { type Method, type Outcome, RpcClient } from "../protocol/rpc.ts";
 import {
   decodeCredit,
@@ -267,7 +268,7 @@ export class GuestRuntime {
         if (!receiver) return;
         const frame = decodeFrame(m.payload);
         // A receiver that keeps the bytes gets its own copy (an empty item needs none).
-        if (!receiver.borrows) frame.bytes = frame.bytes.length ? frame.bytes.slice() : EMPTY_BYTES;
+        if (!receiver.borrows) frame.bytes = frame.bytes.length ? copyOf(frame.bytes) : EMPTY_BYTES;
         receiver.data(frame);
         return;
       }

@@ -5,7 +5,7 @@
  */
 import type { HostConfig } from "../../host/config.ts";
 import type { Driver } from "../../host/host.ts";
-import { handle } from "../../protocol/rpc.ts";
+import { EncodedResult, handle } from "../../protocol/rpc.ts";
 import {
   type ChatServices,
   holdLocalEngines,
@@ -24,13 +24,16 @@ import { effectiveMcp, parseMcpToolName } from "./mcp_config.ts";
 
 const encoder = new TextEncoder();
 
-/** A result too large to hand to a guest becomes an error result naming the size. */
-function bounded(result: ChatRoundTripResult): ChatRoundTripResult {
+/**
+ * The result as the JSON text the reply carries (measured on the way: one encoding, not two);
+ * a result too large to hand to a guest becomes an error result naming the size.
+ */
+function bounded(result: ChatRoundTripResult): EncodedResult | ChatRoundTripResult {
   const text = JSON.stringify(result);
   // A UTF-16 code unit is at most 3 UTF-8 bytes: most results need no encoding to be measured.
-  if (text.length * 3 <= MAX_CHAT_MESSAGE_BYTES) return result;
+  if (text.length * 3 <= MAX_CHAT_MESSAGE_BYTES) return new EncodedResult(text);
   const size = encoder.encode(text).length;
-  if (size <= MAX_CHAT_MESSAGE_BYTES) return result;
+  if (size <= MAX_CHAT_MESSAGE_BYTES) return new EncodedResult(text);
   return {
     ok: false,
     error: { message: `response of ${size} bytes exceeds the host limit of ${MAX_CHAT_MESSAGE_BYTES} bytes` },

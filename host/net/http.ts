@@ -124,7 +124,7 @@ export interface CheckedFetchOptions {
   body?: string | Uint8Array<ArrayBuffer>;
   /** Every hop must pass it; unchecked when undefined. */
   policy?: NetPolicy;
-  signal: AbortSignal;
+  signal?: AbortSignal;
   /** Statuses followed as redirects (default REDIRECT_STATUSES); others end the chain. */
   follow?: readonly number[];
   /** Longest chain followed; the response past it is returned as it is (default 10). */
@@ -159,7 +159,11 @@ export async function checkedFetch(url: URL, options: CheckedFetchOptions): Prom
         host: url.hostname,
         port: portOf(url),
       };
-      const decision = await untilAborted(options.policy.checkOutbound(target), options.signal);
+      // An address decided before is known at once: no promise, no abort listener.
+      const decision = options.policy.knownOutbound(target) ??
+        (options.signal
+          ? await untilAborted(options.policy.checkOutbound(target), options.signal)
+          : await options.policy.checkOutbound(target));
       if (!decision.ok) return { ok: false, code: "net_denied", message: decision.reason };
     }
     let res: Response;

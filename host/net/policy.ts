@@ -530,6 +530,14 @@ export class NetPolicy {
     return this.#check(this.allow, this.allowName, target, options);
   }
 
+  /**
+   * The decision `checkOutbound` made before about a target that needs no name resolution (see
+   * below), without a promise; undefined when it must be asked.
+   */
+  knownOutbound(target: NetTarget): NetDecision | undefined {
+    return this.#decided.get(`${this.allowName}\n${target.scheme}\n${target.host}\n${target.port}`);
+  }
+
   /** May a socket bind or listen on this local address? */
   checkListen(target: NetTarget, options: CheckOptions = {}): Promise<NetDecision> {
     return this.#check(this.listen, this.listenName, target, options);

@@ -19,6 +19,7 @@ import { readApiKey, Redactor } from "../../../host/net/credentials.ts";
 import type { NetPolicy } from "../../../host/net/policy.ts";
 import { type BodyBudget, checkedFetch, hostPortOf, readBodyText } from "../../../host/net/http.ts";
 import { isJsonObject } from "../../../runtime/json.ts";
+import { Deadlines } from "../../../protocol/deadlines.ts";
 
 /** SPEAR's structural SET_PARAM keys: consumed by the host, never sent upstream. */
 export const STRUCTURAL_PARAM_KEYS: ReadonlySet<string> = new Set([
@@ -87,6 +88,25 @@ export function chatCompletionsUrl(baseUrl: string): string {
   return base + (baseUrl.includes("/v1") ? "/chat/completions" : "/v1/chat/completions");
 }
 
+/**
+ * The parsed completions URL of a base URL, parsed once: base URLs come from the config, and
+ * parsing costs more than a lookup on every request. Never mutated (redirects make new URLs).
+ */
+const completionsUrls = new Map<string, URL | null>();
+function completionsUrlOf(baseUrl: string): URL | null {
+  let url = completionsUrls.get(baseUrl);
+  if (url === undefined) {
+    try {
+      url = new URL(chatCompletionsUrl(baseUrl));
+    } catch {
+      url = null;
+    }
+    if (completionsUrls.size >= 256) completionsUrls.clear(); // configs name few; stay bounded anyway
+    completionsUrls.set(baseUrl, url);
+  }
+  return url;
+}
+
 /** The params that go into the request body as top-level fields. */
 export function forwardedParams(params: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -139,6 +159,7 @@ export type { BodyBudget };
 export const MAX_BODY_BYTES = 32 << 20;
 
 class Timeout extends Error {}
+const requestDeadlines = new Deadlines();
 class Cancelled extends Error {}
 
 /** One chat completion request. Resolves (never rejects) with the parsed body or an error. */
@@ -164,12 +185,8 @@ export async function openaiChatCompletion(call: OpenAIChatCall): Promise<OpenAI
   const key = credential.key;
   redactor = credential.redactor;
 
-  let url: URL;
-  try {
-    url = new URL(chatCompletionsUrl(backend.base_url));
-  } catch {
-    return fail("invalid_request", `backend "${backend.name}" has an invalid base_url`);
-  }
+  const url = completionsUrlOf(backend.base_url);
+  if (!url) return fail("invalid_request", `backend "${backend.name}" has an invalid base_url`);
 
   let bodyText: string;
   try {
@@ -180,14 +197,19 @@ export async function openaiChatCompletion(call: OpenAIChatCall): Promise<OpenAI
 
   if (call.signal?.aborted) return fail("cancelled", "request cancelled");
 
-  const ctrl = new AbortController();
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  // Without a timeout the guest's own signal is the request's; with one, a controller joins
+  // the two (on the shared deadline timer: a platform timer per request is costly).
   const timeoutMs = call.timeoutMs;
+  let ctrl: AbortController | undefined;
+  let signal = call.signal;
+  let disarm: (() => void) | undefined;
+  const onAbort = () => ctrl?.abort(new Cancelled());
   if (timeoutMs !== undefined) {
-    timer = setTimeout(() => ctrl.abort(new Timeout()), Math.max(0, timeoutMs));
+    const joined = ctrl = new AbortController();
+    disarm = requestDeadlines.after(timeoutMs, () => joined.abort(new Timeout()));
+    call.signal?.addEventListener("abort", onAbort, { once: true });
+    signal = joined.signal;
   }
-  const onAbort = () => ctrl.abort(new Cancelled());
-  call.signal?.addEventListener("abort", onAbort, { once: true });
 
   const headers: Record<string, string> = { "content-type": "application/json" };
   if (key !== undefined) headers.authorization = `Bearer ${key}`;
@@ -198,7 +220,7 @@ export async function openaiChatCompletion(call: OpenAIChatCall): Promise<OpenAI
       headers,
       body: bodyText,
       policy: call.policy,
-      signal: ctrl.signal,
+      signal,
       follow: [307, 308],
       maxRedirects: MAX_REDIRECTS,
       refuseRedirect: (from, to) =>
@@ -251,17 +273,19 @@ export async function openaiChatCompletion(call: OpenAIChatCall): Promise<OpenAI
     const usage = isJsonObject(body) && isJsonObject(body.usage) ? body.usage : undefined;
     return { ok: true, status: res.status, body, ...(usage ? { usage } : {}), latencyMs: elapsed() };
   } catch (e) {
-    if (ctrl.signal.aborted && ctrl.signal.reason instanceof Timeout) {
+    if (signal?.aborted && signal.reason instanceof Timeout) {
       return fail("timeout", `timeout after ${timeoutMs} ms`);
     }
-    if (ctrl.signal.aborted) return fail("cancelled", "request cancelled");
+    if (signal?.aborted) return fail("cancelled", "request cancelled");
     const err = e as Error;
     const cause = err.cause instanceof Error && !err.message.includes(err.cause.message)
       ? `: ${err.cause.message}`
       : "";
     return fail("network_error", `network error: ${err.message}${cause}`);
   } finally {
-    clearTimeout(timer);
-    call.signal?.removeEventListener("abort", onAbort);
+    if (disarm) {
+      disarm();
+      call.signal?.removeEventListener("abort", onAbort);
+    }
   }
 }
