@@ -28,11 +28,11 @@ spear run guests/build/chat_completion.wasm
 spear run --config guests/configs/stub.json guests/build/chat_tool_sum.wasm
 spear run --config guests/configs/stub.json guests/build/chat_epoll.wasm -- 8
 
-# Skills, in a scratch skills directory and memory store (stub AI backend): add, run, memory.
+# Skills, in a scratch skills directory and memory store: add, run, memory; the notes skill's
+# ai_prompt is answered by the local model (no chat backend configured).
 demo="$(mktemp -d)"; trap 'rm -rf "$demo"' EXIT
 cat >"$demo/spear.json" <<JSON
 {
-  "backends": [{ "name": "stub", "kind": "stub", "ops": ["chat_completions"] }],
   "memory": { "path": "$demo/memory.db" },
   "skills": { "dir": "$demo/skills" }
 }
