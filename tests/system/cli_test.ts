@@ -446,3 +446,23 @@ Deno.test("cli: a guest log record is exactly one stderr line; controls are esca
 Deno.test("cli: cleanup", () => {
   Deno.removeSync(tmp, { recursive: true });
 });
+
+Deno.test("cli: the launcher grants a family's permissions only to guests and commands that use it", async () => {
+  const has = (flags: string[], text: string) => flags.some((f) => f.includes(text));
+  // The mic family reads ALSA's configuration and devices: a guest that captures audio gets it...
+  const mic = await permissionFlags(["run", `${root}/guests/build/mic_capture.wasm`]);
+  assert.ok(has(mic, "/dev/snd") && has(mic, "JACK_NO_START_SERVER"), mic.join(" "));
+  // ...hello, which imports no mic call, does not, nor any way to the local model.
+  const hello = await permissionFlags(["run", HELLO]);
+  assert.ok(!has(hello, "/dev/snd") && !has(hello, "JACK_NO_START_SERVER"), hello.join(" "));
+  assert.ok(!hello.some((f) => f.startsWith("--allow-run") || f.startsWith("--allow-net")), hello.join(" "));
+  // Commands without a guest: `devices` is the mic's; the stream client reaches only its URL.
+  const devices = await permissionFlags(["devices"]);
+  assert.ok(has(devices, "/dev/snd") && !devices.some((f) => f.startsWith("--allow-run")), devices.join(" "));
+  const client = await permissionFlags(["stream", "connect", "ws://127.0.0.1:8123/ws"]);
+  assert.ok(client.includes("--allow-net=127.0.0.1:8123"), client.join(" "));
+  assert.ok(!has(client, "/dev/snd") && !client.some((f) => f.startsWith("--allow-run")), client.join(" "));
+  // A module the launcher cannot read as wasm gets every family's grants; the child then reports it.
+  const bogus = writeTemp("bogus.wasm", "not a module");
+  assert.ok(has(await permissionFlags(["run", bogus]), "/dev/snd"));
+});
