@@ -443,10 +443,6 @@ Deno.test("cli: a guest log record is exactly one stderr line; controls are esca
   assertFailure(trap, 134, /^spear: evil\\nspear: x\.wasm: ok\\x1b\[2J\.wasm: trap: /, "escaped file name");
 });
 
-Deno.test("cli: cleanup", () => {
-  Deno.removeSync(tmp, { recursive: true });
-});
-
 Deno.test("cli: the launcher grants a family's permissions only to guests and commands that use it", async () => {
   const has = (flags: string[], text: string) => flags.some((f) => f.includes(text));
   // The mic family reads ALSA's configuration and devices: a guest that captures audio gets it...
@@ -465,4 +461,8 @@ Deno.test("cli: the launcher grants a family's permissions only to guests and co
   // A module the launcher cannot read as wasm gets every family's grants; the child then reports it.
   const bogus = writeTemp("bogus.wasm", "not a module");
   assert.ok(has(await permissionFlags(["run", bogus]), "/dev/snd"));
+});
+
+Deno.test("cli: cleanup", () => {
+  Deno.removeSync(tmp, { recursive: true });
 });
