@@ -168,27 +168,34 @@ export class GuestRuntime {
   /**
    * Opens a guest → host stream (bytes the guest writes, e.g. audio to a recogniser, data to a
    * socket). The host's consumer grants credit as it drains, so `send` refuses (false) past the
-   * window and the guest sees -EAGAIN / EPOLLOUT instead of growing host memory.
+   * window and the guest sees -EAGAIN / EPOLLOUT instead of growing host memory. `onCredit`
+   * runs after each grant, once the sender has the credit (a family raises EPOLLOUT there).
    */
-  openOutbound(window: number): StreamSender {
-    return this.outboundSender(this.nextStreamId++, window);
+  openOutbound(window: number, onCredit?: (bytes: number) => void): StreamSender {
+    return this.outboundSender(this.nextStreamId++, window, onCredit);
   }
 
   /**
    * Takes the guest → host stream of a duplex host-created handle (the notice's `outbound`);
    * call it from the notice handler, as `adoptStream`.
    */
-  adoptOutbound(outbound: { stream: number; window: number }): StreamSender {
-    return this.outboundSender(outbound.stream, outbound.window);
+  adoptOutbound(
+    outbound: { stream: number; window: number },
+    onCredit?: (bytes: number) => void,
+  ): StreamSender {
+    return this.outboundSender(outbound.stream, outbound.window, onCredit);
   }
 
-  private outboundSender(id: number, window: number): StreamSender {
+  private outboundSender(id: number, window: number, onCredit?: (bytes: number) => void): StreamSender {
     const channel = streamChannel(
       this.link.toHost,
       (op, fd, payload, head) => this.send(op, fd, payload, head),
     );
     const sender = new StreamSender(channel, id, { mode: "credit", window });
-    this.creditHandlers.set(id, (bytes) => sender.grant(bytes));
+    this.creditHandlers.set(id, (bytes) => {
+      sender.grant(bytes);
+      onCredit?.(bytes);
+    });
     return sender;
   }
 
@@ -290,11 +297,6 @@ export class GuestRuntime {
 
   /** Guest → host streams: credit returned by the host's consumer. */
   private readonly creditHandlers = new Map<number, (bytes: number) => void>();
-
-  /** Registers the sender of a guest → host stream for the credit the host returns. */
-  onCredit(id: number, handler: (bytes: number) => void): void {
-    this.creditHandlers.set(id, handler);
-  }
 
   private runDeferred(): void {
     if (this.reentryBlocked > 0) return;

@@ -310,15 +310,6 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
 
   const samePeer = (a: DatagramPeer, b: DatagramPeer) => a.address === b.address && a.port === b.port;
 
-  /** The send side: a credit stream whose returned credit raises EPOLLOUT. */
-  const attachOutbound = (sock: Socket, sender: StreamSender) => {
-    sock.out = sender;
-    rt.onCredit(sender.id, (bytes) => {
-      sender.grant(bytes);
-      refresh(sock);
-    });
-  };
-
   /** Stops both streams of a socket and frees its queue (close, failed connect). */
   const releaseStreams = (sock: Socket) => {
     if (sock.handle) rt.closeStream(sock.handle);
@@ -402,9 +393,8 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
   /** Binds a UDP socket and opens its datagram streams; `implicit` is the wildcard bind before a first send. */
   const bindUdp = (sock: Socket, fd: number, addr: SockAddr, implicit: boolean) => {
     const handle = rt.openStream(datagramReceiver(sock));
-    const out = rt.openOutbound(sock.options.sndbuf);
     sock.handle = handle;
-    attachOutbound(sock, out);
+    sock.out = rt.openOutbound(sock.options.sndbuf, () => refresh(sock)); // credit raises EPOLLOUT
     sock.queue = new QueuedStream({
       capacity: sock.options.rcvbuf,
       policy: "drop_newest",
@@ -418,7 +408,7 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
         version: sock.version,
         transport: "udp",
         handle,
-        outbound: out.id,
+        outbound: sock.out.id,
         implicit,
       }, fd);
       sock.local = result.local ?? null;
@@ -473,7 +463,7 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
     const window = sock.options.rcvbuf;
     sock.queue = byteQueue(sock, window);
     sock.handle = rt.openStream(connectionReceiver(sock));
-    attachOutbound(sock, rt.openOutbound(sock.options.sndbuf));
+    sock.out = rt.openOutbound(sock.options.sndbuf, () => refresh(sock));
     sock.state = "connecting";
     sock.connectStarted = performance.now();
     sock.connect = rt.rpc.start(sockConnect, {
@@ -570,7 +560,7 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
     conn.handle = notice.stream!;
     conn.queue = byteQueue(conn, conn.options.rcvbuf);
     rt.adoptStream(conn.handle, connectionReceiver(conn));
-    attachOutbound(conn, rt.adoptOutbound(notice.outbound!));
+    conn.out = rt.adoptOutbound(notice.outbound!, () => refresh(conn));
     if (!listener || listener.entry?.closed) return releaseStreams(conn);
     listener.pending.push(conn);
     refresh(listener);

@@ -166,8 +166,11 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
   const adopt = (notice: NoticeEnvelope) => {
     const info = StreamInfo.check(notice.info, "user_stream/stream");
     const handle = notice.stream!;
-    const out = rt.adoptOutbound(notice.outbound!);
     const ch = live.get(info.stream_id) ?? newChannel(info.stream_id);
+    const out = rt.adoptOutbound(notice.outbound!, (bytes) => {
+      acknowledge(ch, bytes);
+      refresh(ch);
+    });
     try {
       ch.inbound = new QueuedStream({
         capacity: UserStreamLimits.MAX_INBOUND_BYTES,
@@ -188,11 +191,6 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
     ch.state = "Connected";
     ch.handle = handle;
     ch.out = out;
-    rt.onCredit(out.id, (bytes) => {
-      out.grant(bytes);
-      acknowledge(ch, bytes);
-      refresh(ch);
-    });
     rt.adoptStream(handle, {
       data(frame: StreamFrame) {
         ch.inbound?.push({ bytes: frame.bytes, at: frame.at });

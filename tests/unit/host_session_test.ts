@@ -9,7 +9,7 @@ import { GuestSession, type InboundStream } from "../../host/host.ts";
 import { defaultConfig } from "../../host/config.ts";
 import { Link, type Message } from "../../protocol/channel.ts";
 import { HostBudget } from "../../protocol/budget.ts";
-import { type StreamFrame, StreamSender } from "../../protocol/stream.ts";
+import type { StreamFrame } from "../../protocol/stream.ts";
 import { Op } from "../../protocol/wire.ts";
 import { GuestRuntime } from "../../runtime/guest.ts";
 import type { NoticeEnvelope } from "../../protocol/wire.ts";
@@ -85,26 +85,9 @@ Deno.test("session: a host-created handle — negative stream id, a notice the w
 });
 
 Deno.test("session: a guest → host stream with credit — receiveStream gets items in order, credit returns to the guest's writer", () => {
-  const { link, session, rt, serve } = setup();
-  const id = rt.openStream({ data: () => {}, event: () => {} });
-  const out = link.toHost;
-  const sender = new StreamSender(
-    {
-      send: (op, fd, payload, head) => rt.send(op, fd, payload, head),
-      get used() {
-        return out.used;
-      },
-      get capacity() {
-        return out.capacity;
-      },
-      get backlog() {
-        return out.backlog;
-      },
-    },
-    id,
-    { mode: "credit", window: 100 },
-  );
-  rt.onCredit(id, (n) => sender.grant(n));
+  const { session, rt, serve } = setup();
+  const sender = rt.openOutbound(100);
+  const id = sender.id;
   const received: Uint8Array[] = [];
   const events: Record<string, unknown>[] = [];
   let closed = 0;
