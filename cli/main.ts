@@ -20,8 +20,6 @@ import {
   UsageError,
 } from "./args.ts";
 
-export { parseArgs, resolveConfig, STREAM_TOKEN_ENV, USAGE, UsageError } from "./args.ts";
-
 const EXIT_FOR_FAILURE: Record<string, number> = {
   abi: 1,
   invalid_module: 3,
