@@ -8,6 +8,7 @@ import { Engine, Module } from "../runtime/engine.ts";
 import { openWasmtime } from "../ffi/wasmtime.ts";
 import { type Frame, Link, type Message, TerminateReason } from "../protocol/channel.ts";
 import { HostBudget } from "../protocol/budget.ts";
+import { type BytePipe, PipeArena } from "../protocol/pipe.ts";
 import { type Handler, RpcServer } from "../protocol/rpc.ts";
 import { decodeCredit, decodeFrame, type Flow, streamChannel, StreamSender } from "../protocol/stream.ts";
 import { encode } from "../protocol/schema.ts";
@@ -98,6 +99,7 @@ export class GuestSession {
   private finishedAll = false;
   private readonly senders = new Map<number, { sender: StreamSender; onClose?: () => void }>();
   private readonly inbound = new Map<number, InboundStream>();
+  private readonly pipeSignals = new Map<number, () => void>();
   private nextHostStream = -1;
   private drainDeadline?: Promise<void>;
   /** Log records not written because the sink did not drain after the guest ended. */
@@ -111,6 +113,11 @@ export class GuestSession {
   deadline = Infinity;
   /** Where `activity` reports to (HostOptions.activity). */
   activitySink?: ActivitySink;
+  /**
+   * Where this guest's byte pipes live (protocol/pipe.ts). It may grow to twice the host budget:
+   * the budget bounds the pipes in use, the rest is room for blocks of other sizes waiting for reuse.
+   */
+  readonly pipes: PipeArena;
 
   constructor(
     readonly id: number,
@@ -118,7 +125,36 @@ export class GuestSession {
     private readonly link: Link,
     readonly config: HostConfig,
     readonly budget: HostBudget,
-  ) {}
+  ) {
+    this.pipes = PipeArena.create(2 * budget.limit);
+  }
+
+  /**
+   * A byte pipe of window `limit` for this guest, charged to its host budget, with `onSignal`
+   * run when the worker signals it; null past the budget or the arena.
+   */
+  openPipe(limit: number, onSignal: () => void): BytePipe | null {
+    const pipe = this.pipes.allocate(limit);
+    if (!pipe) return null;
+    if (!this.budget.tryCharge(pipe.ref.capacity)) {
+      this.pipes.release(pipe.ref);
+      return null;
+    }
+    this.pipeSignals.set(pipe.id, onSignal);
+    return pipe;
+  }
+
+  /** Frees a pipe once neither side uses it: its block is reused, its budget returned. */
+  closePipe(pipe: BytePipe): void {
+    if (!this.pipeSignals.delete(pipe.id)) return;
+    this.budget.release(pipe.ref.capacity);
+    this.pipes.release(pipe.ref);
+  }
+
+  /** Tells the worker's side of a pipe to look again (it asked with `wantData` / `wantRoom`). */
+  signalPipe(pipe: BytePipe): void {
+    this.send(Op.PIPE_SIGNAL, pipe.id);
+  }
 
   /** Milliseconds left before the host stops this guest (0 when past). */
   remainingMs(): number {
@@ -241,6 +277,9 @@ export class GuestSession {
       }
       case Op.STREAM_EVENT:
         this.inbound.get(m.fd)?.event?.(JSON.parse(decoder.decode(m.payload)));
+        return;
+      case Op.PIPE_SIGNAL:
+        this.pipeSignals.get(m.fd)?.();
         return;
     }
   }
@@ -584,6 +623,7 @@ export class SpearHost {
       maxFds,
       link: link.buffers,
       budget: budget.buffer,
+      pipes: session.pipes.buffer,
       cacheDir: this.cacheDir,
       entry: options.entry,
       context: options.context,

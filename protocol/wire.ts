@@ -5,7 +5,8 @@
  * (protocol/stream.ts) and notices, so adding a family adds no op and no routing code.
  *
  * The frame's `fd` field carries the subject of the message: the log level for LOG, the fd a
- * request is about (0 if none) for REQUEST, a stream id for STREAM_*, 0 otherwise.
+ * request is about (0 if none) for REQUEST, a stream id for STREAM_*, a pipe id for PIPE_SIGNAL,
+ * 0 otherwise.
  */
 import * as s from "./schema.ts";
 
@@ -28,6 +29,11 @@ export const Op = {
   STREAM_CLOSE: 8,
   /** host → guest: something the host created for the guest (a handle to adopt); JSON Notice. */
   NOTICE: 9,
+  /**
+   * either way: a byte pipe (protocol/pipe.ts) has data or room for a side that asked to be told;
+   * fd = the pipe's id, no payload.
+   */
+  PIPE_SIGNAL: 10,
 } as const;
 
 export const RequestEnvelope = s.object({

@@ -7,6 +7,7 @@ import { FdTable } from "./fd_table.ts";
 import { GuestMemory, type MemorySource } from "./memory.ts";
 import type { Frame, Link, Message } from "../protocol/channel.ts";
 import { HostBudget } from "../protocol/budget.ts";
+import { BytePipe, type PipeRef } from "../protocol/pipe.ts";
 import { copyOf } from "../protocol/bytes.ts";
 import { type Method, type Outcome, RpcClient } from "../protocol/rpc.ts";
 import {
@@ -54,12 +55,6 @@ export interface GuestInvoker {
 export interface StreamReceiver {
   data(frame: StreamFrame): void;
   event(value: Record<string, unknown>): void;
-  /**
-   * `frame.bytes` may be a view of the channel, valid only during `data`: the receiver copies
-   * what it keeps (a socket's byte ring), so a hot stream makes no garbage. Otherwise (the
-   * default) the bytes are the receiver's to keep.
-   */
-  readonly borrows?: boolean;
 }
 
 export interface GuestOptions {
@@ -72,6 +67,8 @@ export interface GuestOptions {
   context?: Readonly<Record<string, unknown>>;
   /** When the host stops the guest, as `absoluteNow()` reads time; none when absent. */
   deadline?: number;
+  /** The guest's pipe arena (protocol/pipe.ts), shared with the host; none: no pipes. */
+  pipes?: SharedArrayBuffer;
 }
 
 /** Milliseconds since the epoch, monotonic within a thread and comparable across threads. */
@@ -101,6 +98,8 @@ export class GuestRuntime {
   private readonly deferred: (() => void)[] = [];
   private readonly streams = new Map<number, StreamReceiver>();
   private readonly notices = new Map<string, (notice: NoticeEnvelope) => void>();
+  private readonly pipeSignals = new Map<number, () => void>();
+  private readonly pipeArena: SharedArrayBuffer | undefined;
   private nextStreamId = 1;
   /** Blocking points that may not re-enter the guest (a request in flight for a hostcall). */
   private reentryBlocked = 0;
@@ -120,6 +119,7 @@ export class GuestRuntime {
     this.link = options.link;
     this.context = options.context ?? {};
     this.deadline = options.deadline ?? Infinity;
+    this.pipeArena = options.pipes;
     this.rpc = new RpcClient((op, fd, payload) => this.send(op, fd, payload));
     this.fds.onClose((fd) => this.rpc.cancelFd(fd));
   }
@@ -205,6 +205,29 @@ export class GuestRuntime {
     if (known) this.send(Op.STREAM_CLOSE, id);
   }
 
+  /**
+   * Attaches a byte pipe the host placed in the arena; `onSignal` runs when the host signals it
+   * (data came, or room freed, for this side's `wantData` / `wantRoom`). EIO without an arena.
+   */
+  attachPipe(ref: PipeRef, onSignal: () => void): BytePipe {
+    if (!this.pipeArena || ref.offset + ref.capacity > this.pipeArena.byteLength) {
+      throw fail("EIO", "the host gave a pipe outside the guest's pipe arena");
+    }
+    const pipe = new BytePipe(this.pipeArena, ref);
+    this.pipeSignals.set(pipe.id, onSignal);
+    return pipe;
+  }
+
+  /** Stops listening to a pipe's signals (the family no longer uses it). */
+  detachPipe(pipe: BytePipe): void {
+    this.pipeSignals.delete(pipe.id);
+  }
+
+  /** Tells the host's side of a pipe to look again (it asked with `wantData` / `wantRoom`). */
+  signalPipe(pipe: BytePipe): void {
+    this.send(Op.PIPE_SIGNAL, pipe.id);
+  }
+
   /** Returns `bytes` of credit to a stream's producer (its reader consumed them). */
   credit(id: number, bytes: number): void {
     if (bytes > 0 && this.streams.has(id)) this.send(Op.STREAM_CREDIT, id, encodeCredit(bytes));
@@ -274,8 +297,8 @@ export class GuestRuntime {
         const receiver = this.streams.get(m.fd);
         if (!receiver) return;
         const frame = decodeFrame(m.payload);
-        // A receiver that keeps the bytes gets its own copy (an empty item needs none).
-        if (!receiver.borrows) frame.bytes = frame.bytes.length ? copyOf(frame.bytes) : EMPTY_BYTES;
+        // The payload is a view of the ring: the receiver gets its own copy (an empty item needs none).
+        frame.bytes = frame.bytes.length ? copyOf(frame.bytes) : EMPTY_BYTES;
         receiver.data(frame);
         return;
       }
@@ -291,6 +314,9 @@ export class GuestRuntime {
       }
       case Op.STREAM_CREDIT:
         this.creditHandlers.get(m.fd)?.(decodeCredit(m.payload));
+        return;
+      case Op.PIPE_SIGNAL:
+        this.pipeSignals.get(m.fd)?.();
         return;
     }
   }

@@ -57,6 +57,8 @@ export interface GuestInit {
   link: [SharedArrayBuffer, SharedArrayBuffer];
   /** The guest's host budget (protocol/budget.ts), shared with the host. */
   budget: SharedArrayBuffer;
+  /** The guest's pipe arena (protocol/pipe.ts), shared with the host. */
+  pipes?: SharedArrayBuffer;
   /** Directory for compiled modules; none disables the cache. */
   cacheDir?: string;
   /** What to run; default `{ kind: "command" }`. */
@@ -541,6 +543,8 @@ export interface InstantiateOptions {
   context?: Record<string, unknown>;
   /** When the host stops the guest (GuestRuntime.deadline). */
   deadline?: number;
+  /** The guest's pipe arena (GuestOptions.pipes). */
+  pipes?: SharedArrayBuffer;
 }
 
 const VALUE_RANGES: Record<WasmType, (v: WasmValue) => boolean> = {
@@ -587,6 +591,7 @@ export class GuestInstance {
       link: options.link,
       maxFds: options.maxFds,
       budget: options.budget,
+      pipes: options.pipes,
       context: options.context,
       deadline: options.deadline,
       memory: {
@@ -885,6 +890,7 @@ export async function runGuest(init: GuestInit, hooks: GuestHooks = {}): Promise
       extraHostcalls: hooks.extraHostcalls,
       context: init.context,
       deadline: init.deadline,
+      pipes: init.pipes,
     });
     const start = entry.kind === "command" ? guest.command("_start") : undefined;
     // The deadline is armed; a stop requested before this point would otherwise be missed.

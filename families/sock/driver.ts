@@ -3,12 +3,11 @@
  * and Deno.listenDatagram, behind the network policy (host/net/policy.ts).
  *
  * Flow control, so host memory stays bounded however fast a peer is or however slow a guest:
- * - A connection is read only while its receive stream has credit (the guest's free window),
- *   at most that much at a time into one reused buffer; with no credit the socket stays unread
- *   and TCP stops the peer.
- * - What the guest writes waits here only within its send window; credit goes back once the
- *   bytes are written to the kernel, and a guest's shutdown(write) or close sends FIN only
- *   after every queued byte is written.
+ * - A connection is read straight into its receive pipe (protocol/pipe.ts), only while the
+ *   pipe has room (the guest's free window); a full pipe leaves the socket unread and TCP stops
+ *   the peer.
+ * - What the guest writes waits in its send pipe, the send window, and is written from there;
+ *   a guest's shutdown(write) or close sends FIN only after every queued byte is written.
  * - The accept loop takes a connection only while the listener's backlog has credit.
  * - A UDP socket is read continuously (a datagram cannot wait); the lossy stream and the guest's
  *   queue drop and count what does not fit.
@@ -22,6 +21,7 @@ import { type HostConfig, netPolicy } from "../../host/config.ts";
 import type { Driver, GuestSession, InboundStream, SessionContext } from "../../host/host.ts";
 import type { NetDecision, NetDenial, NetPolicy, NetPolicyOptions } from "../../host/net/policy.ts";
 import { handle } from "../../protocol/rpc.ts";
+import type { BytePipe } from "../../protocol/pipe.ts";
 import type { StreamSender } from "../../protocol/stream.ts";
 import { Errno, type ErrnoName } from "../../runtime/abi.ts";
 import { entryAllows } from "./family.ts";
@@ -116,79 +116,77 @@ function dialHost(host: string, version: 4 | 6, addresses: readonly string[] = [
 
 // ---------------------------------------------------------------- connections
 
-/** One TCP connection: host → guest reads under credit, guest → host writes in order, FIN after them. */
+/**
+ * One TCP connection: the peer is read straight into the receive pipe while it has room, the
+ * send pipe is written straight to the peer, FIN goes after its last byte. The pipes are freed
+ * once the connection is closed and the worker has let go of both (or the guest ended).
+ */
 class Connection {
   private reading = true;
   private readDone = false;
   private writeDone = false;
-  private writes: Uint8Array[] = [];
   private writing = false;
   private writeClosed = false;
-  private resume: (() => void) | null = null;
   private closed = false;
+  private roomFreed: (() => void) | null = null;
   private linger?: ReturnType<typeof setTimeout>;
+  /** The worker closed its receive end / its send end (or the guest ended). */
+  private workerLeft = { receive: false, send: false };
+  /** Events towards the guest (eof, error); the bytes go through `rx`. */
   sender!: StreamSender;
-  /** The guest → host stream whose credit returns as bytes are written. */
-  outboundId = 0;
-  /** Written bytes whose credit is not returned yet (returned in quarter windows). */
-  private owed = 0;
+  rx!: BytePipe;
+  tx!: BytePipe;
 
   constructor(
     readonly conn: Deno.TcpConn,
     private readonly session: GuestSession,
     private readonly released: () => void,
-    /** The guest's send window. */
-    private readonly sendWindow: number,
   ) {}
 
-  /**
-   * Returns credit for written bytes in quarter windows: the guest waits only with no credit
-   * left, and then the whole window is queued here or written, so the threshold is reached; a
-   * small exchange sends no credit message and does not wake the guest for one.
-   */
-  private repay(bytes: number, force = false): void {
-    this.owed += bytes;
-    if (this.owed >= this.sendWindow / 4 || (force && this.owed > 0)) {
-      this.session.credit(this.outboundId, this.owed);
-      this.owed = 0;
+  /** Opens the two pipes (charged to the guest's budget); false when they do not fit. */
+  openPipes(window: number, sendWindow: number): boolean {
+    const rx = this.session.openPipe(window, () => this.wakeReader());
+    const tx = rx && this.session.openPipe(sendWindow, () => void this.writeLoop());
+    if (!rx || !tx) {
+      if (rx) this.session.closePipe(rx);
+      return false;
     }
+    [this.rx, this.tx] = [rx, tx];
+    return true;
   }
 
-  /** Receives what the guest writes (the guest → host stream). */
+  /** Closes the send side: the worker's send stream (FIN) and, with the stream, its inbound end. */
   readonly inbound: InboundStream = {
-    data: (bytes) => {
-      if (this.writeDone) return this.repay(bytes.length, true); // broken: discard
-      this.writes.push(bytes);
-      void this.writeLoop();
-    },
+    data: () => {}, // a connection's bytes come through the send pipe
     closed: () => this.closeWrites(),
   };
 
-  start(sender: StreamSender, outboundId: number): void {
+  start(sender: StreamSender): void {
     this.sender = sender;
-    this.outboundId = outboundId;
     void this.readLoop();
   }
 
+  private wakeReader(): void {
+    const resume = this.roomFreed;
+    this.roomFreed = null;
+    resume?.();
+  }
+
   private async readLoop(): Promise<void> {
-    const buffer = new Uint8Array(READ_CHUNK);
     try {
       while (this.reading) {
-        const room = Math.min(this.sender.available, READ_CHUNK);
-        if (room <= 0) {
-          await new Promise<void>((resolve) => {
-            this.resume = resolve;
-            this.sender.whenWritable(resolve);
-          });
+        const region = this.rx.writable(READ_CHUNK);
+        if (region.length === 0) {
+          if (!this.rx.wantRoom()) await new Promise<void>((resolve) => (this.roomFreed = resolve));
           continue;
         }
-        const n = await this.conn.read(buffer.subarray(0, room));
+        const n = await this.conn.read(region);
         if (!this.reading) break;
         if (n === null) {
           this.sender.event({ type: "eof" });
           break;
         }
-        this.sender.send(buffer.subarray(0, n));
+        if (this.rx.commit(n)) this.session.signalPipe(this.rx);
       }
     } catch (e) {
       if (this.reading && !this.closed) {
@@ -202,27 +200,31 @@ class Connection {
   /** The guest stopped reading (shutdown(read), close, or it ended). */
   stopReading(): void {
     this.reading = false;
-    this.resume?.();
+    this.workerLeft.receive = true;
+    this.wakeReader();
     this.readDone = true;
     this.closeIfDone();
   }
 
   private async writeLoop(): Promise<void> {
-    if (this.writing) return;
+    if (this.writing || this.writeDone) return;
     this.writing = true;
     try {
-      while (this.writes.length > 0) {
-        const chunk = this.writes.shift()!;
-        for (let at = 0; at < chunk.length;) at += await this.conn.write(chunk.subarray(at));
-        this.repay(chunk.length);
+      for (;;) {
+        const region = this.tx.readable();
+        if (region.length === 0) {
+          if (this.writeClosed || !this.tx.wantData()) break; // else the worker wrote meanwhile
+          continue;
+        }
+        const n = await this.conn.write(region);
+        if (this.tx.consume(n)) this.session.signalPipe(this.tx);
       }
-      if (this.writeClosed && !this.writeDone) {
+      if (this.writeClosed) {
         this.writeDone = true;
         await this.conn.closeWrite().catch(() => {}); // FIN, after every queued byte
       }
     } catch (e) {
       this.writeDone = true;
-      this.writes = [];
       if (!this.closed) this.sender?.event({ type: "error", errno: errnoOf(e), message: message(e) });
     } finally {
       this.writing = false;
@@ -230,9 +232,10 @@ class Connection {
     this.closeIfDone();
   }
 
-  /** The guest will write no more (shutdown(write), close, or it ended): FIN once the queue is written. */
+  /** The guest will write no more (shutdown(write), close, or it ended): FIN once the pipe is written. */
   closeWrites(): void {
-    if (this.writeClosed) return;
+    this.workerLeft.send = true;
+    if (this.writeClosed) return this.closeIfDone();
     this.writeClosed = true;
     this.linger = setTimeout(() => this.close(), CLOSE_LINGER_MS);
     void this.writeLoop();
@@ -240,18 +243,23 @@ class Connection {
 
   private closeIfDone(): void {
     if (this.readDone && this.writeDone && !this.writing) this.close();
+    if (this.closed && this.workerLeft.receive && this.workerLeft.send) {
+      this.session.closePipe(this.rx);
+      this.session.closePipe(this.tx);
+    }
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
     this.reading = false;
-    this.resume?.();
+    this.wakeReader();
     clearTimeout(this.linger);
     try {
       this.conn.close();
     } catch { /* already closed */ }
     this.released();
+    this.closeIfDone();
   }
 }
 
@@ -535,12 +543,22 @@ export function sockDriver(config: HostConfig, options: SockDriverOptions = {}):
       return reached.ok ? failure("ETIMEDOUT", "cancelled") : denied(reached);
     }
     applyOptions(conn, p);
-    const c = new Connection(conn, session, untrack(sockets.connections, p.handle), p.sendWindow);
-    const sender = session.openStream(p.handle, { mode: "credit", window: p.window }, () => c.stopReading());
+    const c = new Connection(conn, session, untrack(sockets.connections, p.handle));
+    if (!c.openPipes(p.window, p.sendWindow)) {
+      conn.close();
+      return failure("ENOMEM", "the connection's buffers are over the guest's host budget");
+    }
+    const sender = session.openStream(p.handle, { mode: "credit", window: 0 }, () => c.stopReading());
     session.receiveStream(p.outbound, c.inbound);
     track(sockets.connections, p.handle, c);
-    c.start(sender, p.outbound);
-    return { ok: true, local: addrText(conn.localAddr), peer: addrText(conn.remoteAddr) };
+    c.start(sender);
+    return {
+      ok: true,
+      local: addrText(conn.localAddr),
+      peer: addrText(conn.remoteAddr),
+      rx: c.rx.ref,
+      tx: c.tx.ref,
+    };
   };
 
   const applyOptions = (conn: Deno.TcpConn, o: { nodelay: boolean; keepalive: boolean }) => {
@@ -576,19 +594,29 @@ export function sockDriver(config: HostConfig, options: SockDriverOptions = {}):
     }
     applyOptions(conn, p);
     let id = 0;
-    const c = new Connection(conn, session, () => untrack(sockets.connections, id)(), p.sndbuf);
-    const info: AcceptedInfo = { listener: p.handle, local: addrText(conn.localAddr), peer: addrText(peer) };
-    const { sender, inbound } = session.createHandle(
+    const c = new Connection(conn, session, () => untrack(sockets.connections, id)());
+    if (!c.openPipes(p.rcvbuf, p.sndbuf)) {
+      conn.close(); // over the guest's host budget (counted there as a refusal)
+      return false;
+    }
+    const info: AcceptedInfo = {
+      listener: p.handle,
+      local: addrText(conn.localAddr),
+      peer: addrText(peer),
+      rx: c.rx.ref,
+      tx: c.tx.ref,
+    };
+    const { sender } = session.createHandle(
       "sock",
       "accepted",
       info,
-      { mode: "credit", window: p.rcvbuf },
+      { mode: "credit", window: 0 },
       () => c.stopReading(),
-      { stream: c.inbound, window: p.sndbuf },
+      { stream: c.inbound, window: 0 },
     );
     id = sender.id;
     track(sockets.connections, id, c);
-    c.start(sender, inbound!);
+    c.start(sender);
     return true;
   };
 

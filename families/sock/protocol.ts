@@ -2,14 +2,17 @@
  * What crosses the boundary for sockets (SPEC.md §8), and the pure helpers both halves share.
  *
  * A socket's bytes never travel in requests: requests only set things up (check and bind,
- * connect, listen), and the data flows on streams the worker opens before asking:
- * - TCP: host → guest a credit stream (the receive window: the driver reads the peer only
- *   while the guest has room, so TCP pushes back) and guest → host a credit stream (the send
- *   window: the driver returns credit once bytes are written to the kernel). Events on the
- *   receive stream: `eof` (the peer finished), `error` (reset, broken pipe).
+ * connect, listen), and the data flows on streams and pipes:
+ * - TCP: two byte pipes (protocol/pipe.ts) the driver places in the guest's arena once the
+ *   connection exists: receive (the driver reads the peer straight into it, only while it has
+ *   room, so TCP pushes back) and send (the driver writes it straight to the kernel). Each is as
+ *   large as its window (RCVBUF, SNDBUF). Beside them, two streams that carry no bytes: the
+ *   receive stream's events are `eof` (the peer finished) and `error` (reset, broken pipe), and
+ *   its close stops reading; closing the send stream is the guest's FIN, sent once the send
+ *   pipe is written out.
  * - A listener's handle stream carries one marker byte per accepted connection: its credit is
  *   the accept backlog, so the driver accepts only while the guest has room. The connection
- *   itself arrives as a duplex host-created handle (notice `sock/accepted`).
+ *   itself arrives as a duplex host-created handle (notice `sock/accepted`, with its pipes).
  * - UDP: host → guest a lossy stream of datagrams (a datagram cannot wait; what the guest's
  *   queue cannot take is dropped and counted), guest → host a credit stream of datagrams.
  * Every item of a datagram stream is `encodeDatagram` (an address header, then the payload).
@@ -53,6 +56,9 @@ export type Transport = "tcp" | "udp";
 
 // ---------------------------------------------------------------- requests
 
+/** A byte pipe in the guest's arena (protocol/pipe.ts PipeRef). */
+const Pipe = s.object({ offset: s.int, capacity: s.int, limit: s.int });
+
 /** Outcome of every socket request: `errno` names the error the guest gets when not ok. */
 export const SockResult = s.object({
   ok: s.boolean,
@@ -66,6 +72,9 @@ export const SockResult = s.object({
   address: s.optional(s.string),
   name: s.optional(s.string),
   port: s.optional(s.int),
+  /** connect: the connection's receive and send pipes. */
+  rx: s.optional(Pipe),
+  tx: s.optional(Pipe),
 });
 export type SockResult = s.Infer<typeof SockResult>;
 
@@ -104,7 +113,8 @@ const ConnOptions = { nodelay: s.boolean, keepalive: s.boolean };
 
 /**
  * Checks `net.allow` (every resolved address, and the peer reached), connects, and opens the
- * connection's streams: `handle` (receive, window `window`) and `outbound` (send).
+ * connection's streams `handle` (receive events) and `outbound` (send close), and its pipes:
+ * receive of `window` bytes, send of `sendWindow`.
  * `bound` is the handle of the socket's listener-less bind, released first.
  */
 export const sockConnect = method(
@@ -114,7 +124,6 @@ export const sockConnect = method(
     handle: s.int,
     outbound: s.int,
     window: s.int,
-    /** The guest's send window (credit comes back in quarters of it). */
     sendWindow: s.int,
     bound: s.optional(s.int),
     ...ConnOptions,
@@ -136,7 +145,13 @@ export const sockOptions = method("sock.options", s.object({ handle: s.int, ...C
 export const sockResolve = method("sock.resolve", s.object(Target), SockResult);
 
 /** The notice of an accepted connection (family "sock", type "accepted"). */
-export const AcceptedInfo = s.object({ listener: s.int, local: s.string, peer: s.string });
+export const AcceptedInfo = s.object({
+  listener: s.int,
+  local: s.string,
+  peer: s.string,
+  rx: Pipe,
+  tx: Pipe,
+});
 export type AcceptedInfo = s.Infer<typeof AcceptedInfo>;
 
 /** Events on a socket's receive stream. */

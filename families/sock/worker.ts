@@ -2,9 +2,10 @@
  * sock_*: the worker part of TCP and UDP socket fds (SPEC.md §8, seed 003).
  *
  * A socket is a state machine (unbound → bound → listening, or → connecting → connected) plus
- * the queues of its streams (families/sock/protocol.ts): received bytes wait in a byte ring and
- * datagrams in a queued-stream fd (runtime/queue_fd.ts), each capped by the receive window; what the guest
- * sends goes on a credit stream whose window is the send buffer. Blocking is POSIX's: a call
+ * its queues (families/sock/protocol.ts): a connection's bytes go through two byte pipes the
+ * host shares with this thread (protocol/pipe.ts), as large as the receive and send windows;
+ * datagrams wait in a queued-stream fd (runtime/queue_fd.ts) capped by the receive window and
+ * go out on a credit stream whose window is the send buffer. Blocking is POSIX's: a call
  * that cannot proceed waits in `rt.block` (tool calls may run there) until it can, its
  * RCVTIMEO/SNDTIMEO passes (-EAGAIN) or the guest's time limit ends it; with O_NONBLOCK it is
  * -EAGAIN (-EINPROGRESS for connect) and readiness says when to come back. Readiness is derived
@@ -14,7 +15,9 @@
 import { Errno, type ErrnoName, fail, Poll } from "../../runtime/abi.ts";
 import type { FdEntry } from "../../runtime/fd_table.ts";
 import type { GuestRuntime } from "../../runtime/guest.ts";
-import { ByteRing, QueuedStream } from "../../runtime/queue_fd.ts";
+import { QueuedStream } from "../../runtime/queue_fd.ts";
+import { copyInto } from "../../protocol/bytes.ts";
+import type { BytePipe, PipeRef } from "../../protocol/pipe.ts";
 import { LatencyWindow } from "../../protocol/latency.ts";
 import type { Method, PendingCall } from "../../protocol/rpc.ts";
 import { streamClock, type StreamFrame, type StreamSender } from "../../protocol/stream.ts";
@@ -52,8 +55,6 @@ const encoder = new TextEncoder();
 
 /** How long a setup request (bind, listen, resolve) may take before the guest gets -ETIMEDOUT. */
 export const SETUP_TIMEOUT_MS = 30_000;
-/** A send moves at most this much in one stream item. */
-const SEND_CHUNK = 256 * 1024;
 /** Destinations a UDP socket remembers as checked (sendto to the same place asks the host once). */
 const DEST_CACHE_SIZE = 256;
 
@@ -90,11 +91,13 @@ export interface Socket {
   peer: string | null;
   /** Host handle: a bound/listening TCP socket's listener stream, a connection's or UDP socket's receive stream. */
   handle: number;
-  /** TCP: a byte ring of the window's size; UDP: a queue of datagrams (see `datagramsOf`). */
-  queue: ByteRing | QueuedStream | null;
+  /** UDP: the queue of received datagrams. */
+  queue: QueuedStream | null;
+  /** UDP: datagrams out (credit stream). TCP: the send stream, which carries no bytes; closing it is FIN. */
   out: StreamSender | null;
-  /** Credit read but not yet returned to the host (returned in batches). */
-  creditOwed: number;
+  /** TCP, once connected: the receive and send pipes. */
+  rx: BytePipe | null;
+  tx: BytePipe | null;
   /** The peer finished sending (TCP), or the guest shut reading. */
   eof: boolean;
   readShut: boolean;
@@ -117,7 +120,7 @@ export interface Socket {
 
 interface SocketStats {
   bytesSent: number;
-  /** UDP payload bytes read (a TCP socket's are its queue's `readBytes`). */
+  /** Payload bytes read by the guest. */
   bytesReceived: number;
   datagramsSent: number;
   datagramsReceived: number;
@@ -143,7 +146,8 @@ function newSocket(version: IpVersion, transport: Transport, options = DEFAULT_O
     handle: 0,
     queue: null,
     out: null,
-    creditOwed: 0,
+    rx: null,
+    tx: null,
     eof: false,
     readShut: false,
     writeShut: false,
@@ -173,18 +177,17 @@ function newSocket(version: IpVersion, transport: Transport, options = DEFAULT_O
 /** EPOLLIN/OUT/ERR/HUP of a socket, from its state alone (SPEC.md §8 "Readiness"). */
 export function readiness(sock: Socket): number {
   let mask = sock.pendingError ? Poll.EPOLLERR : 0;
-  const queued = (sock.queue?.length ?? 0) > 0;
-  const room = sock.out ? sock.out.available : 0;
   if (sock.transport === "udp") {
-    if (queued) mask |= Poll.EPOLLIN;
+    if ((sock.queue?.length ?? 0) > 0) mask |= Poll.EPOLLIN;
+    const room = sock.out ? sock.out.available : 0;
     const needed = Math.min(sock.options.sndbuf, SockLimits.MAX_DATAGRAM + 64);
     if (!sock.writeShut && (sock.out === null || room >= needed)) mask |= Poll.EPOLLOUT;
     return mask;
   }
   if (sock.state === "listening") return mask | (sock.pending.length > 0 ? Poll.EPOLLIN : 0);
   if (sock.state !== "connected") return mask;
-  if (queued || sock.eof || sock.broken) mask |= Poll.EPOLLIN;
-  if (!sock.writeShut && !sock.broken && room > 0) mask |= Poll.EPOLLOUT;
+  if ((sock.rx?.used ?? 0) > 0 || sock.eof || sock.broken) mask |= Poll.EPOLLIN;
+  if (!sock.writeShut && !sock.broken && (sock.tx?.room ?? 0) > 0) mask |= Poll.EPOLLOUT;
   if (sock.broken || (sock.eof && sock.writeShut)) mask |= Poll.EPOLLHUP;
   return mask;
 }
@@ -199,7 +202,13 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
   const listeners = new Map<number, Socket>();
   let allowed: { tcp: boolean; udp: boolean } | undefined;
 
+  /**
+   * Sets the fd's readiness. An empty receive pipe or a full send pipe first asks the host for a
+   * signal, so the mask changes (and waiters wake) when the host fills or drains it.
+   */
   const refresh = (sock: Socket) => {
+    if (sock.rx && sock.rx.used === 0) sock.rx.wantData();
+    if (sock.tx && sock.tx.room === 0) sock.tx.wantRoom();
     if (sock.entry && !sock.entry.closed) fds.setMask(sock.entry, readiness(sock));
   };
 
@@ -236,33 +245,17 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
 
   // ------------------------------------------------------------ streams
 
-  /** The receive buffer of a TCP connection: a ring of the window's size; reads return credit. */
-  const byteQueue = (sock: Socket, window: number) =>
-    new ByteRing({ capacity: window, budget: rt.budget, returnCredit: (bytes) => owe(sock, bytes) });
-
   const datagramsOf = (sock: Socket) => sock.queue as QueuedStream;
 
-  /**
-   * Returns credit in quarter windows. That never leaves the host waiting for good: it waits only
-   * with no credit left, and then every byte of the window is queued here or already read, so the
-   * guest's reads reach the threshold. A small exchange (a request, its answer) sends no credit
-   * message at all, so the host is not woken for one.
-   */
-  const owe = (sock: Socket, bytes: number) => {
-    sock.creditOwed += bytes;
-    if (sock.creditOwed >= (sock.queue?.capacity ?? 0) / 4) {
-      rt.credit(sock.handle, sock.creditOwed);
-      sock.creditOwed = 0;
-    }
+  /** A connection's pipes, placed by the host; their signals refresh readiness. */
+  const attachPipes = (sock: Socket, rx: PipeRef, tx: PipeRef) => {
+    sock.rx = rt.attachPipe(rx, () => refresh(sock));
+    sock.tx = rt.attachPipe(tx, () => refresh(sock));
   };
 
-  /** Receives a connection's bytes and its end (eof, error). */
+  /** Receives a connection's end (eof, error); its bytes come through the receive pipe. */
   const connectionReceiver = (sock: Socket) => ({
-    borrows: true, // copied straight into the ring: no garbage per chunk
-    data(frame: StreamFrame) {
-      (sock.queue as ByteRing | null)?.push(frame.bytes);
-      refresh(sock);
-    },
+    data() {},
     event(value: Record<string, unknown>) {
       const event = value as SockEvent;
       if (event.type === "eof") sock.eof = true;
@@ -315,9 +308,13 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
     if (sock.handle) rt.closeStream(sock.handle);
     if (sock.out) rt.closeStream(sock.out.id);
     sock.queue?.dispose();
+    if (sock.rx) rt.detachPipe(sock.rx);
+    if (sock.tx) rt.detachPipe(sock.tx);
     sock.handle = 0;
     sock.out = null;
     sock.queue = null;
+    sock.rx = null;
+    sock.tx = null;
   };
 
   // ------------------------------------------------------------ addresses
@@ -443,7 +440,10 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
   ) => {
     sock.connect = null;
     if (sock.entry?.closed) return;
+    const { rx, tx } = result as SockResult;
+    if (result.ok && (!rx || !tx)) result = { ok: false, errno: "EIO", message: "the host gave no pipes" };
     if (result.ok) {
+      attachPipes(sock, rx!, tx!);
       sock.state = "connected";
       sock.local = (result as SockResult).local ?? null;
       sock.peer = (result as SockResult).peer ?? null;
@@ -461,9 +461,8 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
     const bound = sock.state === "bound" ? sock.handle : undefined;
     if (bound) rt.closeStream(bound); // the bind's listener goes; Deno.connect picks its own port
     const window = sock.options.rcvbuf;
-    sock.queue = byteQueue(sock, window);
     sock.handle = rt.openStream(connectionReceiver(sock));
-    sock.out = rt.openOutbound(sock.options.sndbuf, () => refresh(sock));
+    sock.out = rt.openOutbound(0);
     sock.state = "connecting";
     sock.connectStarted = performance.now();
     sock.connect = rt.rpc.start(sockConnect, {
@@ -558,9 +557,9 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
     conn.local = info.local;
     conn.peer = info.peer;
     conn.handle = notice.stream!;
-    conn.queue = byteQueue(conn, conn.options.rcvbuf);
     rt.adoptStream(conn.handle, connectionReceiver(conn));
-    conn.out = rt.adoptOutbound(notice.outbound!, () => refresh(conn));
+    conn.out = rt.adoptOutbound(notice.outbound!);
+    attachPipes(conn, info.rx, info.tx);
     if (!listener || listener.entry?.closed) return releaseStreams(conn);
     listener.pending.push(conn);
     refresh(listener);
@@ -614,14 +613,16 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
       takePendingError(sock);
       throw fail("ENOTCONN");
     }
+    const tx = sock.tx!;
     let taken = 0;
-    const writable = () => sock.writeShut || sock.broken || sock.out!.available > 0;
+    // Asks for a signal only when it has to wait: a pipe with room needs none.
+    const writable = () => sock.writeShut || sock.broken || tx.room > 0 || tx.wantRoom();
     while (taken < len) {
       if (sock.writeShut || sock.broken) {
         if (taken > 0) break;
         throw fail("EPIPE");
       }
-      if (sock.out!.available === 0) {
+      if (tx.room === 0) {
         if (taken > 0 && fds.isNonBlocking(sock.entry!)) break;
         try {
           waitFor(sock, writable, sock.options.sndtimeo);
@@ -631,8 +632,8 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
         }
         continue;
       }
-      const n = Math.min(len - taken, sock.out!.available, SEND_CHUNK);
-      sock.out!.send(mem.slice(ptr + taken, n));
+      const [n, tell] = tx.write(mem.slice(ptr + taken, len - taken), copyInto);
+      if (tell) rt.signalPipe(tx);
       taken += n;
     }
     sock.stats.bytesSent += taken;
@@ -664,16 +665,33 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
       takePendingError(sock);
       throw fail("ENOTCONN");
     }
-    const queued = () => sock.queue?.length ?? 0;
-    waitFor(sock, () => queued() > 0 || sock.eof || sock.readShut, sock.options.rcvtimeo);
-    if (queued() > 0) {
-      const n = (sock.queue as ByteRing).readBytesInto(mem, outPtr, lenPtr);
+    const rx = sock.rx!;
+    const readable = () => sock.readShut || rx.used > 0 || sock.eof || rx.wantData();
+    waitFor(sock, readable, sock.options.rcvtimeo);
+    if (!sock.readShut && rx.used > 0) {
+      const n = readPipe(rx, outPtr, mem.u32(lenPtr));
+      sock.stats.bytesReceived += n;
+      mem.setU32(lenPtr, n);
       refresh(sock);
       return n;
     }
     takePendingError(sock); // a reset is reported once, after every byte that came before it
     mem.setU32(lenPtr, 0);
     return 0;
+  };
+
+  /** Copies up to `max` bytes from a pipe into guest memory (two parts across the wrap). */
+  const readPipe = (rx: BytePipe, outPtr: number, max: number): number => {
+    mem.check(outPtr, Math.min(max, rx.used)); // -EFAULT before anything is consumed
+    let n = 0;
+    let tell = false;
+    for (let region = rx.readable(max); region.length > 0; region = rx.readable(max - n)) {
+      copyInto(mem.slice(outPtr + n, region.length), 0, region);
+      n += region.length;
+      tell = rx.consume(region.length) || tell;
+    }
+    if (tell) rt.signalPipe(rx);
+    return n;
   };
 
   /** Reads one datagram (-ENOSPC leaves it queued) and, when asked, its source address. */
@@ -757,14 +775,13 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
     }
   };
 
-  /** RCVBUF: the window of queues made from now on; a larger one also widens a live queue now. */
+  /**
+   * RCVBUF: the window of queues made from now on; a larger one also widens a live datagram
+   * queue now. A connection keeps the pipe it was opened with (the host placed it).
+   */
   const growReceiveWindow = (sock: Socket, size: number) => {
     const queue = sock.queue;
-    if (queue && size > queue.capacity) {
-      const extra = size - queue.capacity;
-      queue.resize(size); // ENOMEM past the host budget leaves everything as it was
-      if (sock.transport === "tcp" && sock.state === "connected") rt.credit(sock.handle, extra);
-    }
+    if (queue && size > queue.capacity) queue.resize(size); // ENOMEM past the host budget changes nothing
     sock.options.rcvbuf = size;
   };
 
@@ -807,6 +824,7 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
       sock.readShut = true;
       sock.eof = true;
       sock.queue?.clear(); // queued bytes are dropped, as wasmtime's shutdown(receive)
+      if (sock.rx) sock.rx.consume(sock.rx.used);
       if (sock.transport === "tcp") rt.closeStream(sock.handle); // the host stops reading the peer
     }
     if (how !== SockShut.SHUT_RD && !sock.writeShut) {
@@ -831,7 +849,7 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
     local: sock.local,
     peer: sock.peer,
     bytes_sent: sock.stats.bytesSent,
-    bytes_received: sock.transport === "udp" ? sock.stats.bytesReceived : sock.queue?.readBytes ?? 0,
+    bytes_received: sock.stats.bytesReceived,
     ...(sock.transport === "udp"
       ? {
         datagrams_sent: sock.stats.datagramsSent,
@@ -843,9 +861,9 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
         datagrams_filtered: sock.stats.filtered,
       }
       : { accepted: sock.stats.accepted, pending_accepts: sock.pending.length }),
-    receive_queue_bytes: sock.queue?.bytes ?? 0,
-    receive_window: sock.queue?.capacity ?? sock.options.rcvbuf,
-    send_window_free: sock.out?.available ?? sock.options.sndbuf,
+    receive_queue_bytes: sock.rx?.used ?? sock.queue?.bytes ?? 0,
+    receive_window: sock.rx?.limit ?? sock.queue?.capacity ?? sock.options.rcvbuf,
+    send_window_free: sock.tx?.room ?? sock.out?.available ?? sock.options.sndbuf,
     connect_latency_ms: sock.stats.connectLatency.summary(),
     pending_error: sock.pendingError,
   });

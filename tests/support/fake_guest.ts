@@ -7,6 +7,7 @@
 import { HostcallError } from "../../runtime/abi.ts";
 import { Link, type Message } from "../../protocol/channel.ts";
 import { HostBudget } from "../../protocol/budget.ts";
+import { type BytePipe, PipeArena } from "../../protocol/pipe.ts";
 import { encode } from "../../protocol/schema.ts";
 import { STREAM_HEADER_BYTES, streamClock } from "../../protocol/stream.ts";
 import { NoticeEnvelope, Op, ReplyEnvelope, RequestEnvelope } from "../../protocol/wire.ts";
@@ -56,6 +57,10 @@ export interface FakeGuest {
   /** Sends a stream event to the guest. */
   event(stream: number, value: Record<string, unknown>): void;
   notice(notice: NoticeEnvelope): void;
+  /** Places a byte pipe in the guest's arena, as a driver does (protocol/pipe.ts). */
+  pipe(limit: number): BytePipe;
+  /** Sends PIPE_SIGNAL for `pipe` to the guest. */
+  signal(pipe: BytePipe): void;
   /** Messages the guest sent to the host since the last call. */
   sent(): Message[];
   /** Requests (decoded, with the fd each is about) among `sent()`; the rest is discarded. */
@@ -66,8 +71,10 @@ export async function fakeGuest(options: FakeGuestOptions = {}): Promise<FakeGue
   const mem = new Uint8Array(options.memBytes ?? 1 << 20);
   const view = new DataView(mem.buffer);
   const link = Link.create(options.linkBytes ?? 1 << 22);
+  const pipes = PipeArena.create(64 << 20);
   const rt = new GuestRuntime({
     link,
+    pipes: pipes.buffer,
     maxFds: options.maxFds ?? 1024,
     budget: HostBudget.create(options.budgetBytes ?? 64 << 20),
     context: options.context,
@@ -135,6 +142,10 @@ export async function fakeGuest(options: FakeGuestOptions = {}): Promise<FakeGue
     },
     notice(notice) {
       link.toGuest.send(Op.NOTICE, 0, encode(NoticeEnvelope, notice));
+    },
+    pipe: (limit) => pipes.allocate(limit)!,
+    signal(pipe) {
+      link.toGuest.send(Op.PIPE_SIGNAL, pipe.id);
     },
     sent() {
       drain();

@@ -5,7 +5,7 @@
  */
 import { SpearHost } from "../../host/host.ts";
 import { type HostConfig, parseConfig } from "../../host/config.ts";
-import type { Driver } from "../../host/host.ts";
+import type { Driver, GuestSession } from "../../host/host.ts";
 
 const root = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 export const SAMPLES = `${root}/guests/build`;
@@ -141,6 +141,7 @@ export function runGuest(
     drivers?: Driver[];
     timeoutMs?: number;
     onLog?: (message: string) => void;
+    onSession?: (session: GuestSession) => void;
   } = {},
 ): GuestRun {
   const logs: string[] = [];
@@ -160,7 +161,12 @@ export function runGuest(
   const done = (async () => {
     const stdoutFile = await Deno.makeTempFile();
     try {
-      const r = await host.run(wasm, { args, stdoutFile, timeoutMs: options.timeoutMs ?? 30_000 });
+      const r = await host.run(wasm, {
+        args,
+        stdoutFile,
+        timeoutMs: options.timeoutMs ?? 30_000,
+        onSession: options.onSession,
+      });
       const stdout = await Deno.readTextFile(stdoutFile);
       return { exitCode: r.exitCode, failure: r.failure?.message, stdout, logs };
     } finally {

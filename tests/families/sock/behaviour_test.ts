@@ -9,6 +9,7 @@ import { Errno, Poll } from "../../../runtime/abi.ts";
 import { createDrivers } from "../../../families/registry.ts";
 import { parseConfig } from "../../../host/config.ts";
 import { sockDriver } from "../../../families/sock/driver.ts";
+import type { GuestSession } from "../../../host/host.ts";
 import {
   freePort,
   loopbackConfig,
@@ -138,8 +139,9 @@ Deno.test("sock: names resolve on the host and every address is checked; an unre
   }
 });
 
-Deno.test("sock: curl fetches from a guest HTTP server, keep-alive and separate connections", async () => {
-  const guest = runGuest(SOCK_PROBE, ["http_serve", "127.0.0.1:0", "3"]);
+Deno.test("sock: curl fetches from a guest HTTP server, keep-alive and separate connections; their pipes are freed", async () => {
+  let session: GuestSession | undefined;
+  const guest = runGuest(SOCK_PROBE, ["http_serve", "127.0.0.1:0", "3"], { onSession: (s) => (session = s) });
   const port = portOf(await guest.listening);
   const curl = (args: string[]) =>
     new Deno.Command("curl", { args: ["-sS", "--max-time", "10", ...args], stdout: "piped", stderr: "piped" })
@@ -158,6 +160,10 @@ Deno.test("sock: curl fetches from a guest HTTP server, keep-alive and separate 
   const done = await guest.done;
   assert.equal(done.exitCode, 0, done.failure ?? done.logs.join("\n"));
   assert.equal(values(done.stdout).get("served"), "3");
+  // Each connection's pipes go back once it is closed on both sides (the last FIN is async).
+  for (let i = 0; i < 100 && session!.pipes.inUse > 0; i++) await new Promise((r) => setTimeout(r, 20));
+  assert.ok(session!.pipes.size >= 2 * (1 << 20), "the connections had their pipes");
+  assert.equal(session!.pipes.inUse, 0, "every pipe freed");
 });
 
 /** FNV-1a (32 bit) of the stream the flow-control peer sends (the same block, repeated). */

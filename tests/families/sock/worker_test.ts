@@ -1,14 +1,15 @@
 /**
  * The sock family's worker part (families/sock/worker.ts) without Wasmtime, over the fake guest
  * (tests/support/fake_guest.ts); the test plays the driver on the Link. Covers what the guest
- * asks the host (and with which streams), readiness as replies, bytes and events arrive, credit
- * returned in batches as the guest reads, accepted connections adopted from notices, and the
- * datagram rules.
+ * asks the host (and with which streams), readiness as replies, bytes (in pipes) and events
+ * arrive, pipe signals sent only to a host that asked, accepted connections adopted from notices,
+ * and the datagram rules.
  */
 import assert from "node:assert/strict";
 import { Errno, FdFlag, Poll } from "../../../runtime/abi.ts";
 import { Op } from "../../../protocol/wire.ts";
 import { decodeCredit } from "../../../protocol/stream.ts";
+import type { BytePipe } from "../../../protocol/pipe.ts";
 import { encodeDatagram, SockDomain, SockOpt, SockType } from "../../../families/sock/protocol.ts";
 import { fakeGuest } from "../../support/fake_guest.ts";
 
@@ -37,7 +38,27 @@ async function harness() {
   return { g, addr, create, recv, mask, credits };
 }
 
-Deno.test("sock worker: a non-blocking connect asks the host with its streams; the reply raises EPOLLOUT", async () => {
+/** Bytes into a pipe as the driver writes them; signals the guest when it asked. */
+function feed(h: Awaited<ReturnType<typeof harness>>, pipe: BytePipe, bytes: Uint8Array) {
+  const [n, tell] = pipe.write(bytes, (dst, at, src) => dst.set(src, at));
+  assert.equal(n, bytes.length);
+  if (tell) h.g.signal(pipe);
+}
+
+/** What the guest wrote into a send pipe, consumed as the driver does. */
+function drain(pipe: BytePipe): string {
+  let text = "";
+  for (let r = pipe.readable(); r.length > 0; r = pipe.readable()) {
+    text += new TextDecoder().decode(r.slice());
+    pipe.consume(r.length);
+  }
+  return text;
+}
+
+const pipeSignals = (messages: { op: number; fd: number }[]) =>
+  messages.filter((m) => m.op === Op.PIPE_SIGNAL).map((m) => m.fd);
+
+Deno.test("sock worker: a non-blocking connect asks the host; the reply's pipes carry the bytes, signalled only when asked", async () => {
   const h = await harness();
   const fd = h.create();
   h.g.rt.fds.get(fd).flags |= FdFlag.O_NONBLOCK;
@@ -51,32 +72,72 @@ Deno.test("sock worker: a non-blocking connect asks the host with its streams; t
     { host: "example.test", port: 80, version: 4, window: 1 << 20 },
   );
   assert.equal(h.mask(fd), 0);
-  h.g.reply({ ok: true, local: "10.0.0.2:5000", peer: "10.0.0.1:80" }, 2);
+  const [rx, tx] = [h.g.pipe(1 << 20), h.g.pipe(1 << 20)];
+  h.g.reply({ ok: true, local: "10.0.0.2:5000", peer: "10.0.0.1:80", rx: rx.ref, tx: tx.ref }, 2);
   h.g.rt.pump();
   assert.equal(h.mask(fd), Poll.EPOLLOUT);
   assert.equal(h.g.call("sock_getopt", fd, SockOpt.ERROR), 0);
 
-  // Bytes arrive on the receive stream; reads are partial and return credit in batches.
-  const stream = params.handle as number;
-  h.g.frame(stream, new TextEncoder().encode("hello world"));
+  // Bytes arrive in the receive pipe; the guest found it empty, so the first write signals.
+  h.g.sent();
+  feed(h, rx, new TextEncoder().encode("hello world"));
   h.g.rt.pump();
   assert.equal(h.mask(fd), Poll.EPOLLIN | Poll.EPOLLOUT);
-  h.credits();
   assert.deepEqual(h.recv(fd, 5), { rc: 5, text: "hello" });
   assert.deepEqual(h.recv(fd, 100), { rc: 6, text: " world" });
-  assert.deepEqual(h.credits(), [], "11 bytes of a 1 MiB window: not worth a message");
   assert.equal(h.recv(fd, 100).rc, -Errno.EAGAIN);
-  h.g.frame(stream, new Uint8Array(300_000));
+  assert.deepEqual(pipeSignals(h.g.sent()), [], "the host did not ask: reads send nothing");
+
+  // A full pipe: the host asks for room, and the guest's next read tells it once.
+  feed(h, rx, new Uint8Array(1 << 20).fill(9));
   h.g.rt.pump();
-  for (let left = 300_000; left > 0;) left -= h.recv(fd, 65536).rc;
-  assert.deepEqual(h.credits(), [{ stream, bytes: 262_155 }], "a quarter window read: it goes back at once");
-  h.g.event(stream, { type: "eof" });
+  assert.equal(rx.room, 0);
+  assert.equal(rx.wantRoom(), false);
+  assert.equal(h.recv(fd, 65536).rc, 65536);
+  assert.equal(h.recv(fd, 100).rc, 100);
+  assert.deepEqual(pipeSignals(h.g.sent()), [rx.id], "one signal for the waiting host");
+  for (let left = (1 << 20) - 65636; left > 0;) left -= h.recv(fd, 1 << 20).rc;
+  assert.equal(h.g.call("spear_fd_ctl", fd, 5, OUT, (h.g.view.setUint32(LEN, 4096, true), LEN)) > 0, true);
+  const metrics = JSON.parse(h.g.text(OUT, h.g.view.getUint32(LEN, true)));
+  assert.equal(metrics.bytes_received, 11 + (1 << 20));
+  assert.equal(metrics.receive_window, 1 << 20);
+
+  // Sends go into the send pipe; the host waits for data, so the first one signals it.
+  assert.equal(h.g.call("sock_send", fd, ADDR, 4), 4);
+  assert.equal(h.g.call("sock_send", fd, ADDR, 4), 4);
+  assert.deepEqual(pipeSignals(h.g.sent()), [tx.id]);
+  assert.equal(drain(tx), "examexam");
+
+  h.g.event(params.handle as number, { type: "eof" });
   h.g.rt.pump();
   assert.equal(h.recv(fd, 100).rc, 0, "end of stream");
   assert.equal(h.mask(fd), Poll.EPOLLIN | Poll.EPOLLOUT);
   assert.equal(h.g.call("sock_shutdown", fd, 1), 0);
+  assert.ok(
+    h.g.sent().some((m) => m.op === Op.STREAM_CLOSE && m.fd === params.outbound),
+    "closing the send stream is the FIN",
+  );
   assert.equal(h.mask(fd), Poll.EPOLLIN | Poll.EPOLLHUP, "both directions finished");
   assert.equal(h.g.call("sock_send", fd, ADDR, 1), -Errno.EPIPE);
+});
+
+Deno.test("sock worker: a full send pipe takes a partial send, then -EAGAIN; EPOLLOUT returns on the host's signal", async () => {
+  const h = await harness();
+  const fd = h.create();
+  h.g.rt.fds.get(fd).flags |= FdFlag.O_NONBLOCK;
+  assert.equal(h.g.call("sock_connect", fd, ADDR, h.addr("127.0.0.1:80")), -Errno.EINPROGRESS);
+  const [rx, tx] = [h.g.pipe(4096), h.g.pipe(4096)];
+  h.g.reply({ ok: true, local: "127.0.0.1:5000", peer: "127.0.0.1:80", rx: rx.ref, tx: tx.ref }, 2);
+  h.g.rt.pump();
+  const big = 600_000;
+  assert.equal(h.g.call("sock_send", fd, 0, big), 4096, "a partial send: what the window takes");
+  assert.equal(h.g.call("sock_send", fd, 0, 10), -Errno.EAGAIN);
+  assert.equal(h.mask(fd) & Poll.EPOLLOUT, 0);
+  h.g.sent();
+  if (tx.consume(1000)) h.g.signal(tx); // the host wrote some to the peer
+  h.g.rt.pump();
+  assert.equal(h.mask(fd) & Poll.EPOLLOUT, Poll.EPOLLOUT);
+  assert.equal(h.g.call("sock_send", fd, 0, 5000), 1000);
 });
 
 Deno.test("sock worker: a refused connect is EPOLLERR and SO_ERROR once; a reset is ECONNRESET then EPOLLHUP", async () => {
@@ -95,8 +156,9 @@ Deno.test("sock worker: a refused connect is EPOLLERR and SO_ERROR once; a reset
   assert.equal(h.g.call("sock_connect", fd, ADDR, h.addr("127.0.0.1:9")), -Errno.EINPROGRESS);
   const stream =
     (h.g.requests().find((r) => r.method === "sock.connect")!.params as { handle: number }).handle;
-  h.g.reply({ ok: true, local: "127.0.0.1:4000", peer: "127.0.0.1:9" }, 3);
-  h.g.frame(stream, new Uint8Array([1, 2]));
+  const [rx, tx] = [h.g.pipe(65536), h.g.pipe(65536)];
+  h.g.reply({ ok: true, local: "127.0.0.1:4000", peer: "127.0.0.1:9", rx: rx.ref, tx: tx.ref }, 3);
+  feed(h, rx, new Uint8Array([1, 2]));
   h.g.event(stream, { type: "error", errno: "ECONNRESET" });
   h.g.rt.pump();
   assert.equal(h.mask(fd), Poll.EPOLLIN | Poll.EPOLLERR | Poll.EPOLLHUP);
@@ -104,6 +166,16 @@ Deno.test("sock worker: a refused connect is EPOLLERR and SO_ERROR once; a reset
   assert.equal(h.recv(fd, 10).rc, -Errno.ECONNRESET);
   assert.equal(h.recv(fd, 10).rc, 0);
   assert.equal(h.g.call("sock_send", fd, ADDR, 1), -Errno.EPIPE);
+});
+
+Deno.test("sock worker: a reply without pipes fails the connect (-EIO), not the host", async () => {
+  const h = await harness();
+  const fd = h.create();
+  h.g.rt.fds.get(fd).flags |= FdFlag.O_NONBLOCK;
+  assert.equal(h.g.call("sock_connect", fd, ADDR, h.addr("127.0.0.1:9")), -Errno.EINPROGRESS);
+  h.g.reply({ ok: true, local: "127.0.0.1:4000", peer: "127.0.0.1:9" }, 2);
+  h.g.rt.pump();
+  assert.equal(h.g.call("sock_getopt", fd, SockOpt.ERROR), Errno.EIO);
 });
 
 Deno.test("sock worker: connections the host accepted are adopted from notices and become fds at sock_accept", async () => {
@@ -117,14 +189,15 @@ Deno.test("sock worker: connections the host accepted are adopted from notices a
   const handle = credit.stream;
   assert.equal(credit.bytes, 2, "the backlog is the listener's credit");
 
+  const [rx, tx] = [h.g.pipe(65536), h.g.pipe(65536)];
+  feed(h, rx, new TextEncoder().encode("early bytes")); // before the guest knows the connection
   h.g.notice({
     family: "sock",
     type: "accepted",
     stream: -1,
-    outbound: { stream: -2, window: 65536 },
-    info: { listener: handle, local: "127.0.0.1:7000", peer: "127.0.0.1:5555" },
+    outbound: { stream: -2, window: 0 },
+    info: { listener: handle, local: "127.0.0.1:7000", peer: "127.0.0.1:5555", rx: rx.ref, tx: tx.ref },
   });
-  h.g.frame(-1, new TextEncoder().encode("early bytes"));
   h.g.frame(handle, new Uint8Array(1));
   h.g.rt.pump();
   assert.equal(h.mask(fd), Poll.EPOLLIN);
@@ -142,10 +215,18 @@ Deno.test("sock worker: connections the host accepted are adopted from notices a
   assert.deepEqual(h.credits(), [{ stream: handle, bytes: 1 }], "room for one more");
   assert.equal(h.recv(conn, 64).text, "early bytes");
   assert.equal(h.mask(conn), Poll.EPOLLOUT);
+  h.g.write(ADDR, "hello");
   assert.equal(h.g.call("sock_send", conn, ADDR, 5), 5);
-  const sent = h.g.sent().filter((m) => m.op === Op.STREAM_DATA);
-  assert.deepEqual(sent.map((m) => m.fd), [-2], "writes go on the adopted outbound stream");
+  assert.deepEqual(pipeSignals(h.g.sent()), [tx.id], "writes go into the adopted send pipe");
+  assert.equal(drain(tx), "hello");
   assert.equal(h.mask(fd), 0);
+  assert.equal(h.g.call("sock_close", conn), 0);
+  const closed = h.g.sent().filter((m) => m.op === Op.STREAM_CLOSE).map((m) => m.fd);
+  assert.deepEqual(
+    closed.sort((a, b) => a - b),
+    [-2, -1],
+    "closing lets go of both ends (the host frees the pipes)",
+  );
 });
 
 Deno.test("sock worker: a datagram larger than the buffer is -ENOSPC and stays queued; overflow is counted", async () => {
