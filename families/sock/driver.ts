@@ -596,7 +596,8 @@ export function sockDriver(config: HostConfig, options: SockDriverOptions = {}):
     let id = 0;
     const c = new Connection(conn, session, () => untrack(sockets.connections, id)());
     if (!c.openPipes(p.rcvbuf, p.sndbuf)) {
-      conn.close(); // over the guest's host budget (counted there as a refusal)
+      conn.close();
+      sockets.listeners.get(p.handle)?.sender.event({ type: "over_budget" }); // counted by the listener
       return false;
     }
     const info: AcceptedInfo = {

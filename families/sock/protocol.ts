@@ -154,8 +154,14 @@ export const AcceptedInfo = s.object({
 });
 export type AcceptedInfo = s.Infer<typeof AcceptedInfo>;
 
-/** Events on a socket's receive stream. */
-export type SockEvent = { type: "eof" } | { type: "error"; errno: ErrnoName; message?: string };
+/**
+ * Events on a socket's receive stream; a listener's also says when a connection it accepted was
+ * closed because its pipes did not fit the guest's host budget.
+ */
+export type SockEvent =
+  | { type: "eof" }
+  | { type: "error"; errno: ErrnoName; message?: string }
+  | { type: "over_budget" };
 
 // ---------------------------------------------------------------- addresses
 

@@ -131,6 +131,8 @@ interface SocketStats {
   /** Of those, the ones removed from the queue (the queue counts them as dropped). */
   filteredQueued: number;
   accepted: number;
+  /** Connections the host accepted but closed: their buffers did not fit the guest's host budget. */
+  overBudget: number;
   connectLatency: LatencyWindow;
 }
 
@@ -169,6 +171,7 @@ function newSocket(version: IpVersion, transport: Transport, options = DEFAULT_O
       filtered: 0,
       filteredQueued: 0,
       accepted: 0,
+      overBudget: 0,
       connectLatency: new LatencyWindow(256),
     },
   };
@@ -259,7 +262,7 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
     event(value: Record<string, unknown>) {
       const event = value as SockEvent;
       if (event.type === "eof") sock.eof = true;
-      else {
+      else if (event.type === "error") {
         sock.broken = true;
         sock.eof = true;
         sock.pendingError = errnoName(event.errno);
@@ -297,6 +300,7 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
     event(value: Record<string, unknown>) {
       const event = value as SockEvent;
       if (event.type === "error") sock.pendingError = errnoName(event.errno);
+      if (event.type === "over_budget") sock.stats.overBudget++;
       refresh(sock);
     },
   });
@@ -860,7 +864,11 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
         host_dropped: sock.stats.hostDropped,
         datagrams_filtered: sock.stats.filtered,
       }
-      : { accepted: sock.stats.accepted, pending_accepts: sock.pending.length }),
+      : {
+        accepted: sock.stats.accepted,
+        pending_accepts: sock.pending.length,
+        accepts_over_budget: sock.stats.overBudget,
+      }),
     receive_queue_bytes: sock.rx?.used ?? sock.queue?.bytes ?? 0,
     receive_window: sock.rx?.limit ?? sock.queue?.capacity ?? sock.options.rcvbuf,
     send_window_free: sock.tx?.room ?? sock.out?.available ?? sock.options.sndbuf,

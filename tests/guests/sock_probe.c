@@ -717,6 +717,36 @@ static int slow_read(const char *peer_addr, int delay_ms) {
 }
 
 /* A tiny HTTP/1.1 server for curl: answers N requests (keep-alive honoured) with a fixed body. */
+/* A listener whose windows (16 MiB each way) fit the host budget once: later connections are
+ * closed by the host and counted in the listener's accepts_over_budget. */
+static int over_budget(void) {
+    char addr[64];
+    int32_t l = tcp();
+    sp_sock_setopt(l, SPEAR_SO_RCVBUF, 16 << 20);
+    sp_sock_setopt(l, SPEAR_SO_SNDBUF, 16 << 20);
+    bind_str(l, "127.0.0.1:0");
+    sp_sock_listen(l, 8);
+    sp_sock_getaddr_str(l, SPEAR_SOCK_ADDR_LOCAL, addr, sizeof addr);
+    int connected = 0;
+    for (int i = 0; i < 3; i++) {
+        int32_t c = tcp();
+        sp_sock_setopt(c, SPEAR_SO_RCVBUF, 4096);
+        sp_sock_setopt(c, SPEAR_SO_SNDBUF, 4096);
+        connected += connect_str(c, addr) == 0;
+    }
+    put("connected", connected);
+    sp_sleep_ms(300);
+    sp_fd_set_nonblock(l, 1);
+    int accepted = 0;
+    while (sp_sock_accept(l, 0, 0) >= 0) accepted++;
+    put("accepted", accepted);
+    uint32_t mlen = 0;
+    uint8_t *metrics = sp_fd_ctl_get_alloc(l, SPEAR_FD_CTL_GET_METRICS, &mlen);
+    put_str("listener_metrics", metrics ? (char *)metrics : "");
+    free(metrics);
+    return 0;
+}
+
 static int http_serve(const char *addr, int requests) {
     int32_t l = tcp();
     if (bind_str(l, addr) < 0 || sp_sock_listen(l, 16) < 0) {
@@ -788,6 +818,7 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "denied")) return denied(a2, a3, a4);
     if (!strcmp(mode, "slow_read")) return slow_read(a2, atoi(a3));
     if (!strcmp(mode, "http_serve")) return http_serve(a2, atoi(a3));
+    if (!strcmp(mode, "over_budget")) return over_budget();
     fprintf(stderr, "sock_probe: unknown mode %s\n", mode);
     return 2;
 }

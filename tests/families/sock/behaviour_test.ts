@@ -224,6 +224,15 @@ while True:
   }
 });
 
+Deno.test("sock: a connection whose buffers do not fit the host budget is closed by the host and counted by its listener", async () => {
+  const got = await probe(["over_budget"]);
+  assert.equal(got.get("connected"), "3", "the kernel completed every handshake");
+  assert.equal(got.get("accepted"), "1", "two 16 MiB windows each way fit the 64 MiB budget once");
+  const metrics = JSON.parse(got.get("listener_metrics")!);
+  assert.equal(metrics.accepts_over_budget, 2);
+  assert.equal(metrics.accepted, 1);
+});
+
 Deno.test("sock: GET_METRICS counts bytes and connect latency; the driver closes everything when the guest ends", async () => {
   const config = loopbackConfig();
   const driver = sockDriver(config);
