@@ -155,9 +155,9 @@ class Connection {
     return true;
   }
 
-  /** Closes the send side: the worker's send stream (FIN) and, with the stream, its inbound end. */
+  /** The guest's send stream: it carries no bytes (they come through `tx`); its close is the guest's FIN. */
   readonly inbound: InboundStream = {
-    data: () => {}, // a connection's bytes come through the send pipe
+    data: () => {},
     closed: () => this.closeWrites(),
   };
 
