@@ -94,9 +94,17 @@ export class HostcallError extends Error {
   }
 }
 
-/** Shorthand: `throw fail("EBADF")`. */
+const plainErrors = new Map<ErrnoName, HostcallError>();
+
+/**
+ * Shorthand: `throw fail("EBADF")`. Without a message the error is one shared instance per errno:
+ * it carries nothing else, and a guest polling for -EAGAIN then makes no garbage.
+ */
 export function fail(errno: ErrnoName, message?: string): HostcallError {
-  return new HostcallError(errno, message);
+  if (message !== undefined) return new HostcallError(errno, message);
+  let error = plainErrors.get(errno);
+  if (!error) plainErrors.set(errno, error = Object.freeze(new HostcallError(errno)));
+  return error;
 }
 
 /** Names of the poll bits set in `mask`, in SPEAR's order. */
