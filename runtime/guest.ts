@@ -7,7 +7,7 @@ import { FdTable } from "./fd_table.ts";
 import { GuestMemory, type MemorySource } from "./memory.ts";
 import type { Frame, Link, Message } from "../protocol/channel.ts";
 import { HostBudget } from "../protocol/budget.ts";
-import { BytePipe, type PipeRef } from "../protocol/pipe.ts";
+import { BytePipe, PIPE_HEADER_BYTES, type PipeRef } from "../protocol/pipe.ts";
 import { copyOf } from "../protocol/bytes.ts";
 import { type Method, type Outcome, RpcClient } from "../protocol/rpc.ts";
 import {
@@ -210,7 +210,7 @@ export class GuestRuntime {
    * (data came, or room freed, for this side's `wantData` / `wantRoom`). EIO without an arena.
    */
   attachPipe(ref: PipeRef, onSignal: () => void): BytePipe {
-    if (!this.pipeArena || ref.offset + ref.capacity > this.pipeArena.byteLength) {
+    if (!this.pipeArena || ref.offset + PIPE_HEADER_BYTES + ref.capacity > this.pipeArena.byteLength) {
       throw fail("EIO", "the host gave a pipe outside the guest's pipe arena");
     }
     const pipe = new BytePipe(this.pipeArena, ref);
