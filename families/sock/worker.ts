@@ -250,10 +250,19 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
 
   const datagramsOf = (sock: Socket) => sock.queue as QueuedStream;
 
-  /** A connection's pipes, placed by the host; their signals refresh readiness. */
-  const attachPipes = (sock: Socket, rx: PipeRef, tx: PipeRef) => {
-    sock.rx = rt.attachPipe(rx, () => refresh(sock));
-    sock.tx = rt.attachPipe(tx, () => refresh(sock));
+  /**
+   * A connection's pipes, placed by the host; their signals refresh readiness. False when the
+   * host gave none (or ones outside the arena): the connection is then an error, not a crash.
+   */
+  const attachPipes = (sock: Socket, rx: PipeRef | undefined, tx: PipeRef | undefined): boolean => {
+    try {
+      if (!rx || !tx) return false;
+      sock.rx = rt.attachPipe(rx, () => refresh(sock));
+      sock.tx = rt.attachPipe(tx, () => refresh(sock));
+      return true;
+    } catch {
+      return false; // releaseStreams lets go of a pipe attached before
+    }
   };
 
   /** Receives a connection's end (eof, error); its bytes come through the receive pipe. */
@@ -445,9 +454,10 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
     sock.connect = null;
     if (sock.entry?.closed) return;
     const { rx, tx } = result as SockResult;
-    if (result.ok && (!rx || !tx)) result = { ok: false, errno: "EIO", message: "the host gave no pipes" };
+    if (result.ok && !attachPipes(sock, rx, tx)) {
+      result = { ok: false, errno: "EIO", message: "the host gave no usable pipes" };
+    }
     if (result.ok) {
-      attachPipes(sock, rx!, tx!);
       sock.state = "connected";
       sock.local = (result as SockResult).local ?? null;
       sock.peer = (result as SockResult).peer ?? null;
@@ -563,8 +573,8 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
     conn.handle = notice.stream!;
     rt.adoptStream(conn.handle, connectionReceiver(conn));
     conn.out = rt.adoptOutbound(notice.outbound!);
-    attachPipes(conn, info.rx, info.tx);
-    if (!listener || listener.entry?.closed) return releaseStreams(conn);
+    const usable = attachPipes(conn, info.rx, info.tx);
+    if (!usable || !listener || listener.entry?.closed) return releaseStreams(conn);
     listener.pending.push(conn);
     refresh(listener);
   };

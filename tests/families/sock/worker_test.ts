@@ -168,7 +168,7 @@ Deno.test("sock worker: a refused connect is EPOLLERR and SO_ERROR once; a reset
   assert.equal(h.g.call("sock_send", fd, ADDR, 1), -Errno.EPIPE);
 });
 
-Deno.test("sock worker: a reply without pipes fails the connect (-EIO), not the host", async () => {
+Deno.test("sock worker: a reply without pipes, or with one outside the arena, fails the connect (-EIO), not the host", async () => {
   const h = await harness();
   const fd = h.create();
   h.g.rt.fds.get(fd).flags |= FdFlag.O_NONBLOCK;
@@ -176,6 +176,15 @@ Deno.test("sock worker: a reply without pipes fails the connect (-EIO), not the 
   h.g.reply({ ok: true, local: "127.0.0.1:4000", peer: "127.0.0.1:9" }, 2);
   h.g.rt.pump();
   assert.equal(h.g.call("sock_getopt", fd, SockOpt.ERROR), Errno.EIO);
+  assert.equal(h.mask(fd), 0);
+
+  assert.equal(h.g.call("sock_connect", fd, ADDR, h.addr("127.0.0.1:9")), -Errno.EINPROGRESS);
+  const rx = h.g.pipe(4096);
+  const outside = { offset: 1 << 30, capacity: 4096, limit: 4096 };
+  h.g.reply({ ok: true, local: "127.0.0.1:4000", peer: "127.0.0.1:9", rx: rx.ref, tx: outside }, 3);
+  h.g.rt.pump();
+  assert.equal(h.g.call("sock_getopt", fd, SockOpt.ERROR), Errno.EIO);
+  assert.equal(h.g.call("sock_recv", fd, OUT, LEN), -Errno.ENOTCONN);
 });
 
 Deno.test("sock worker: connections the host accepted are adopted from notices and become fds at sock_accept", async () => {
