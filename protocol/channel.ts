@@ -271,9 +271,9 @@ export class Channel {
       const start = at + FRAME_HEAD + BODY_HEAD;
       const end = start + body - BODY_HEAD;
       const whole = !(flags & MORE) && this.partial.length === 0;
-      const payload = views && whole
-        ? this.data.subarray(start, end)
-        : copyOf(this.data.subarray(start, end));
+      // A signal (PIPE_SIGNAL) has no payload: no copy and no garbage for it either way.
+      const bytes = start === end ? EMPTY : this.data.subarray(start, end);
+      const payload = views && whole || bytes === EMPTY ? bytes : copyOf(bytes);
       read = (read + ((FRAME_HEAD + body + 3) & ~3)) >>> 0;
       frames++;
       if (flags & MORE) {
