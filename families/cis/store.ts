@@ -45,6 +45,25 @@ CREATE TABLE IF NOT EXISTS namespaces (
 ) WITHOUT ROWID;
 `;
 
+/**
+ * Runs `statement`, again while SQLite says the database is locked, up to the busy timeout.
+ * Switching a new file to WAL while another process does the same can fail at once with
+ * "database is locked" without calling the busy handler (seen with several processes opening
+ * one store together).
+ */
+function whileLocked(statement: () => void): void {
+  const deadline = Date.now() + BUSY_TIMEOUT_MS;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    try {
+      return statement();
+    } catch (e) {
+      if (!/database is locked|busy/i.test(String(e)) || Date.now() > deadline) throw e;
+      Atomics.wait(pause, 0, 0, 5);
+    }
+  }
+}
+
 /** Validates a key: EINVAL naming the problem. */
 export function checkKey(key: string): number {
   const bytes = encoder.encode(key).length;
@@ -94,11 +113,11 @@ export class MemoryStore {
     if (slash > 0) Deno.mkdirSync(path.slice(0, slash), { recursive: true });
     const db = new DatabaseSync(path);
     try {
-      // The busy timeout first: switching to WAL and creating tables wait for other processes too.
+      // The busy timeout first: creating tables waits for other processes too.
       db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
-      db.exec("PRAGMA journal_mode = WAL");
+      whileLocked(() => db.exec("PRAGMA journal_mode = WAL"));
       db.exec("PRAGMA synchronous = NORMAL");
-      db.exec(SCHEMA);
+      whileLocked(() => db.exec(SCHEMA));
     } catch (e) {
       db.close();
       throw e;
