@@ -97,7 +97,7 @@ export class FloorWasm {
   }
 
   /** Compiles the floor module and returns Wasmtime's serialized code (what a module cache stores). */
-  serialize(): Uint8Array {
+  serialize(): Uint8Array<ArrayBuffer> {
     const wasm = floorModuleBytes();
     const module = new BigUint64Array(1);
     ok(
