@@ -9,8 +9,9 @@
  *   + wasmtime (floor)       that Worker opens libwasmtime, creates an engine, deserializes
  *                            compiled code (as from a module cache), instantiates it and runs
  *                            its hello: the whole floor.
- * The spearhost child alone (`deno run` of cli/main.ts with the launcher's flags) and its
- * module graph alone (imported, nothing run) show where the child spends beyond the floor's.
+ * The spearhost child alone (`deno run` of cli/child.ts with the launcher's flags) and the
+ * host's module graph alone (cli/main.ts imported, nothing run) show where the child spends
+ * beyond the floor's.
  * Deno's module cache and spearhost's compiled-module cache are warm (one untimed run of each
  * first). Runs alternate; prints medians of RUNS, each against `deno run hello.ts`, and the
  * target (≤ 4× `deno run hello.ts`) beside what the floor alone already costs.
@@ -56,8 +57,8 @@ const commands: Record<string, string[]> = {
   "+ Worker": floorTask("worker"),
   [FLOOR]: floorTask("wasm"),
   [SPEAR]: ["task", "--quiet", "spear", "run", hello],
-  "spear child alone": ["run", ...childFlags, `${root}/cli/main.ts`, "run", hello],
-  "spear child's modules only": ["run", ...childFlags, `--allow-read=${dir}`, modulesOnly],
+  "spear child alone": ["run", ...childFlags, `${root}/cli/child.ts`, "run", hello],
+  "spear host's modules only": ["run", ...childFlags, `--allow-read=${dir}`, modulesOnly],
 };
 
 async function timeOnce(args: string[]): Promise<number> {
