@@ -139,7 +139,7 @@ async function launch(argv: string[]): Promise<number> {
     return 70;
   }
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", "--no-prompt", ...plan.flags, `${root}/cli/main.ts`, ...argv],
+    args: ["run", "--quiet", "--no-prompt", ...plan.flags, `${root}/cli/child.ts`, ...argv],
     env: plan.env,
     stdin: "inherit",
     stdout: "inherit",

@@ -74,9 +74,17 @@ export async function hostcallsFor(
 export async function createDrivers(config: HostConfig, families = FAMILIES): Promise<Driver[]> {
   const drivers: Driver[] = [];
   for (const f of families) {
-    if (f.status === "built" && f.driver) drivers.push((await f.driver()).createDriver(config));
+    const driver = await createFamilyDriver(config, f);
+    if (driver) drivers.push(driver);
   }
   return drivers;
+}
+
+/** The driver of one family, or undefined when it has none (not built, or no main-thread part). */
+export async function createFamilyDriver(config: HostConfig, family: Family): Promise<Driver | undefined> {
+  return family.status === "built" && family.driver
+    ? (await family.driver()).createDriver(config)
+    : undefined;
 }
 
 /** Config sections families own. */

@@ -19,6 +19,8 @@ import type { WasmValue } from "../runtime/hostcall.ts";
 import { defaultCacheDir, resolveWasmtimeLib } from "./native.ts";
 import { LogLevel } from "../runtime/abi.ts";
 import { Watchdog } from "./watchdog.ts";
+import { moduleImportKeys } from "./wasm_imports.ts";
+import { guestWorker } from "./guest_worker.ts";
 import { escapeLogText } from "./log.ts";
 
 /**
@@ -513,8 +515,14 @@ export class SpearHost {
   private readonly cacheDir?: string;
   private readonly logSink: LogSink;
   private readonly activitySink?: ActivitySink;
-  private drivers?: Driver[];
+  /** The embedder's drivers (HostOptions.drivers): started all together. */
+  private readonly givenDrivers?: Driver[];
   private started?: Promise<Map<string, Handler<SessionContext>>>;
+  /** Without given drivers: the registry's, created and started per family on first need. */
+  private familyDrivers = new Map<string, Promise<void>>();
+  /** Every registry driver made, started or not (close stops what a failed start began). */
+  private madeDrivers: Driver[] = [];
+  private handlers = new Map<string, Handler<SessionContext>>();
   private readonly live = new Map<number, GuestSession>();
   /**
    * Links of ended guests, reused: a Link's two SharedArrayBuffers are large, the allocator
@@ -528,7 +536,7 @@ export class SpearHost {
     this.libPath = options.wasmtimeLib ?? resolveWasmtimeLib();
     this.cacheDir = options.cacheDir === null ? undefined : options.cacheDir ?? defaultCacheDir();
     this.logSink = options.logSink ?? stderrLogSink;
-    this.drivers = options.drivers;
+    this.givenDrivers = options.drivers;
     this.activitySink = options.activity;
   }
 
@@ -547,19 +555,55 @@ export class SpearHost {
 
   /** Starts the drivers (once); `run` does it on first use. */
   start(): Promise<Map<string, Handler<SessionContext>>> {
-    this.started ??= (async () => {
-      if (!this.drivers) {
-        const { createDrivers } = await import("../families/registry.ts");
-        this.drivers = await createDrivers(this.config);
-      }
-      const handlers = new Map<string, Handler<SessionContext>>();
-      for (const driver of this.drivers) {
-        await driver.start?.(this);
-        for (const h of driver.handlers ?? []) handlers.set(h.method.name, h);
-      }
-      return handlers;
+    return this.startDrivers();
+  }
+
+  /**
+   * Starts the drivers of `families` (every family when absent), each once, and returns the
+   * handlers of all started so far. The embedder's drivers start all together; the registry's
+   * are made per family, so a guest pays for the drivers of the families its imports reach
+   * and no other (their modules were ~15 ms of a hello guest's cold start). The launcher grants
+   * a guest the permissions of those families only, so other drivers could do nothing for it.
+   */
+  private startDrivers(families?: ReadonlySet<string>): Promise<Map<string, Handler<SessionContext>>> {
+    if (this.givenDrivers) {
+      const drivers = this.givenDrivers;
+      this.started ??= (async () => {
+        for (const driver of drivers) await this.startDriver(driver);
+        return this.handlers;
+      })();
+      return this.started;
+    }
+    return (async () => {
+      const { FAMILIES, createFamilyDriver } = await import("../families/registry.ts");
+      const starts = FAMILIES.filter((f) => !families || families.has(f.name)).map((f) => {
+        let started = this.familyDrivers.get(f.name);
+        if (!started) {
+          started = createFamilyDriver(this.config, f).then(async (driver) => {
+            if (!driver) return;
+            this.madeDrivers.push(driver);
+            await this.startDriver(driver);
+          });
+          this.familyDrivers.set(f.name, started);
+        }
+        return started;
+      });
+      await Promise.all(starts);
+      return this.handlers;
     })();
-    return this.started;
+  }
+
+  private async startDriver(driver: Driver): Promise<void> {
+    await driver.start?.(this);
+    for (const h of driver.handlers ?? []) this.handlers.set(h.method.name, h);
+  }
+
+  /** The families a module's imports reach (with those they use), or undefined (all) when unreadable. */
+  private async familiesOf(bytes: Uint8Array): Promise<ReadonlySet<string> | undefined> {
+    const imports = moduleImportKeys(bytes);
+    if (!imports) return undefined;
+    const { familiesImported } = await import("../families/registry.ts");
+    return familiesImported(imports);
   }
 
   /** Number of guests currently running. */
@@ -581,17 +625,16 @@ export class SpearHost {
     const maxFds = checkLimit("maxFds", options.maxFds ?? limits.max_fds);
     const hostMemoryMb = checkLimit("hostMemoryMb", options.hostMemoryMb ?? limits.host_memory_mb);
     // The worker boots (an isolate and its modules: tens of ms) while the engine is made (the
-    // first time), the drivers start and the module is read, instead of after them.
-    const worker = new Worker(new URL("../runtime/worker.ts", import.meta.url), { type: "module" });
+    // first time), the module is read and its families' drivers start, instead of after them.
+    // The CLI's child has one booting already (cli/child.ts).
+    const worker = guestWorker();
     let engine: Engine;
     let handlers: Map<string, Handler<SessionContext>>;
     let bytes: Uint8Array<ArrayBuffer>;
     try {
       engine = this.sharedEngine();
-      [handlers, bytes] = await Promise.all([
-        this.start(),
-        typeof wasm === "string" ? Deno.readFile(wasm) : wasm,
-      ]);
+      bytes = typeof wasm === "string" ? await Deno.readFile(wasm) : wasm;
+      handlers = await this.startDrivers(await this.familiesOf(bytes));
     } catch (e) {
       worker.terminate();
       throw e;
@@ -693,11 +736,18 @@ export class SpearHost {
   async close(): Promise<void> {
     if (this.live.size > 0) throw new Error("guests are still running");
     const started = this.started;
+    const familyStarts = [...this.familyDrivers.values()];
     this.started = undefined;
+    this.familyDrivers = new Map();
+    this.handlers = new Map();
     if (started) {
       await started.catch(() => {}); // a failed start still stops what it started
-      for (const driver of this.drivers ?? []) await driver.stop?.();
+      for (const driver of this.givenDrivers ?? []) await driver.stop?.();
     }
+    await Promise.all(familyStarts.map((p) => p.catch(() => {})));
+    const made = this.madeDrivers;
+    this.madeDrivers = [];
+    for (const driver of made) await driver.stop?.();
     this.watchdog?.close();
     this.watchdog = undefined;
     this.engine?.delete();

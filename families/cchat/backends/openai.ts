@@ -159,7 +159,12 @@ export type { BodyBudget };
 export const MAX_BODY_BYTES = 32 << 20;
 
 class Timeout extends Error {}
-const requestDeadlines = new Deadlines();
+// Unref'd, the shared timer outlives the last request (protocol/deadlines.ts): no timer per request.
+const requestDeadlines = new Deadlines(undefined, {
+  set: (fire, ms) => setTimeout(fire, ms),
+  clear: (timer) => clearTimeout(timer),
+  unref: (timer) => Deno.unrefTimer(timer),
+});
 class Cancelled extends Error {}
 
 /** One chat completion request. Resolves (never rejects) with the parsed body or an error. */
