@@ -101,7 +101,7 @@ export class GuestSession {
   private finishedAll = false;
   private readonly senders = new Map<number, { sender: StreamSender; onClose?: () => void }>();
   private readonly inbound = new Map<number, InboundStream>();
-  private readonly pipeSignals = new Map<number, () => void>();
+  private readonly openPipes = new Set<number>();
   private nextHostStream = -1;
   private drainDeadline?: Promise<void>;
   /** Log records not written because the sink did not drain after the guest ended. */
@@ -132,23 +132,23 @@ export class GuestSession {
   }
 
   /**
-   * A byte pipe of window `limit` for this guest, charged to its host budget, with `onSignal`
-   * run when the worker signals it; null past the budget or the arena.
+   * A byte pipe of window `limit` for this guest, charged to its host budget; null past the
+   * budget or the arena. The host waits on it directly (BytePipe.waitForData / waitForRoom).
    */
-  openPipe(limit: number, onSignal: () => void): BytePipe | null {
+  openPipe(limit: number): BytePipe | null {
     const pipe = this.pipes.allocate(limit);
     if (!pipe) return null;
     if (!this.budget.tryCharge(pipe.ref.capacity)) {
       this.pipes.release(pipe.ref);
       return null;
     }
-    this.pipeSignals.set(pipe.id, onSignal);
+    this.openPipes.add(pipe.id);
     return pipe;
   }
 
   /** Frees a pipe once neither side uses it: its block is reused, its budget returned. */
   closePipe(pipe: BytePipe): void {
-    if (!this.pipeSignals.delete(pipe.id)) return;
+    if (!this.openPipes.delete(pipe.id)) return;
     this.budget.release(pipe.ref.capacity);
     this.pipes.release(pipe.ref);
   }
@@ -279,9 +279,6 @@ export class GuestSession {
       }
       case Op.STREAM_EVENT:
         this.inbound.get(m.fd)?.event?.(JSON.parse(decoder.decode(m.payload)));
-        return;
-      case Op.PIPE_SIGNAL:
-        this.pipeSignals.get(m.fd)?.();
         return;
     }
   }

@@ -6,9 +6,12 @@
  * between a pipe and guest memory once: two copies per byte fewer on each side than a channel
  * frame plus a queue (measured in bench/sock_echo.ts), and no message per chunk.
  *
- * The pipe is its own flow control: its free room is the window. The channel carries only a
- * small PIPE_SIGNAL, and only to a side that asked for one: a consumer that found the pipe
- * empty (`wantData`) or a producer that found it full (`wantRoom`). Both sides use the
+ * The pipe is its own flow control: its free room is the window. A side is told only when it
+ * asked: a consumer that found the pipe empty (`wantData`) or a producer that found it full
+ * (`wantRoom`). The host's side waits on the pipe itself (`waitForData`, `waitForRoom`:
+ * Atomics.waitAsync on the index the other side moves), and the worker wakes it with a notify
+ * on that index (`wakeConsumer`, `wakeProducer`); the worker, which waits for everything in one
+ * place (its doorbell, in epoll), is told by a PIPE_SIGNAL on the channel. Both sides use the
  * store-then-check order on sequentially consistent atomics, so of "I stored, then looked at
  * your flag" and "you set your flag, then looked at my index" at least one sees the other: no
  * wakeup is lost, and an extra one only makes the other side look again.
@@ -109,6 +112,22 @@ export class BytePipe {
     return this.room > 0;
   }
 
+  /**
+   * A producer with an event loop (the host) waits until the consumer frees room (or
+   * `wakeProducer` is called); undefined when there is room already.
+   */
+  waitForRoom(): Promise<unknown> | undefined {
+    const read = Atomics.load(this.cells, READ);
+    if (this.wantRoom()) return undefined;
+    const waiting = Atomics.waitAsync(this.cells, READ, read);
+    return waiting.async ? waiting.value : undefined;
+  }
+
+  /** Wakes a producer waiting in `waitForRoom` (the consumer freed room it asked for, or it must stop). */
+  wakeProducer(): void {
+    Atomics.notify(this.cells, READ);
+  }
+
   // ---------------------------------------------------------------- consumer
 
   /** The contiguous readable region (at most `max` bytes) to read before `consume`. */
@@ -129,6 +148,22 @@ export class BytePipe {
   wantData(): boolean {
     Atomics.store(this.cells, WANT_DATA, 1);
     return this.used > 0;
+  }
+
+  /**
+   * A consumer with an event loop (the host) waits until the producer writes (or
+   * `wakeConsumer` is called); undefined when there is data already.
+   */
+  waitForData(): Promise<unknown> | undefined {
+    const write = Atomics.load(this.cells, WRITE);
+    if (this.wantData()) return undefined;
+    const waiting = Atomics.waitAsync(this.cells, WRITE, write);
+    return waiting.async ? waiting.value : undefined;
+  }
+
+  /** Wakes a consumer waiting in `waitForData` (the producer wrote as it asked, or it must stop). */
+  wakeConsumer(): void {
+    Atomics.notify(this.cells, WRITE);
   }
 }
 

@@ -30,8 +30,8 @@ export const Op = {
   /** host → guest: something the host created for the guest (a handle to adopt); JSON Notice. */
   NOTICE: 9,
   /**
-   * either way: a byte pipe (protocol/pipe.ts) has data or room for a side that asked to be told;
-   * fd = the pipe's id, no payload.
+   * host → guest: a byte pipe (protocol/pipe.ts) has data or room, as the worker asked; fd = the
+   * pipe's id, no payload. (The host waits on its pipes itself, so nothing goes the other way.)
    */
   PIPE_SIGNAL: 10,
 } as const;

@@ -223,11 +223,6 @@ export class GuestRuntime {
     this.pipeSignals.delete(pipe.id);
   }
 
-  /** Tells the host's side of a pipe to look again (it asked with `wantData` / `wantRoom`). */
-  signalPipe(pipe: BytePipe): void {
-    this.send(Op.PIPE_SIGNAL, pipe.id);
-  }
-
   /** Returns `bytes` of credit to a stream's producer (its reader consumed them). */
   credit(id: number, bytes: number): void {
     if (bytes > 0 && this.streams.has(id)) this.send(Op.STREAM_CREDIT, id, encodeCredit(bytes));

@@ -118,8 +118,9 @@ function dialHost(host: string, version: 4 | 6, addresses: readonly string[] = [
 
 /**
  * One TCP connection: the peer is read straight into the receive pipe while it has room, the
- * send pipe is written straight to the peer, FIN goes after its last byte. The pipes are freed
- * once the connection is closed and the worker has let go of both (or the guest ended).
+ * send pipe is written straight to the peer, FIN goes after its last byte. Each loop waits on
+ * its pipe itself (no message from the worker). The pipes are freed once the connection is
+ * closed and the worker has let go of both (or the guest ended).
  */
 class Connection {
   private reading = true;
@@ -128,7 +129,6 @@ class Connection {
   private writing = false;
   private writeClosed = false;
   private closed = false;
-  private roomFreed: (() => void) | null = null;
   private linger?: ReturnType<typeof setTimeout>;
   /** The worker closed its receive end / its send end (or the guest ended). */
   private workerLeft = { receive: false, send: false };
@@ -145,8 +145,8 @@ class Connection {
 
   /** Opens the two pipes (charged to the guest's budget); false when they do not fit. */
   openPipes(window: number, sendWindow: number): boolean {
-    const rx = this.session.openPipe(window, () => this.wakeReader());
-    const tx = rx && this.session.openPipe(sendWindow, () => void this.writeLoop());
+    const rx = this.session.openPipe(window);
+    const tx = rx && this.session.openPipe(sendWindow);
     if (!rx || !tx) {
       if (rx) this.session.closePipe(rx);
       return false;
@@ -164,12 +164,7 @@ class Connection {
   start(sender: StreamSender): void {
     this.sender = sender;
     void this.readLoop();
-  }
-
-  private wakeReader(): void {
-    const resume = this.roomFreed;
-    this.roomFreed = null;
-    resume?.();
+    void this.writeLoop();
   }
 
   private async readLoop(): Promise<void> {
@@ -177,7 +172,7 @@ class Connection {
       while (this.reading) {
         const region = this.rx.writable(READ_CHUNK);
         if (region.length === 0) {
-          if (!this.rx.wantRoom()) await new Promise<void>((resolve) => (this.roomFreed = resolve));
+          await this.rx.waitForRoom();
           continue;
         }
         const n = await this.conn.read(region);
@@ -201,33 +196,30 @@ class Connection {
   stopReading(): void {
     this.reading = false;
     this.workerLeft.receive = true;
-    this.wakeReader();
+    this.rx.wakeProducer(); // a read loop waiting for room ends
     this.readDone = true;
     this.closeIfDone();
   }
 
   private async writeLoop(): Promise<void> {
-    if (this.writing || this.writeDone) return;
     this.writing = true;
     try {
-      for (;;) {
+      while (!this.closed) {
         const region = this.tx.readable();
         if (region.length === 0) {
-          if (this.writeClosed || !this.tx.wantData()) break; // else the worker wrote meanwhile
+          if (this.writeClosed) break;
+          await this.tx.waitForData();
           continue;
         }
         const n = await this.conn.write(region);
         if (this.tx.consume(n)) this.session.signalPipe(this.tx);
       }
-      if (this.writeClosed) {
-        this.writeDone = true;
-        await this.conn.closeWrite().catch(() => {}); // FIN, after every queued byte
-      }
+      if (this.writeClosed && !this.closed) await this.conn.closeWrite().catch(() => {}); // FIN, after every byte
     } catch (e) {
-      this.writeDone = true;
       if (!this.closed) this.sender?.event({ type: "error", errno: errnoOf(e), message: message(e) });
     } finally {
       this.writing = false;
+      this.writeDone = true;
     }
     this.closeIfDone();
   }
@@ -238,7 +230,7 @@ class Connection {
     if (this.writeClosed) return this.closeIfDone();
     this.writeClosed = true;
     this.linger = setTimeout(() => this.close(), CLOSE_LINGER_MS);
-    void this.writeLoop();
+    this.tx.wakeConsumer(); // a write loop waiting for data finishes
   }
 
   private closeIfDone(): void {
@@ -253,7 +245,8 @@ class Connection {
     if (this.closed) return;
     this.closed = true;
     this.reading = false;
-    this.wakeReader();
+    this.rx.wakeProducer();
+    this.tx.wakeConsumer();
     clearTimeout(this.linger);
     try {
       this.conn.close();

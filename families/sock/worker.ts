@@ -647,7 +647,7 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
         continue;
       }
       const [n, tell] = tx.write(mem.slice(ptr + taken, len - taken), copyInto);
-      if (tell) rt.signalPipe(tx);
+      if (tell) tx.wakeConsumer();
       taken += n;
     }
     sock.stats.bytesSent += taken;
@@ -704,7 +704,7 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
       n += region.length;
       tell = rx.consume(region.length) || tell;
     }
-    if (tell) rt.signalPipe(rx);
+    if (tell) rx.wakeProducer();
     return n;
   };
 

@@ -51,6 +51,28 @@ Deno.test("pipe: a side is signalled only when it asked, once", () => {
   assert.equal(pipe.wantData(), true, "asking while data is there says so");
 });
 
+Deno.test("pipe: the host side waits on the pipe itself: a write or a read wakes it, so does a wake of its own", async () => {
+  const pipe = PipeArena.create(1 << 16).allocate(8)!;
+  const timeout = (p: Promise<unknown>) =>
+    Promise.race([p, new Promise((r) => setTimeout(r, 1000, "timed out"))]);
+  const data = pipe.waitForData()!;
+  assert.ok(data, "empty: a consumer waits");
+  assert.equal(pipe.write(new Uint8Array(8), copy)[1], true, "it asked");
+  pipe.wakeConsumer();
+  assert.equal(await timeout(data), "ok");
+  assert.equal(pipe.waitForData(), undefined, "data there: no wait");
+  const room = pipe.waitForRoom()!;
+  assert.ok(room, "full: a producer waits");
+  assert.equal(pipe.consume(3), true);
+  pipe.wakeProducer();
+  assert.equal(await timeout(room), "ok");
+  assert.equal(pipe.waitForRoom(), undefined, "room there: no wait");
+  readAll(pipe);
+  const stopped = pipe.waitForData()!;
+  pipe.wakeConsumer(); // the host stops its own loop
+  assert.equal(await timeout(stopped), "ok");
+});
+
 Deno.test("pipe: the arena reuses a freed block of the same size and refuses past its maximum", () => {
   const arena = PipeArena.create(3 * (PIPE_HEADER_BYTES + 1024));
   const a = arena.allocate(1000)!;
