@@ -224,10 +224,11 @@ while True:
   }
 });
 
-Deno.test("sock: a connection whose buffers do not fit the host budget is closed by the host and counted by its listener", async () => {
+Deno.test("sock: past the host budget, a connect is -ENOMEM and an accepted connection is closed and counted by its listener", async () => {
   const got = await probe(["over_budget"]);
   assert.equal(got.get("connected"), "3", "the kernel completed every handshake");
   assert.equal(got.get("accepted"), "1", "two 16 MiB windows each way fit the 64 MiB budget once");
+  assert.equal(got.get("big_connect"), String(-Errno.ENOMEM), "a connect whose windows do not fit");
   const metrics = JSON.parse(got.get("listener_metrics")!);
   assert.equal(metrics.accepts_over_budget, 2);
   assert.equal(metrics.accepted, 1);
