@@ -83,7 +83,7 @@ export class BytePipe {
     return this.data.subarray(at, at + Math.min(this.room, this.ref.capacity - at, max));
   }
 
-  /** Publishes `n` written bytes; true when the consumer asked to be told (send it a signal). */
+  /** Publishes `n` written bytes; true when the consumer asked to be told (wake or signal it). */
   commit(n: number): boolean {
     if (n <= 0) return false;
     Atomics.store(this.cells, WRITE, (Atomics.load(this.cells, WRITE) + n) | 0);
@@ -117,10 +117,7 @@ export class BytePipe {
    * `wakeProducer` is called); undefined when there is room already.
    */
   waitForRoom(): Promise<unknown> | undefined {
-    const read = Atomics.load(this.cells, READ);
-    if (this.wantRoom()) return undefined;
-    const waiting = Atomics.waitAsync(this.cells, READ, read);
-    return waiting.async ? waiting.value : undefined;
+    return this.waitOn(READ, () => this.wantRoom());
   }
 
   /** Wakes a producer waiting in `waitForRoom` (the consumer freed room it asked for, or it must stop). */
@@ -137,7 +134,7 @@ export class BytePipe {
     return this.data.subarray(at, at + Math.min(this.used, this.ref.capacity - at, max));
   }
 
-  /** Frees `n` read bytes; true when the producer asked to be told (send it a signal). */
+  /** Frees `n` read bytes; true when the producer asked to be told (wake or signal it). */
   consume(n: number): boolean {
     if (n <= 0) return false;
     Atomics.store(this.cells, READ, (Atomics.load(this.cells, READ) + n) | 0);
@@ -155,15 +152,24 @@ export class BytePipe {
    * `wakeConsumer` is called); undefined when there is data already.
    */
   waitForData(): Promise<unknown> | undefined {
-    const write = Atomics.load(this.cells, WRITE);
-    if (this.wantData()) return undefined;
-    const waiting = Atomics.waitAsync(this.cells, WRITE, write);
-    return waiting.async ? waiting.value : undefined;
+    return this.waitOn(WRITE, () => this.wantData());
   }
 
   /** Wakes a consumer waiting in `waitForData` (the producer wrote as it asked, or it must stop). */
   wakeConsumer(): void {
     Atomics.notify(this.cells, WRITE);
+  }
+
+  /**
+   * Waits until the other side moves `index` (or a wake), unless `ask` — which raises this
+   * side's flag, then looks — finds what it wants already. The index is read before asking, so
+   * a move in between makes the wait return at once.
+   */
+  private waitOn(index: number, ask: () => boolean): Promise<unknown> | undefined {
+    const seen = Atomics.load(this.cells, index);
+    if (ask()) return undefined;
+    const waiting = Atomics.waitAsync(this.cells, index, seen);
+    return waiting.async ? waiting.value : undefined;
   }
 }
 
