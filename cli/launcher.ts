@@ -10,11 +10,10 @@
  * its module and its `http.allow` hosts too.
  */
 import { ConfigError, netPolicy } from "../host/config.ts";
-import { familiesImported, familyPermissions } from "../families/registry.ts";
+import { familiesOfModule, familyPermissions } from "../families/registry.ts";
 import { denoNetGrants, NetPolicy, parseNetEntry, parseResolvConf } from "../host/net/policy.ts";
 import { loadManifest } from "../families/cis/manifest.ts";
 import { defaultCacheDir } from "../host/native.ts";
-import { moduleImportKeys } from "../host/wasm_imports.ts";
 import { parseArgs, resolveConfig, STREAM_TOKEN_ENV, UsageError } from "./args.ts";
 import { formatSockAddr } from "../families/sock/protocol.ts";
 
@@ -106,8 +105,7 @@ export async function launchPlan(argv: string[]): Promise<{ flags: string[]; env
 async function familiesNeeded(command: string, guestWasm?: string): Promise<Set<string> | undefined> {
   if (guestWasm) {
     try {
-      const imports = moduleImportKeys(await Deno.readFile(guestWasm));
-      return imports && familiesImported(imports);
+      return familiesOfModule(await Deno.readFile(guestWasm));
     } catch {
       return undefined;
     }

@@ -9,6 +9,7 @@ import type { HostConfig } from "../host/config.ts";
 import type { Driver } from "../host/host.ts";
 import type { GuestRuntime } from "../runtime/guest.ts";
 import type { Hostcall } from "../runtime/hostcall.ts";
+import { moduleImportKeys } from "../host/wasm_imports.ts";
 import { fail } from "../runtime/abi.ts";
 import {
   type ConfigSection,
@@ -135,6 +136,15 @@ export function familiesImported(imported: ReadonlySet<string>): Set<string> {
     for (const used of FAMILIES.find((f) => f.name === name)?.uses ?? []) names.add(used);
   }
   return names;
+}
+
+/**
+ * The families a module's imports reach (with those they use), read from its bytes without
+ * compiling it; undefined when the bytes are not a module the reader knows (then: all of them).
+ */
+export function familiesOfModule(bytes: Uint8Array): Set<string> | undefined {
+  const imports = moduleImportKeys(bytes);
+  return imports && familiesImported(imports);
 }
 
 /** The README's status table rows (between its `families` markers): [imports, status]. */

@@ -19,7 +19,6 @@ import type { WasmValue } from "../runtime/hostcall.ts";
 import { defaultCacheDir, resolveWasmtimeLib } from "./native.ts";
 import { LogLevel } from "../runtime/abi.ts";
 import { Watchdog } from "./watchdog.ts";
-import { moduleImportKeys } from "./wasm_imports.ts";
 import { guestWorker } from "./guest_worker.ts";
 import { escapeLogText } from "./log.ts";
 
@@ -597,10 +596,8 @@ export class SpearHost {
 
   /** The families a module's imports reach (with those they use), or undefined (all) when unreadable. */
   private async familiesOf(bytes: Uint8Array): Promise<ReadonlySet<string> | undefined> {
-    const imports = moduleImportKeys(bytes);
-    if (!imports) return undefined;
-    const { familiesImported } = await import("../families/registry.ts");
-    return familiesImported(imports);
+    const { familiesOfModule } = await import("../families/registry.ts");
+    return familiesOfModule(bytes);
   }
 
   /** Number of guests currently running. */
