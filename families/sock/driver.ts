@@ -125,8 +125,8 @@ function dialHost(host: string, version: 4 | 6, addresses: readonly string[] = [
 class Connection {
   private reading = true;
   private readDone = false;
+  /** The write loop has ended (FIN sent, or the connection broke or closed). */
   private writeDone = false;
-  private writing = false;
   private writeClosed = false;
   private closed = false;
   private linger?: ReturnType<typeof setTimeout>;
@@ -202,7 +202,6 @@ class Connection {
   }
 
   private async writeLoop(): Promise<void> {
-    this.writing = true;
     try {
       while (!this.closed) {
         const region = this.tx.readable();
@@ -216,9 +215,8 @@ class Connection {
       }
       if (this.writeClosed && !this.closed) await this.conn.closeWrite().catch(() => {}); // FIN, after every byte
     } catch (e) {
-      if (!this.closed) this.sender?.event({ type: "error", errno: errnoOf(e), message: message(e) });
+      if (!this.closed) this.sender.event({ type: "error", errno: errnoOf(e), message: message(e) });
     } finally {
-      this.writing = false;
       this.writeDone = true;
     }
     this.closeIfDone();
@@ -234,7 +232,7 @@ class Connection {
   }
 
   private closeIfDone(): void {
-    if (this.readDone && this.writeDone && !this.writing) this.close();
+    if (this.readDone && this.writeDone) this.close();
     if (this.closed && this.workerLeft.receive && this.workerLeft.send) {
       this.session.closePipe(this.rx);
       this.session.closePipe(this.tx);
