@@ -53,6 +53,19 @@ interface Run {
   errors: Map<number, string>;
 }
 
+/**
+ * `spear run --config CONFIG [--timeout-ms MS] voice_assistant.wasm -- GUEST_ARGS` (see `spear`);
+ * device runs give the guest longer than the default limit to hear the virtual microphone.
+ */
+function runVoice(
+  config: string,
+  guestArgs: string[],
+  options: { env?: Record<string, string>; onLine?: (line: string) => void; timeoutMs?: number } = {},
+): Promise<Run> {
+  const limit = options.timeoutMs ? ["--timeout-ms", String(options.timeoutMs)] : [];
+  return spear(["run", "--config", config, ...limit, GUEST, "--", ...guestArgs], options.env, options.onLine);
+}
+
 /** `deno task spear ARGS` (the launcher), with the guest's stdout parsed by utterance; `onLine`
  * sees each stdout line as the guest prints it. */
 async function spear(
@@ -210,23 +223,11 @@ Deno.test({
       const config = `${mic.dir}/spear.json`;
       await Deno.writeTextFile(config, JSON.stringify({ backends: [LOCAL_ASR, chatBackend(chat.url)] }));
       // The virtual device never ends: the guest stops after its two utterances are answered.
-      const run = await spear(
-        [
-          "run",
-          "--config",
-          config,
-          "--timeout-ms",
-          "240000",
-          GUEST,
-          "--",
-          "--source",
-          "device",
-          "--utterances",
-          "2",
-        ],
-        { ...mic.env, VOICE_TEST_KEY: "sk-voice-test" },
-        (line) => line.startsWith("[2] answer:") && secondAnswered.resolve(),
-      );
+      const run = await runVoice(config, ["--source", "device", "--utterances", "2"], {
+        env: { ...mic.env, VOICE_TEST_KEY: "sk-voice-test" },
+        onLine: (line) => line.startsWith("[2] answer:") && secondAnswered.resolve(),
+        timeoutMs: 240000,
+      });
       assert.equal(run.code, 0, run.stdout + run.stderr);
       assert.match(run.stdout, /^listening on the device microphone$/m);
       assertHeard(run, 0);
@@ -263,7 +264,7 @@ Deno.test({
         JSON.stringify({ ...shipped, mic: { file: await questionsWav(dir) } }),
       );
       // No --utterances and no device: the end of the file ends the run.
-      const run = await spear(["run", "--config", config, GUEST, "--", "--source", "file", "--idle-ms", "0"]);
+      const run = await runVoice(config, ["--source", "file", "--idle-ms", "0"]);
       assert.equal(run.code, 0, run.stdout + run.stderr);
       assert.match(run.stdout, /^listening to the speech file \(mic\.file\)$/m);
       assert.equal(run.heard.size, 2, run.stdout);
@@ -294,8 +295,8 @@ Deno.test({
             mic: { file: await questionsWav(dir) },
           }),
         );
-        const run = await spear(["run", "--config", config, GUEST, "--", "--source", "file"], {
-          VOICE_TEST_KEY: "sk-voice-test",
+        const run = await runVoice(config, ["--source", "file"], {
+          env: { VOICE_TEST_KEY: "sk-voice-test" },
         });
         assert.equal(run.code, 0, run.stdout + run.stderr);
         assertHeard(run, 0);
@@ -373,9 +374,7 @@ Deno.test({
           JSON.stringify({ backends, mic: { file: await questionsWav(dir) } }),
         );
         const args = ["--source", "file", "--transport", "websocket", "--utterances", "2"];
-        const run = await spear(["run", "--config", config, GUEST, "--", ...args], {
-          VOICE_TEST_KEY: "sk-voice-test",
-        });
+        const run = await runVoice(config, args, { env: { VOICE_TEST_KEY: "sk-voice-test" } });
         assert.equal(run.code, 0, run.stdout + run.stderr);
         assert.match(run.stdout, /^asr error: the recogniser hiccuped$/m);
         assert.match(run.stdout, /^asr error: .*1006/m);
@@ -418,8 +417,8 @@ Deno.test({
         );
         // The guest's default transport is `local`; with no local_asr backend it takes the
         // config's realtime service.
-        const run = await spear(["run", "--config", config, GUEST, "--", "--source", "file"], {
-          OPENAI_API_KEY: "sk-voice-openai",
+        const run = await runVoice(config, ["--source", "file"], {
+          env: { OPENAI_API_KEY: "sk-voice-openai" },
         });
         assert.equal(run.code, 0, run.stdout + run.stderr);
         assert.equal(asr.sessions, 1);
@@ -449,22 +448,10 @@ Deno.test({
       const config = `${mic.dir}/spear.json`;
       const shipped = JSON.parse(await Deno.readTextFile(`${root}/guests/configs/voice_stub.json`));
       await Deno.writeTextFile(config, JSON.stringify({ backends: shipped.backends }));
-      const run = await spear(
-        [
-          "run",
-          "--config",
-          config,
-          "--timeout-ms",
-          "240000",
-          GUEST,
-          "--",
-          "--source",
-          "device",
-          "--idle-ms",
-          "3000",
-        ],
-        mic.env,
-      );
+      const run = await runVoice(config, ["--source", "device", "--idle-ms", "3000"], {
+        env: mic.env,
+        timeoutMs: 240000,
+      });
       assert.equal(run.code, 0, run.stdout + run.stderr);
       assert.equal(run.heard.size, 1, run.stdout);
       assertHeard(run, 0);
@@ -482,7 +469,7 @@ Deno.test({
     await withDir(async (dir) => {
       const config = `${dir}/spear.json`;
       await Deno.writeTextFile(config, JSON.stringify({ backends: [LOCAL_ASR] }));
-      const run = await spear(["run", "--config", config, GUEST, "--", "--source", "file"]);
+      const run = await runVoice(config, ["--source", "file"]);
       assert.equal(run.code, 1, run.stdout + run.stderr);
       assert.match(run.stdout, /^mic error: no speech file: the host config names no mic\.file$/m);
     });

@@ -60,6 +60,14 @@ async function stderrUntil(child: Deno.ChildProcess, re: RegExp, seen: string[])
   );
 }
 
+/** `spear run --serve 127.0.0.1:0` of SPEAR's echo guest, with `config`. */
+function serveEcho(config: string, env: Record<string, string> = {}) {
+  return spear(
+    ["run", "--config", config, "--timeout-ms", "60000", "--serve", "127.0.0.1:0", USTREAM_ECHO],
+    env,
+  );
+}
+
 Deno.test("user_stream CLI: the launcher grants exactly the --serve address net.listen allows", async () => {
   const dir = await Deno.makeTempDir();
   try {
@@ -98,16 +106,7 @@ Deno.test("user_stream CLI: the launcher grants exactly the --serve address net.
 Deno.test("user_stream CLI: spear run --serve + spear stream connect: stdin through SPEAR's echo to stdout", async () => {
   const dir = await Deno.makeTempDir();
   const config = await writeConfig(dir, { net: { listen: ["tcp://127.0.0.1:0"] } });
-  const server = spear([
-    "run",
-    "--config",
-    config,
-    "--timeout-ms",
-    "60000",
-    "--serve",
-    "127.0.0.1:0",
-    USTREAM_ECHO,
-  ]);
+  const server = serveEcho(config);
   const serverLines: string[] = [];
   try {
     const line = await stderrUntil(server, /user streams at/, serverLines);
@@ -166,18 +165,7 @@ Deno.test("user_stream CLI: a token from the variable the config names; refusals
     );
 
     const secret = "a-long-enough-secret-token-0123456789";
-    const server = spear([
-      "run",
-      "--config",
-      config,
-      "--timeout-ms",
-      "60000",
-      "--serve",
-      "127.0.0.1:0",
-      USTREAM_ECHO,
-    ], {
-      MY_STREAM_TOKEN: secret,
-    });
+    const server = serveEcho(config, { MY_STREAM_TOKEN: secret });
     const serverLines: string[] = [];
     try {
       const line = await stderrUntil(server, /user streams at/, serverLines);
