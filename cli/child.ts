@@ -4,7 +4,8 @@
  * as usual. Measured by bench/startup.ts.
  */
 import { prestartGuestWorker } from "../host/guest_worker.ts";
+import { lazyImport } from "../runtime/lazy.ts";
 
 if (Deno.args[0] === "run") prestartGuestWorker();
-const { main } = await import("./main.ts");
+const { main } = await lazyImport<typeof import("./main.ts")>("./main.ts", import.meta.url);
 Deno.exit(await main(Deno.args));

@@ -16,6 +16,7 @@ import { loadManifest } from "../families/cis/manifest.ts";
 import { defaultCacheDir } from "../host/native.ts";
 import { parseArgs, resolveConfig, STREAM_TOKEN_ENV, UsageError } from "./args.ts";
 import { formatSockAddr } from "../families/sock/protocol.ts";
+import { lazyImport } from "../runtime/lazy.ts";
 
 const root = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 
@@ -44,7 +45,10 @@ export async function launchPlan(argv: string[]): Promise<{ flags: string[]; env
   if (cmd.command === "skill" && cmd.action === "run") {
     if (cmd.inputFile) reads.push(cmd.inputFile);
     try {
-      const { resolveSkillPath } = await import("../families/cis/skill.ts");
+      const { resolveSkillPath } = await lazyImport<typeof import("../families/cis/skill.ts")>(
+        "../families/cis/skill.ts",
+        import.meta.url,
+      );
       const path = await resolveSkillPath(config, cmd.skill);
       reads.push(path);
       const { manifest, wasmPath } = await loadManifest(path);
@@ -130,7 +134,7 @@ async function launch(argv: string[]): Promise<number> {
   } catch (e) {
     // Usage and config errors read the same whether reported here or by the child.
     if (e instanceof UsageError || e instanceof ConfigError) {
-      const { main } = await import("./main.ts");
+      const { main } = await lazyImport<typeof import("./main.ts")>("./main.ts", import.meta.url);
       return await main(argv);
     }
     console.error(`spear: host error: ${(e as Error)?.message ?? e}`);

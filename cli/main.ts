@@ -19,6 +19,7 @@ import {
   USAGE,
   UsageError,
 } from "./args.ts";
+import { lazyImport } from "../runtime/lazy.ts";
 
 const EXIT_FOR_FAILURE: Record<string, number> = {
   abi: 1,
@@ -111,7 +112,9 @@ async function startEndpoint(config: HostConfig, serve: { hostname: string; port
     }
   }
   // Loaded only for --serve, so a plain run does not pay for it at start-up.
-  const { EndpointError, UserStreamEndpoint } = await import("../families/user_stream/endpoint.ts");
+  const { EndpointError, UserStreamEndpoint } = await lazyImport<
+    typeof import("../families/user_stream/endpoint.ts")
+  >("../families/user_stream/endpoint.ts", import.meta.url);
   let endpoint: UserStreamEndpoint;
   try {
     endpoint = await UserStreamEndpoint.listen(config, {
@@ -220,7 +223,10 @@ async function skillMemoryCommand(
   }
   // node:sqlite loads only for this command: importing it starts Deno's Node layer (30-40 ms
   // of every cold `spear run` when it was imported up front).
-  const { MemoryStore, StoreError } = await import("../families/cis/store.ts");
+  const { MemoryStore, StoreError } = await lazyImport<typeof import("../families/cis/store.ts")>(
+    "../families/cis/store.ts",
+    import.meta.url,
+  );
   const store = MemoryStore.open(config.memory.path);
   const where = `skill memory ${escapeLogText(cmd.skill)}`;
   try {
@@ -317,7 +323,10 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (cmd.command === "asr-server") {
       // Loaded for its command only, as below: a cold `spear run` does not pay for them.
-      const { startAsrServer } = await import("../families/rtasr/server.ts");
+      const { startAsrServer } = await lazyImport<typeof import("../families/rtasr/server.ts")>(
+        "../families/rtasr/server.ts",
+        import.meta.url,
+      );
       const server = await startAsrServer({
         hostname: cmd.host,
         port: cmd.port,
@@ -334,7 +343,10 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (cmd.command === "devices") {
       await resolveConfig(cmd.configPath);
-      const { listDevices } = await import("../families/mic/devices.ts");
+      const { listDevices } = await lazyImport<typeof import("../families/mic/devices.ts")>(
+        "../families/mic/devices.ts",
+        import.meta.url,
+      );
       console.log(JSON.stringify(await listDevices(), null, 2));
       return 0;
     }
@@ -342,7 +354,10 @@ export async function main(argv: string[]): Promise<number> {
     if (cmd.command === "stream") {
       const token = cmd.token ?? Deno.env.get(STREAM_TOKEN_ENV);
       if (!token) throw new UsageError(`stream connect needs --token T (or $${STREAM_TOKEN_ENV})`);
-      const { connectStream } = await import("../families/user_stream/client.ts");
+      const { connectStream } = await lazyImport<typeof import("../families/user_stream/client.ts")>(
+        "../families/user_stream/client.ts",
+        import.meta.url,
+      );
       return await connectStream({ url: cmd.url, token, streamId: cmd.streamId });
     }
     return await runCommand(cmd);

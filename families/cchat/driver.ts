@@ -21,6 +21,7 @@ import {
 } from "./protocol.ts";
 import type { McpServers } from "./mcp.ts";
 import { effectiveMcp, parseMcpToolName } from "./mcp_config.ts";
+import { lazyImport } from "../../runtime/lazy.ts";
 
 const encoder = new TextEncoder();
 
@@ -48,7 +49,9 @@ export function chatDriver(config: HostConfig): Driver {
   let mcp: Promise<McpServers> | undefined;
   const services: ChatServices = {
     mcp: () =>
-      mcp ??= import("./mcp.ts").then((m) => new m.McpServers(config.mcp ?? { servers: [] })).catch((e) => {
+      mcp ??= lazyImport<typeof import("./mcp.ts")>("./mcp.ts", import.meta.url).then((m) =>
+        new m.McpServers(config.mcp ?? { servers: [] })
+      ).catch((e) => {
         mcp = undefined; // the next session tries again; this one gets the error
         throw e;
       }),

@@ -4,6 +4,7 @@ import { CchatCtl, CchatSendFlag } from "./protocol.ts";
 import { usesLocalLlm } from "./chat_backends.ts";
 import type { Permissions } from "../family.ts";
 import { type McpSection, parseMcpSection } from "./mcp_config.ts";
+import { lazyImport } from "../../runtime/lazy.ts";
 
 export default family<McpSection>({
   name: "cchat",
@@ -34,8 +35,8 @@ export default family<McpSection>({
   config: { key: "mcp", parse: parseMcpSection },
   permissions: (config) =>
     merge(usesLocalLlm(config) ? localLlmPermissions() : {}, mcpPermissions(config.mcp ?? { servers: [] })),
-  worker: () => import("./worker.ts"),
-  driver: () => import("./driver.ts"),
+  worker: () => lazyImport<typeof import("./worker.ts")>("./worker.ts", import.meta.url),
+  driver: () => lazyImport<typeof import("./driver.ts")>("./driver.ts", import.meta.url),
 });
 
 /**

@@ -34,6 +34,7 @@ import {
   skillContextOf,
 } from "./protocol.ts";
 import type { MemoryStore } from "./store.ts";
+import { lazyImport } from "../../runtime/lazy.ts";
 
 const USER_AGENT = "spearhost-skill/0.1";
 
@@ -84,7 +85,7 @@ export function cisDriver(config: HostConfig): Driver {
   const storeCall = async (fn: (store: MemoryStore) => CisResult): Promise<CisResult> => {
     let mod: typeof import("./store.ts") | undefined;
     try {
-      mod = await (storeModule ??= import("./store.ts"));
+      mod = await (storeModule ??= lazyImport<typeof import("./store.ts")>("./store.ts", import.meta.url));
       store ??= mod.MemoryStore.open(config.memory.path);
       return fn(store);
     } catch (e) {

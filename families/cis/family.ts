@@ -11,6 +11,7 @@ import {
   rejectUnknownKeys,
 } from "../../host/config.ts";
 import { family, type ImportDecl } from "../family.ts";
+import { lazyImport } from "../../runtime/lazy.ts";
 
 /** The host config's `memory` section. */
 export interface MemorySection {
@@ -108,6 +109,6 @@ export default family({
       env: ["XDG_DATA_HOME"],
     };
   },
-  worker: () => import("./worker.ts"),
-  driver: () => import("./driver.ts"),
+  worker: () => lazyImport<typeof import("./worker.ts")>("./worker.ts", import.meta.url),
+  driver: () => lazyImport<typeof import("./driver.ts")>("./driver.ts", import.meta.url),
 });

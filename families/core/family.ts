@@ -1,6 +1,7 @@
 /** Time, randomness, logging and sleep: the hostcalls every guest has. */
 import { LogLevel, MAX_LOG_BYTES } from "../../runtime/abi.ts";
 import { family, spearImport } from "../family.ts";
+import { lazyImport } from "../../runtime/lazy.ts";
 
 export default family({
   name: "core",
@@ -23,5 +24,5 @@ export default family({
       values: { LOG_MAX_BYTES: MAX_LOG_BYTES, EPOLL_RECORD_BYTES: 8 },
     },
   ],
-  worker: () => import("./worker.ts"),
+  worker: () => lazyImport<typeof import("./worker.ts")>("./worker.ts", import.meta.url),
 });

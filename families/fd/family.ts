@@ -1,6 +1,7 @@
 /** spear_epoll_* and spear_fd_ctl: the generic fd layer every family shares. */
 import { EpollOp, Errno, FdCtl, FdFlag, Poll } from "../../runtime/abi.ts";
 import { family, spearImport } from "../family.ts";
+import { lazyImport } from "../../runtime/lazy.ts";
 
 /** Errno names that SPEAR's C header defines; every other one is a spearhost addition. */
 const SPEAR_C_ERRNOS = new Set([
@@ -55,5 +56,5 @@ export default family({
       note: () => "spearhost name; SPEAR's C header has no macro for it",
     },
   ],
-  worker: () => import("./worker.ts"),
+  worker: () => lazyImport<typeof import("./worker.ts")>("./worker.ts", import.meta.url),
 });

@@ -2,6 +2,7 @@
 import { ConfigError, isConfigObject, optString, rejectUnknownKeys } from "../../host/config.ts";
 import { family, spearImport } from "../family.ts";
 import { MicCtl } from "./protocol.ts";
+import { lazyImport } from "../../runtime/lazy.ts";
 
 /** The host config's `mic` section. */
 export interface MicSection {
@@ -53,6 +54,6 @@ export default family<MicSection>({
     // The driver sets JACK_NO_START_SERVER so PortAudio's JACK backend never spawns a server.
     return { read, env: ["ALSA_CONFIG_PATH", "JACK_NO_START_SERVER"] };
   },
-  worker: () => import("./worker.ts"),
-  driver: () => import("./driver.ts"),
+  worker: () => lazyImport<typeof import("./worker.ts")>("./worker.ts", import.meta.url),
+  driver: () => lazyImport<typeof import("./driver.ts")>("./driver.ts", import.meta.url),
 });

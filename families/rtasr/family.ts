@@ -1,6 +1,7 @@
 /** rtasr_*: realtime speech recognition streams (SPEC.md §5, reference §6, seed 002). */
 import { family, spearImport } from "../family.ts";
 import { RtasrCtl } from "./protocol.ts";
+import { lazyImport } from "../../runtime/lazy.ts";
 
 export default family({
   name: "rtasr",
@@ -33,6 +34,6 @@ export default family({
     }
     return { read };
   },
-  worker: () => import("./worker.ts"),
-  driver: () => import("./driver.ts"),
+  worker: () => lazyImport<typeof import("./worker.ts")>("./worker.ts", import.meta.url),
+  driver: () => lazyImport<typeof import("./driver.ts")>("./driver.ts", import.meta.url),
 });

@@ -3,6 +3,7 @@ import { netPolicy } from "../../host/config.ts";
 import type { NetEntry } from "../../host/net/policy.ts";
 import { family, spearImport } from "../family.ts";
 import { SockAddrWhich, SockDomain, SockLimits, SockOpt, SockShut, SockType } from "./protocol.ts";
+import { lazyImport } from "../../runtime/lazy.ts";
 
 /** Does an entry let sockets of this transport through (an entry without a scheme allows all)? */
 export function entryAllows(entry: NetEntry, transport: "tcp" | "udp"): boolean {
@@ -54,6 +55,6 @@ export default family({
     const udp = [...policy.allow, ...policy.listen].some((e) => entryAllows(e, "udp"));
     return udp ? { unstable: ["net"], net: ["0.0.0.0:0", "[::]:0"] } : {};
   },
-  worker: () => import("./worker.ts"),
-  driver: () => import("./driver.ts"),
+  worker: () => lazyImport<typeof import("./worker.ts")>("./worker.ts", import.meta.url),
+  driver: () => lazyImport<typeof import("./driver.ts")>("./driver.ts", import.meta.url),
 });

@@ -1,6 +1,7 @@
 /** user_stream_*: framed byte streams between outside clients and a guest (reference §8, README "User streams"). */
 import { ConfigError, isConfigObject, optString, rejectUnknownKeys, stringArray } from "../../host/config.ts";
 import { family, spearImport } from "../family.ts";
+import { lazyImport } from "../../runtime/lazy.ts";
 
 /** The host config's `user_stream` section. */
 export interface UserStreamSection {
@@ -65,5 +66,5 @@ export default family<UserStreamSection>({
     const name = config.user_stream?.token_env; // a config built by hand may lack the section
     return name ? { env: [name] } : {};
   },
-  worker: () => import("./worker.ts"),
+  worker: () => lazyImport<typeof import("./worker.ts")>("./worker.ts", import.meta.url),
 });
