@@ -4,7 +4,7 @@
  * only derives permissions, does not load the host to parse its arguments.
  */
 import { defaultConfig, type HostConfig, loadConfig, MAX_LIMITS } from "../host/config.ts";
-import { DEFAULT_ASR_PORT } from "../families/rtasr/server.ts";
+import { DEFAULT_ASR_PORT } from "../families/rtasr/protocol.ts";
 import { parseSockAddr } from "../families/sock/protocol.ts";
 
 export const USAGE = `spear — run WebAssembly guests built for SPEAR's C SDK

@@ -61,6 +61,8 @@ export interface StartOptions<R> {
 /** Worker side: starts calls, matches replies, cancels. */
 export class RpcClient {
   private readonly pending = new Map<number, PendingCall<unknown>>();
+  /** The calls about each fd, so closing an fd costs its own calls, not every call in flight. */
+  private readonly byFd = new Map<number, Set<PendingCall<unknown>>>();
   private nextId = 1;
   /** Replies that arrived for calls already cancelled or finished (dropped here). */
   lateReplies = 0;
@@ -85,21 +87,38 @@ export class RpcClient {
       call.onDone?.(call.outcome);
       return call;
     }
-    this.pending.set(call.id, call as PendingCall<unknown>);
+    this.track(call as PendingCall<unknown>);
     this.send(Op.REQUEST, call.fd, bytes);
     return call;
   }
 
+  private track(call: PendingCall<unknown>): void {
+    this.pending.set(call.id, call);
+    if (call.fd === 0) return; // about no fd: nothing closes it
+    let calls = this.byFd.get(call.fd);
+    if (!calls) this.byFd.set(call.fd, calls = new Set());
+    calls.add(call);
+  }
+
+  /** Forgets a call; false when it was no longer pending. */
+  private untrack(call: PendingCall<unknown>): boolean {
+    if (!this.pending.delete(call.id)) return false;
+    const calls = this.byFd.get(call.fd);
+    if (calls?.delete(call) && calls.size === 0) this.byFd.delete(call.fd);
+    return true;
+  }
+
   /** Gives up on a call: the host aborts it and its reply, if any, is dropped. */
   cancel<R>(call: PendingCall<R>, reason = "cancelled"): void {
-    if (!this.pending.delete(call.id)) return;
+    if (!this.untrack(call as PendingCall<unknown>)) return;
     call.outcome = { ok: false, error: reason, cancelled: true };
     this.send(Op.CANCEL, call.fd, encode(CancelEnvelope, { id: call.id }));
   }
 
   /** Cancels every call about `fd` (the fd was closed). */
   cancelFd(fd: number): void {
-    for (const call of [...this.pending.values()]) if (call.fd === fd) this.cancel(call, "fd closed");
+    const calls = this.byFd.get(fd);
+    if (calls) { for (const call of [...calls]) this.cancel(call, "fd closed"); }
   }
 
   cancelAll(reason = "guest ended"): void {
@@ -114,7 +133,7 @@ export class RpcClient {
       this.lateReplies++;
       return;
     }
-    this.pending.delete(reply.id);
+    this.untrack(call);
     let outcome: Outcome<unknown>;
     if (!reply.ok) outcome = { ok: false, error: reply.error ?? "host request failed" };
     else {

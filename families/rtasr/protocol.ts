@@ -18,6 +18,9 @@ import * as s from "../../protocol/schema.ts";
 import { method } from "../../protocol/rpc.ts";
 
 /** rtasr_ctl commands (SPEAR's numbers; SPEAR's C SDK spells them SPEAR_RTA_CTL_*). */
+/** Where `spear asr-server` listens unless told otherwise. */
+export const DEFAULT_ASR_PORT = 8765;
+
 export const RtasrCtl = {
   SET_PARAM: 1,
   CONNECT: 2,

@@ -9,6 +9,7 @@
  */
 import { loadEngine, type WhisperFiles, whisperFiles } from "./local/engine.ts";
 import { LocalAsrSession, parseTurnDetection } from "./local/session.ts";
+import { DEFAULT_ASR_PORT } from "./protocol.ts";
 
 export interface AsrServerOptions {
   hostname?: string;
@@ -27,8 +28,6 @@ export interface AsrServer {
   finished: Promise<void>;
   close(): Promise<void>;
 }
-
-export const DEFAULT_ASR_PORT = 8765;
 
 export async function startAsrServer(options: AsrServerOptions = {}): Promise<AsrServer> {
   const engine = await loadEngine(options.files ?? whisperFiles());

@@ -430,6 +430,35 @@ Deno.test("rpc: closing an fd cancels the calls about it (fds.onClose), and only
   assert.deepEqual(onB.outcome, { ok: false, error: "guest ended", cancelled: true });
 });
 
+Deno.test("rpc: cancelFd cancels the calls still pending on that fd, once, and no finished or other-fd call", async () => {
+  const w = waiter();
+  const p = rpcPair([
+    w.handler,
+    handle<{ a: number; b: number }, number, TestContext>(add, ({ a, b }) => a + b),
+  ]);
+  const sum = p.client.start(add, { a: 1, b: 2 }, { fd: 7 });
+  const held = p.client.start(wait, { tag: "7" }, { fd: 7 });
+  const other = p.client.start(wait, { tag: "8" }, { fd: 8 });
+  p.toServer();
+  await settle();
+  p.toClient();
+  assert.deepEqual(sum.outcome, { ok: true, value: 3 });
+  p.client.cancelFd(7);
+  p.client.cancelFd(7); // nothing left on fd 7: no second CANCEL
+  p.toServer();
+  const cancels = p.toHost.filter((m) => m.op === Op.CANCEL);
+  assert.deepEqual(cancels.map((m) => [m.fd, JSON.parse(new TextDecoder().decode(m.payload)).id]), [[
+    7,
+    held.id,
+  ]]);
+  assert.deepEqual(held.outcome, { ok: false, error: "fd closed", cancelled: true });
+  assert.equal(other.done, false);
+  assert.equal(p.client.outstanding, 1);
+  p.client.cancelAll();
+  p.toServer();
+  await within(w.abort, "the handlers' abort");
+});
+
 Deno.test("rpc: GuestRuntime.call and start answered by an RpcServer on another Worker, budget shared", async () => {
   const link = Link.create(1 << 16);
   const budget = HostBudget.create(1 << 20);
