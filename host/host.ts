@@ -19,7 +19,7 @@ import type { WasmValue } from "../runtime/hostcall.ts";
 import { defaultCacheDir, resolveWasmtimeLib } from "./native.ts";
 import { LogLevel } from "../runtime/abi.ts";
 import { Watchdog } from "./watchdog.ts";
-import { guestWorker } from "./guest_worker.ts";
+import { guestWorker, releaseGuestWorkers, returnGuestWorker } from "./guest_worker.ts";
 import { escapeLogText } from "./log.ts";
 
 /**
@@ -712,7 +712,9 @@ export class SpearHost {
       return { ...plain, durationMs, ...(session.droppedLogs ? { droppedLogs: session.droppedLogs } : {}) };
     } finally {
       this.watchdog?.disarm(session.id);
-      worker.terminate();
+      // A worker that sent its result has disposed of everything the guest had: the next guest can use it.
+      if (guestDone) returnGuestWorker(worker);
+      else worker.terminate();
       session.end();
       link.toHost.ring(); // release the serve loop
       await served;
@@ -744,6 +746,7 @@ export class SpearHost {
     for (const driver of made) await driver.stop?.();
     this.watchdog?.close();
     this.watchdog = undefined;
+    releaseGuestWorkers();
     this.engine?.delete();
     this.engine = undefined;
   }
