@@ -63,6 +63,7 @@ export async function launchPlan(argv: string[]): Promise<{ flags: string[]; env
   reads.push(...families.read);
   const envNames = [
     "HOME",
+    "RUST_LIB_BACKTRACE", // set by ffi/wasmtime.ts so that traps stay cheap
     "XDG_CACHE_HOME",
     "SPEARHOST_CACHE_DIR",
     "SPEARHOST_WASMTIME_LIB",

@@ -136,6 +136,23 @@ export const Sizes = {
   VAL_RAW: 16,
 } as const;
 
+/**
+ * With RUST_BACKTRACE set (developer machines and CI images often have it), the Rust inside
+ * libwasmtime captures a native backtrace for every error it makes, a guest's trap included,
+ * and symbolizes it from the library's debug info: ~100 ms per trap, under one process-wide
+ * lock. Guests trapping side by side then stalled every thread for up to 25 s (a 600 ms time
+ * limit took effect after 24 s; tests/system/isolation_test.ts, 1 run in 6). Our traps carry
+ * their wasm frames; the native backtrace is never shown. RUST_LIB_BACKTRACE=0 turns library
+ * backtraces off and takes precedence over RUST_BACKTRACE; it is read by libwasmtime's own
+ * copy of std on its first error, so it is set before the library is opened. A value the user
+ * set is kept, and without permission to set it (an embedder's choice) nothing changes.
+ */
+function quietRustBacktraces(): void {
+  try {
+    if (Deno.env.get("RUST_LIB_BACKTRACE") === undefined) Deno.env.set("RUST_LIB_BACKTRACE", "0");
+  } catch { /* no env permission: leave the environment as it is */ }
+}
+
 let loaded: WasmtimeLib | undefined;
 let loadedPath = "";
 
@@ -151,6 +168,7 @@ export function openWasmtime(path: string): WasmtimeLib {
     if (path !== loadedPath) throw new Error(`libwasmtime already loaded from ${loadedPath}`);
     return loaded;
   }
+  quietRustBacktraces();
   // Open it now with one symbol, so a wrong path fails here and not at some later call.
   Deno.dlopen(path, { wasm_config_new: wasmtimeSymbols.wasm_config_new });
   const lib = {} as Record<string, unknown>;

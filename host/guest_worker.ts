@@ -19,7 +19,17 @@ const IDLE_MS = 1000;
 const idle: Worker[] = [];
 let idleTimer: ReturnType<typeof setTimeout> | undefined;
 
-const startWorker = () => new Worker(WORKER_URL, { type: "module" });
+let started = 0;
+
+const startWorker = () => {
+  started++;
+  return new Worker(WORKER_URL, { type: "module" });
+};
+
+/** Guest Workers this process has started (a test sees reuse in it). */
+export function guestWorkersStarted(): number {
+  return started;
+}
 
 /** Starts a guest Worker now, for the next `guestWorker()` to take. */
 export function prestartGuestWorker(): void {

@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { SpearHost } from "../../host/host.ts";
+import { guestWorkersStarted } from "../../host/guest_worker.ts";
 
 const root = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 const HELLO = `${root}/guests/build/hello.wasm`;
@@ -116,6 +117,32 @@ Deno.test("isolation: guests keep running while another one spins; the host is r
   });
 });
 
+Deno.test("isolation: one pooled Worker runs guest after guest — after a trap, a timeout and a memory hog, the next starts clean", async () => {
+  await withHost(async (host, _logs, tmp) => {
+    const out = (name: string) => Deno.readTextFile(`${tmp}/${name}`);
+    const first = await host.run(EXIT_CODE, { args: ["3"], stdoutFile: `${tmp}/first` });
+    assert.equal(first.exitCode, 3);
+    const before = guestWorkersStarted();
+    const trap = await host.run(MISBEHAVE, { args: ["unreachable"], stdoutFile: `${tmp}/trap` });
+    assert.equal(trap.failure?.kind, "trap");
+    const spin = await host.run(MISBEHAVE, { args: ["spin"], timeoutMs: 300, stdoutFile: `${tmp}/spin` });
+    assert.equal(spin.exitCode, 124);
+    // Each hog gets the whole memory limit: nothing of the one before is left in the Worker.
+    const hogs = [];
+    for (const i of [1, 2]) {
+      const hog = await host.run(MISBEHAVE, { args: ["malloc"], memoryMb: 16, stdoutFile: `${tmp}/hog${i}` });
+      assert.equal(hog.exitCode, 42);
+      hogs.push(await out(`hog${i}`));
+    }
+    assert.match(hogs[0], /allocated \d+ MiB/);
+    assert.equal(hogs[1], hogs[0]);
+    const last = await host.run(EXIT_CODE, { args: ["5"], stdoutFile: `${tmp}/last` });
+    assert.equal(last.exitCode, 5);
+    assert.equal(await out("last"), "exit_code: 5\n");
+    assert.equal(guestWorkersStarted(), before, "every guest after the first ran in the pooled Worker");
+  });
+});
+
 Deno.test("isolation: failures before start (invalid module, missing import) do not affect other guests", async () => {
   await withHost(async (host, _logs, tmp) => {
     const [bad, missing, good] = await Promise.all([
@@ -175,4 +202,27 @@ Deno.test("host: run rejects limits out of the config's ranges before starting a
     });
     assert.equal(ok.exitCode, 3, ok.failure?.message);
   });
+});
+
+Deno.test("isolation: RUST_BACKTRACE does not reach libwasmtime — RUST_LIB_BACKTRACE=0 is set before it loads, a user's own value kept", async () => {
+  // With library backtraces on, every trap symbolizes a native backtrace under a process-wide
+  // lock: guests trapping side by side stalled every thread for seconds (a time limit took
+  // effect 24 s late in the parallel test above).
+  const script = `
+    import { openWasmtime } from "${root}/ffi/wasmtime.ts";
+    import { resolveWasmtimeLib } from "${root}/host/native.ts";
+    openWasmtime(resolveWasmtimeLib());
+    console.log(Deno.env.get("RUST_LIB_BACKTRACE") ?? "unset");`;
+  const libBacktraceAfterOpen = async (env: Record<string, string>) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--quiet", script],
+      clearEnv: true,
+      env: { HOME: Deno.env.get("HOME") ?? "/", RUST_BACKTRACE: "1", ...env },
+      stderr: "inherit",
+    }).output();
+    assert.ok(out.success);
+    return new TextDecoder().decode(out.stdout).trim();
+  };
+  assert.equal(await libBacktraceAfterOpen({}), "0");
+  assert.equal(await libBacktraceAfterOpen({ RUST_LIB_BACKTRACE: "full" }), "full");
 });
