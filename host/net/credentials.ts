@@ -365,6 +365,23 @@ export function readApiKey(backend: { name: string; api_key_env?: string }): Api
     return { ok: false, error: `cannot read API key variable ${backend.api_key_env}: ${(e as Error).name}` };
   }
   if (raw === undefined || raw.trim() === "") return { ok: true, redactor: Redactor.NONE };
-  const key = raw.trim();
-  return { ok: true, key, redactor: new Redactor([raw, key]) };
+  return { ok: true, key: raw.trim(), redactor: redactorFor(raw) };
+}
+
+/**
+ * Redactors by the raw variable value. Building one costs 50-70 µs for an OpenAI-sized key
+ * (every fragment's grams, in text and bytes), which every request on the main thread paid;
+ * the variable is still read per request, so a rotated key gets a redactor of its own.
+ */
+const redactors = new Map<string, Redactor>();
+const MAX_REDACTORS = 16; // keys in use at once: one per backend, and a few while they rotate
+
+function redactorFor(raw: string): Redactor {
+  let redactor = redactors.get(raw);
+  if (!redactor) {
+    if (redactors.size >= MAX_REDACTORS) redactors.clear();
+    redactor = new Redactor([raw, raw.trim()]);
+    redactors.set(raw, redactor);
+  }
+  return redactor;
 }

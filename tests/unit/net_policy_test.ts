@@ -719,6 +719,15 @@ Deno.test("credentials: keys come only from the named variable, and only on the 
     assert.ok(k.ok);
     assert.equal(k.key, KEY);
     assert.equal(k.redactor.redact(`x${KEY.slice(1, 10)}`), "x***");
+    // The redactor is made once per key value; a rotated key gets its own.
+    const again = readApiKey({ name: "b", api_key_env: name });
+    assert.ok(again.ok);
+    assert.equal(again.redactor, k.redactor);
+    Deno.env.set(name, `${KEY}-rotated`);
+    const rotated = readApiKey({ name: "b", api_key_env: name });
+    assert.ok(rotated.ok);
+    assert.notEqual(rotated.redactor, k.redactor);
+    assert.equal(rotated.redactor.redact(`${KEY}-rotated`), "***");
     const none = readApiKey({ name: "b" });
     assert.ok(none.ok && none.key === undefined && none.redactor === Redactor.NONE);
     const unset = readApiKey({ name: "b", api_key_env: `${name}_UNSET` });
