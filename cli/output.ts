@@ -1,7 +1,4 @@
-/**
- * What the CLI's commands share when they report: the exit code and the one stderr line of a
- * failed run, and writing a result to stdout.
- */
+/** How the CLI's commands report a failed run: its exit code and its one stderr line. */
 import type { RunResult } from "../host/host.ts";
 import { escapeLogText } from "../host/log.ts";
 
@@ -35,11 +32,4 @@ export function describeFailure(guest: string, result: RunResult): string | unde
   const message = selfExplained ? f.message : `${label[f.kind] ?? f.kind}: ${f.message}`;
   // The file name and a trap's function names (the module's name section) are the guest's text.
   return `spear: ${escapeLogText(guest)}: ${escapeLogText(message)}`;
-}
-
-export const encoder = new TextEncoder();
-
-/** Writes bytes to stdout, all of them. */
-export async function writeStdout(bytes: Uint8Array): Promise<void> {
-  for (let at = 0; at < bytes.length;) at += await Deno.stdout.write(bytes.subarray(at));
 }

@@ -10,7 +10,14 @@ import { loadManifest, SKILL_DEFAULTS, SKILL_NAME } from "../families/cis/manife
 import { StatusLine } from "./status.ts";
 import { resolveConfig, type SkillCommand, UsageError } from "./args.ts";
 import { lazyImport } from "../runtime/lazy.ts";
-import { describeFailure, encoder, EXIT_FOR_FAILURE, writeStdout } from "./output.ts";
+import { describeFailure, EXIT_FOR_FAILURE } from "./output.ts";
+
+const encoder = new TextEncoder();
+
+/** Writes bytes to stdout, all of them. */
+async function writeStdout(bytes: Uint8Array): Promise<void> {
+  for (let at = 0; at < bytes.length;) at += await Deno.stdout.write(bytes.subarray(at));
+}
 
 async function skillRunCommand(
   cmd: Extract<SkillCommand, { action: "run" }>,
