@@ -17,10 +17,10 @@
 import * as s from "../../protocol/schema.ts";
 import { method } from "../../protocol/rpc.ts";
 
-/** rtasr_ctl commands (SPEAR's numbers; SPEAR's C SDK spells them SPEAR_RTA_CTL_*). */
 /** Where `spear asr-server` listens unless told otherwise. */
 export const DEFAULT_ASR_PORT = 8765;
 
+/** rtasr_ctl commands (SPEAR's numbers; SPEAR's C SDK spells them SPEAR_RTA_CTL_*). */
 export const RtasrCtl = {
   SET_PARAM: 1,
   CONNECT: 2,
