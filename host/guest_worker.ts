@@ -44,7 +44,14 @@ export function guestWorker(): Worker {
 /** Takes back the Worker of a guest that ended normally (its result arrived). */
 export function returnGuestWorker(worker: Worker): void {
   worker.onmessage = null;
-  worker.onerror = null;
+  // Nothing should run in an idle Worker; if something does fail there, the Worker goes, and
+  // the error must not reach the host (an unhandled Worker error ends the whole program).
+  worker.onerror = (e) => {
+    e.preventDefault();
+    const at = idle.indexOf(worker);
+    if (at >= 0) idle.splice(at, 1);
+    worker.terminate();
+  };
   if (idle.length >= MAX_IDLE) return worker.terminate();
   idle.push(worker);
   clearTimeout(idleTimer);
