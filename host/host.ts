@@ -1,8 +1,9 @@
 /**
  * The host side (main thread): owns the shared Wasmtime engine, its drivers (started and
- * stopped with the host) and the registry of running guests; starts one Worker per guest and
- * serves that guest's link: log records, requests to drivers, streams and notices. Time
- * limits are enforced by a thread of their own (host/watchdog.ts).
+ * stopped with the host) and the registry of running guests; runs each guest in a Worker of
+ * its own (pooled between runs, host/guest_worker.ts) and serves that guest's link: log
+ * records, requests to drivers, streams and notices. Time limits are enforced by a thread of
+ * their own (host/watchdog.ts).
  */
 import { Engine, Module } from "../runtime/engine.ts";
 import { openWasmtime } from "../ffi/wasmtime.ts";

@@ -2,8 +2,8 @@
  * Resource leaks across many guest runs: every run creates a Wasmtime store, linker, module,
  * 32+ FFI callbacks, an fd table and a Link, and must free them all. 1000 runs through the
  * in-thread layer (`runGuest`, shared engine, fresh Link each time) and 100 through the
- * production path (SpearHost: one Worker per guest); RSS after the last run must stay within
- * a bound of RSS after the warm-up runs.
+ * production path (SpearHost: a pooled Worker runs guest after guest); RSS after the last run
+ * must stay within a bound of RSS after the warm-up runs.
  */
 import assert from "node:assert/strict";
 import { openWasmtime } from "../../ffi/wasmtime.ts";
