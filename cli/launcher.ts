@@ -100,7 +100,9 @@ export async function launchPlan(argv: string[]): Promise<{ flags: string[]; env
     ...(families.run.length ? [`--allow-run=${families.run.join(",")}`] : []),
     ...families.unstable.map((feature) => `--unstable-${feature}`),
   ];
-  return { flags, env: families.childEnv };
+  // Set here rather than by the child at run time (ffi/wasmtime.ts says why it matters).
+  const backtraces = { RUST_LIB_BACKTRACE: Deno.env.get("RUST_LIB_BACKTRACE") ?? "0" };
+  return { flags, env: { ...families.childEnv, ...backtraces } };
 }
 
 /**

@@ -146,8 +146,11 @@ export const Sizes = {
  * backtraces off and takes precedence over RUST_BACKTRACE; it is read by libwasmtime's own
  * copy of std on its first error, so it is set before the library is opened. A value the user
  * set is kept, and without permission to set it (an embedder's choice) nothing changes.
+ * Setting a variable races with C code reading the environment on other threads, so it is done
+ * as early as possible: by the launcher for its child (the variable is then already set), and
+ * by SpearHost's constructor, before it starts any Worker.
  */
-function quietRustBacktraces(): void {
+export function quietRustBacktraces(): void {
   try {
     if (Deno.env.get("RUST_LIB_BACKTRACE") === undefined) Deno.env.set("RUST_LIB_BACKTRACE", "0");
   } catch { /* no env permission: leave the environment as it is */ }

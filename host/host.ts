@@ -6,7 +6,7 @@
  * their own (host/watchdog.ts).
  */
 import { Engine, Module } from "../runtime/engine.ts";
-import { openWasmtime } from "../ffi/wasmtime.ts";
+import { openWasmtime, quietRustBacktraces } from "../ffi/wasmtime.ts";
 import { type Frame, Link, type Message, TerminateReason } from "../protocol/channel.ts";
 import { HostBudget } from "../protocol/budget.ts";
 import { type BytePipe, PipeArena } from "../protocol/pipe.ts";
@@ -529,6 +529,7 @@ export class SpearHost {
   private readonly idleLinks: Link[] = [];
 
   constructor(options: HostOptions = {}) {
+    quietRustBacktraces(); // before any Worker: see ffi/wasmtime.ts
     this.config = options.config ?? defaultConfig();
     this.libPath = options.wasmtimeLib ?? resolveWasmtimeLib();
     this.cacheDir = options.cacheDir === null ? undefined : options.cacheDir ?? defaultCacheDir();
