@@ -5,7 +5,7 @@
  * on stderr, and "every failure prints exactly one stderr line naming its cause".
  */
 import assert from "node:assert/strict";
-import { permissionFlags } from "../../cli/launcher.ts";
+import { launchPlan, permissionFlags } from "../../cli/launcher.ts";
 import { parseResolvConf } from "../../host/net/policy.ts";
 
 const root = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
@@ -461,6 +461,19 @@ Deno.test("cli: the launcher grants a family's permissions only to guests and co
   // A module the launcher cannot read as wasm gets every family's grants; the child then reports it.
   const bogus = writeTemp("bogus.wasm", "not a module");
   assert.ok(has(await permissionFlags(["run", bogus]), "/dev/snd"));
+});
+
+Deno.test("cli: the child starts with library backtraces off (cheap traps), unless the user chose otherwise", async () => {
+  const chosen = Deno.env.get("RUST_LIB_BACKTRACE");
+  Deno.env.delete("RUST_LIB_BACKTRACE");
+  try {
+    assert.equal((await launchPlan(["run", HELLO])).env.RUST_LIB_BACKTRACE, "0");
+    Deno.env.set("RUST_LIB_BACKTRACE", "1");
+    assert.equal((await launchPlan(["run", HELLO])).env.RUST_LIB_BACKTRACE, "1");
+  } finally {
+    if (chosen === undefined) Deno.env.delete("RUST_LIB_BACKTRACE");
+    else Deno.env.set("RUST_LIB_BACKTRACE", chosen);
+  }
 });
 
 Deno.test("cli: cleanup", () => {
