@@ -5,7 +5,9 @@
  * MCP SDK into each process and Worker), so optional modules are named here, resolved against
  * the caller's `import.meta.url`, which start-up does not follow. The type argument keeps the
  * module's types: `lazyImport<typeof import("./x.ts")>("./x.ts", import.meta.url)`.
- * `deno compile` embeds such modules only when told to (scripts/compile.ts `--include`).
+ * `deno compile` embeds such modules only when told to (scripts/compile.ts `--include`), and
+ * Deno checks read permission on them: a program that embeds spearhost grants `--allow-read` of
+ * its directory (the CLI's child has it).
  */
 export function lazyImport<M>(specifier: string, base: string): Promise<M> {
   return import(new URL(specifier, base).href);
