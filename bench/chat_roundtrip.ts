@@ -12,13 +12,19 @@
  *   guest   bench/guests/chat_loop.c doing K cchat_send + cchat_recv round trips (seq), or K
  *           sends collected with spear_epoll_wait (par), through SpearHost: Worker, channel,
  *           fd table, driver, routing. The guest (and the floor's worker) times its second
- *           pass itself, so worker start-up and instantiation are not in the figure.
- * Overhead per sequential round trip = (guest or floor − fetch) / K; concurrent throughput is
- * against fetch's. Medians of RUNS runs, the three alternating. A script, not Deno.bench:
+ *           pass itself, so worker start-up and instantiation are not in the figure;
+ *   bare    the same guest through a SpearHost whose chat driver does only the floor's
+ *           fetch() + json() (no routing, network policy, credentials, redirect checks, body
+ *           limits or timeout): it splits the guest's overhead into spearhost's machinery
+ *           (Worker, hostcalls, fd table, request/reply, channel) and the chat driver's work.
+ * Overhead per sequential round trip = (guest, bare or floor − fetch) / K; concurrent throughput
+ * is against fetch's. Medians of RUNS runs, the four alternating. A script, not Deno.bench:
  * under the bench runner the in-process server's fetches stall.
  * Run: deno run --allow-all bench/chat_roundtrip.ts [RUNS]
  */
-import { SpearHost } from "../host/host.ts";
+import { type Driver, SpearHost } from "../host/host.ts";
+import { EncodedResult, handle } from "../protocol/rpc.ts";
+import { chatRoundTrip } from "../families/cchat/protocol.ts";
 import { parseConfig } from "../host/config.ts";
 import { createDrivers } from "../families/registry.ts";
 import { startOpenAIServer } from "../tests/support/openai_server.ts";
@@ -55,6 +61,26 @@ const fetchJson = async () => {
 };
 const fetchOnce = async () => void await fetchJson();
 
+/** A chat driver that does what the floor does and nothing else (see "bare" above). */
+const bareDriver: Driver = {
+  family: "cchat",
+  handlers: [handle(chatRoundTrip, async () =>
+    new EncodedResult(
+      JSON.stringify({
+        ok: true,
+        body: await fetchJson(),
+        backend: "loopback",
+        model: "bench",
+        latencyMs: 0,
+      }),
+    ))],
+};
+const bareHost = new SpearHost({
+  config,
+  drivers: [bareDriver],
+  logSink: (_guest, _level, message) => void (printed += message + "\n"),
+});
+
 const floorSlot = Slot.create();
 const floorServer = serveChatFloor(floorSlot, fetchJson);
 const floorWorker = new Worker(new URL("./support/floor_chat_worker.ts", import.meta.url), {
@@ -73,10 +99,10 @@ function floor(mode: "seq" | "par", k: number): Promise<number> {
   });
 }
 
-/** The guest's own timing of K round trips (ms). */
-async function guest(mode: "seq" | "par", k: number): Promise<number> {
+/** The guest's own timing of K round trips (ms), through `on` (the full host or the bare one). */
+async function guest(mode: "seq" | "par", k: number, on = host): Promise<number> {
   printed = "";
-  const result = await host.run(wasm, { args: [mode, String(k)] });
+  const result = await on.run(wasm, { args: [mode, String(k)] });
   if (result.exitCode !== 0) throw new Error(`chat_loop ${mode} ${k}: ${JSON.stringify(result)}`);
   server.requests.length = 0; // the recorder would otherwise grow without bound
   const us = /elapsed_us=(\d+)/.exec(printed)?.[1];
@@ -93,7 +119,16 @@ async function timed(fn: () => Promise<void>): Promise<number> {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const RUNS = Number(Deno.args[0] ?? 9);
-const series = ["seqFetch", "seqFloor", "seqGuest", "parFetch", "parFloor", "parGuest"] as const;
+const series = [
+  "seqFetch",
+  "seqFloor",
+  "seqBare",
+  "seqGuest",
+  "parFetch",
+  "parFloor",
+  "parBare",
+  "parGuest",
+] as const;
 const ms: Record<(typeof series)[number], number[]> = Object.fromEntries(series.map((n) => [n, []])) as never;
 for (let r = 0; r < RUNS; r++) {
   ms.seqFetch.push(
@@ -103,6 +138,7 @@ for (let r = 0; r < RUNS; r++) {
     }),
   );
   ms.seqFloor.push(await floor("seq", K));
+  ms.seqBare.push(await guest("seq", K, bareHost));
   ms.seqGuest.push(await guest("seq", K));
   ms.parFetch.push(
     await timed(async () => {
@@ -111,6 +147,7 @@ for (let r = 0; r < RUNS; r++) {
     }),
   );
   ms.parFloor.push(await floor("par", K));
+  ms.parBare.push(await guest("par", K, bareHost));
   ms.parGuest.push(await guest("par", K));
 }
 
@@ -122,16 +159,19 @@ const m = Object.fromEntries(series.map((n) => [n, median(ms[n])])) as Record<
 const us = (x: number) => `${x.toFixed(0).padStart(4)} µs`;
 console.log(`chat over loopback, K = ${K} requests, medians of ${RUNS} alternating runs`);
 console.log(
-  `  sequential round trip: fetch ${us(perTrip(m.seqFetch))}, floor ${us(perTrip(m.seqFloor))}, guest ${
-    us(perTrip(m.seqGuest))
-  }`,
+  `  sequential round trip: fetch ${us(perTrip(m.seqFetch))}, floor ${us(perTrip(m.seqFloor))}, bare driver ${
+    us(perTrip(m.seqBare))
+  }, guest ${us(perTrip(m.seqGuest))}`,
 );
 const floorOverhead = perTrip(m.seqFloor) - perTrip(m.seqFetch);
+const bareOverhead = perTrip(m.seqBare) - perTrip(m.seqFetch);
 const overhead = perTrip(m.seqGuest) - perTrip(m.seqFetch);
 console.log(
   `  overhead per sequential round trip over fetch: floor ${us(floorOverhead)}, guest ${us(overhead)} (${
     us(overhead - floorOverhead)
-  } above the floor)`,
+  } above the floor: machinery ${us(bareOverhead - floorOverhead)}, chat driver ${
+    us(overhead - bareOverhead)
+  })`,
 );
 console.log(
   `  target guest ≤ 100 µs: ${overhead <= 100 ? "met" : "NOT met"}; the floor alone uses ${
@@ -140,19 +180,21 @@ console.log(
 );
 const rate = (ms: number) => K / (ms / 1000);
 const share = (x: number) => rate(x) / rate(m.parFetch);
+const pct = (x: number) => `${(share(x) * 100).toFixed(0)} %`;
 console.log(
   `  concurrent throughput (${K} at once): fetch ${rate(m.parFetch).toFixed(0)} req/s, floor ${
     rate(m.parFloor).toFixed(0)
-  } (${(share(m.parFloor) * 100).toFixed(0)} %), guest ${rate(m.parGuest).toFixed(0)} (${
-    (share(m.parGuest) * 100).toFixed(0)
-  } %; ${(m.parFloor / m.parGuest * 100).toFixed(0)} % of the floor's)`,
+  } (${pct(m.parFloor)}), bare driver ${rate(m.parBare).toFixed(0)} (${pct(m.parBare)}), guest ${
+    rate(m.parGuest).toFixed(0)
+  } (${pct(m.parGuest)}; ${(m.parFloor / m.parGuest * 100).toFixed(0)} % of the floor's)`,
 );
 console.log(
   `  target guest ≥ 80 % of fetch: ${share(m.parGuest) >= 0.8 ? "met" : "NOT met"}; the floor alone reaches ${
-    (share(m.parFloor) * 100).toFixed(0)
-  } %`,
+    pct(m.parFloor)
+  }`,
 );
 floorWorker.terminate();
 await floorServer.stop();
+await bareHost.close();
 await host.close();
 await server.close();
