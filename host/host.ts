@@ -632,7 +632,7 @@ export class SpearHost {
       bytes = typeof wasm === "string" ? await Deno.readFile(wasm) : wasm;
       handlers = await this.startDrivers(await this.familiesOf(bytes));
     } catch (e) {
-      worker.terminate();
+      returnGuestWorker(worker); // it was never given the guest: the next one can have it
       throw e;
     }
     const name = options.name ?? (typeof wasm === "string" ? wasm.split("/").pop()! : "guest.wasm");

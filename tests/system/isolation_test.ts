@@ -136,6 +136,8 @@ Deno.test("isolation: one pooled Worker runs guest after guest — after a trap,
     }
     assert.match(hogs[0], /allocated \d+ MiB/);
     assert.equal(hogs[1], hogs[0]);
+    // A run that fails before its guest starts (the file cannot be read) gives its Worker back.
+    await assert.rejects(host.run(`${tmp}/no-such.wasm`), Deno.errors.NotFound);
     const last = await host.run(EXIT_CODE, { args: ["5"], stdoutFile: `${tmp}/last` });
     assert.equal(last.exitCode, 5);
     assert.equal(await out("last"), "exit_code: 5\n");
