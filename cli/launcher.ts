@@ -17,6 +17,7 @@ import { defaultCacheDir } from "../host/native.ts";
 import { parseArgs, resolveConfig, STREAM_TOKEN_ENV, UsageError } from "./args.ts";
 import { formatSockAddr } from "../families/sock/protocol.ts";
 import { lazyImport } from "../runtime/lazy.ts";
+import { RUST_LIB_BACKTRACE, rustLibBacktrace } from "../ffi/rust_env.ts";
 
 const root = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 
@@ -63,7 +64,7 @@ export async function launchPlan(argv: string[]): Promise<{ flags: string[]; env
   reads.push(...families.read);
   const envNames = [
     "HOME",
-    "RUST_LIB_BACKTRACE", // set by ffi/wasmtime.ts so that traps stay cheap
+    RUST_LIB_BACKTRACE, // so that traps stay cheap (ffi/rust_env.ts)
     "XDG_CACHE_HOME",
     "SPEARHOST_CACHE_DIR",
     "SPEARHOST_WASMTIME_LIB",
@@ -100,8 +101,8 @@ export async function launchPlan(argv: string[]): Promise<{ flags: string[]; env
     ...(families.run.length ? [`--allow-run=${families.run.join(",")}`] : []),
     ...families.unstable.map((feature) => `--unstable-${feature}`),
   ];
-  // Set here rather than by the child at run time (ffi/wasmtime.ts says why it matters).
-  const backtraces = { RUST_LIB_BACKTRACE: Deno.env.get("RUST_LIB_BACKTRACE") ?? "0" };
+  // Set here rather than by the child at run time (ffi/rust_env.ts says why it matters).
+  const backtraces = { [RUST_LIB_BACKTRACE]: rustLibBacktrace() };
   return { flags, env: { ...families.childEnv, ...backtraces } };
 }
 

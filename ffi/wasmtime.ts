@@ -3,6 +3,9 @@
  * `Deno.dlopen`. Struct layouts are those of Wasmtime 50 on x86_64 / aarch64 Linux.
  * Nothing here manages lifetimes; runtime/engine.ts does.
  */
+import { quietRustBacktraces } from "./rust_env.ts";
+
+export { quietRustBacktraces };
 
 const P = "pointer" as const;
 const B = "buffer" as const;
@@ -136,26 +139,6 @@ export const Sizes = {
   VAL_RAW: 16,
 } as const;
 
-/**
- * With RUST_BACKTRACE set (developer machines and CI images often have it), the Rust inside
- * libwasmtime captures a native backtrace for every error it makes, a guest's trap included,
- * and symbolizes it from the library's debug info: ~100 ms per trap, under one process-wide
- * lock. Guests trapping side by side then stalled every thread for up to 25 s (a 600 ms time
- * limit took effect after 24 s; tests/system/isolation_test.ts, 1 run in 6). Our traps carry
- * their wasm frames; the native backtrace is never shown. RUST_LIB_BACKTRACE=0 turns library
- * backtraces off and takes precedence over RUST_BACKTRACE; it is read by libwasmtime's own
- * copy of std on its first error, so it is set before the library is opened. A value the user
- * set is kept, and without permission to set it (an embedder's choice) nothing changes.
- * Setting a variable races with C code reading the environment on other threads, so it is done
- * as early as possible: by the launcher for its child (the variable is then already set), and
- * by SpearHost's constructor, before it starts any Worker.
- */
-export function quietRustBacktraces(): void {
-  try {
-    if (Deno.env.get("RUST_LIB_BACKTRACE") === undefined) Deno.env.set("RUST_LIB_BACKTRACE", "0");
-  } catch { /* no env permission: leave the environment as it is */ }
-}
-
 let loaded: WasmtimeLib | undefined;
 let loadedPath = "";
 
@@ -171,7 +154,7 @@ export function openWasmtime(path: string): WasmtimeLib {
     if (path !== loadedPath) throw new Error(`libwasmtime already loaded from ${loadedPath}`);
     return loaded;
   }
-  quietRustBacktraces();
+  quietRustBacktraces(); // a last resort: see ffi/rust_env.ts
   // Open it now with one symbol, so a wrong path fails here and not at some later call.
   Deno.dlopen(path, { wasm_config_new: wasmtimeSymbols.wasm_config_new });
   const lib = {} as Record<string, unknown>;

@@ -529,7 +529,7 @@ export class SpearHost {
   private readonly idleLinks: Link[] = [];
 
   constructor(options: HostOptions = {}) {
-    quietRustBacktraces(); // before any Worker: see ffi/wasmtime.ts
+    quietRustBacktraces(); // before any Worker: see ffi/rust_env.ts
     this.config = options.config ?? defaultConfig();
     this.libPath = options.wasmtimeLib ?? resolveWasmtimeLib();
     this.cacheDir = options.cacheDir === null ? undefined : options.cacheDir ?? defaultCacheDir();

@@ -39,6 +39,10 @@ async function withHost(
 Deno.test("isolation: trap, timeout, memory limit and success in parallel — each result is its own", async () => {
   await withHost(async (host, logs, tmp) => {
     const out = (name: string) => `${tmp}/${name}.out`;
+    // A time limit counts from the run's start, Worker boot included, and `deno test` type-checks
+    // a Worker's modules when the first one loads them: seven at once after a source change took
+    // 18 s here. Booting one first keeps that out of the limits this test checks.
+    assert.equal((await host.run(EXIT_CODE, { args: ["0"], stdoutFile: out("boot") })).exitCode, 0);
     const t0 = performance.now();
     const [trap, timeout, blocked, memory, soft, ok, exit] = await Promise.all([
       host.run(MISBEHAVE, { name: "trap", args: ["unreachable"], stdoutFile: out("trap") }),
