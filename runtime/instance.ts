@@ -402,6 +402,14 @@ function runI32(run: Hostcall["run"], arity: number, raw: DataView): WasmValue |
         raw.getInt32(32, true),
         raw.getInt32(48, true),
       );
+    case 5: // cchat_write_msg, sock_sendto, sock_recvfrom
+      return run(
+        raw.getInt32(0, true),
+        raw.getInt32(16, true),
+        raw.getInt32(32, true),
+        raw.getInt32(48, true),
+        raw.getInt32(64, true),
+      );
     default:
       return run(...Array.from({ length: arity }, (_, i) => raw.getInt32(i * 16, true)));
   }
