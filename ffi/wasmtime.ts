@@ -5,8 +5,6 @@
  */
 import { quietRustBacktraces } from "./rust_env.ts";
 
-export { quietRustBacktraces };
-
 const P = "pointer" as const;
 const B = "buffer" as const;
 

@@ -6,7 +6,8 @@
  * their own (host/watchdog.ts).
  */
 import { Engine, Module } from "../runtime/engine.ts";
-import { openWasmtime, quietRustBacktraces } from "../ffi/wasmtime.ts";
+import { openWasmtime } from "../ffi/wasmtime.ts";
+import { quietRustBacktraces } from "../ffi/rust_env.ts";
 import { type Frame, Link, type Message, TerminateReason } from "../protocol/channel.ts";
 import { HostBudget } from "../protocol/budget.ts";
 import { type BytePipe, PipeArena } from "../protocol/pipe.ts";
