@@ -61,14 +61,17 @@ const fetchJson = async () => {
 };
 const fetchOnce = async () => void await fetchJson();
 
-/** A chat driver that does what the floor does and nothing else (see "bare" above). */
+/**
+ * A chat driver that does what the floor does and nothing else (see "bare" above): the guest's
+ * response text is the body as the floor replies it.
+ */
 const bareDriver: Driver = {
   family: "cchat",
   handlers: [handle(chatRoundTrip, async () =>
     new EncodedResult(
       JSON.stringify({
         ok: true,
-        body: await fetchJson(),
+        response: JSON.stringify(await fetchJson()),
         backend: "loopback",
         model: "bench",
         latencyMs: 0,

@@ -1,6 +1,7 @@
 /*
  * Chat bench guest: argv[1] = "seq" (K send+recv round trips one after another) or "par"
- * (K sends at once, answers collected with spear_epoll_wait); argv[2] = K. It runs the whole
+ * (K sends at once, answers collected with spear_epoll_wait and read); argv[2] = K. Every
+ * answer is read and must be a completion (exit 1 otherwise). It runs the whole
  * workload once untimed (warm-up: drivers started, code optimized), then once timed with the
  * monotonic clock, and prints `elapsed_us=N` — the guest's own view, free of worker start-up.
  */
@@ -20,12 +21,23 @@ static int32_t ask(const char *text) {
     return resp;
 }
 
-static int sequential(int k) {
+/* Reads a response as a guest does and checks it is a completion, not an error object: a
+ * bench that times failures would look fast. */
+static int take(int32_t resp) {
     static uint8_t buf[1 << 16];
+    uint32_t len = sizeof buf;
+    if (sp_cchat_recv(resp, SP__PTR(buf), SP__PTR(&len)) < 0) return 1;
+    if (len < 2 || memcmp(buf, "{\"error\"", len < 8 ? len : 8) == 0) {
+        printf("chat_loop: not a completion: %.*s\n", (int)(len < 200 ? len : 200), (const char *)buf);
+        return 1;
+    }
+    return 0;
+}
+
+static int sequential(int k) {
     for (int i = 0; i < k; i++) {
         int32_t resp = ask("ping");
-        uint32_t len = sizeof buf;
-        if (sp_cchat_recv(resp, SP__PTR(buf), SP__PTR(&len)) < 0) return 1;
+        if (take(resp) != 0) return 1;
         sp_cchat_close(resp);
     }
     return 0;
@@ -39,6 +51,7 @@ static int concurrent(int k) {
         int32_t n = sp_ep_wait_events(ep, ev, 64, 10000);
         if (n <= 0) return 1;
         for (int i = 0; i < n; i++) {
+            if (take(ev[i].fd) != 0) return 1;
             sp_ep_ctl(ep, SPEAR_EPOLL_CTL_DEL, ev[i].fd, 0);
             sp_cchat_close(ev[i].fd);
         }

@@ -7,9 +7,11 @@ import type { HostConfig } from "../../host/config.ts";
 import type { Driver } from "../../host/host.ts";
 import { EncodedResult, handle } from "../../protocol/rpc.ts";
 import {
+  type ChatRoundTripResult as BackendResult,
   type ChatServices,
   holdLocalEngines,
   releaseLocalEngines,
+  responseJson,
   runChatRoundTrip,
 } from "./backends/mod.ts";
 import {
@@ -19,11 +21,45 @@ import {
   mcpCall,
   mcpTaskPolicy,
 } from "./protocol.ts";
+import { isJsonObject } from "../../runtime/json.ts";
 import type { McpServers } from "./mcp.ts";
 import { effectiveMcp, parseMcpToolName } from "./mcp_config.ts";
 import { lazyImport } from "../../runtime/lazy.ts";
 
 const encoder = new TextEncoder();
+
+/**
+ * What crosses back for a backend's result: on success the guest's response text, made here
+ * (ChatRoundTripResult says why), and for the tool loop the assistant's turn.
+ */
+function wireResult(result: BackendResult, toolLoop: boolean): ChatRoundTripResult {
+  const { latencyMs, backend, model } = result;
+  if (!result.ok) {
+    return {
+      ok: false,
+      error: result.error,
+      latencyMs,
+      ...(backend ? { backend } : {}),
+      ...(model ? { model } : {}),
+    };
+  }
+  const wire: ChatRoundTripResult = {
+    ok: true,
+    response: JSON.stringify(responseJson(result)),
+    backend,
+    model,
+    latencyMs,
+  };
+  if (result.usage) wire.usage = result.usage;
+  if (toolLoop) {
+    const choice = Array.isArray(result.body.choices) ? result.body.choices[0] : undefined;
+    if (isJsonObject(choice) && isJsonObject(choice.message)) {
+      wire.message = choice.message;
+      wire.finishReason = choice.finish_reason;
+    }
+  }
+  return wire;
+}
 
 /**
  * The result as the JSON text the reply carries (measured on the way: one encoding, not two);
@@ -68,7 +104,12 @@ export function chatDriver(config: HostConfig): Driver {
       handle(
         chatRoundTrip,
         async (request, { signal, session }) =>
-          bounded(await runChatRoundTrip(config, request, signal, Math.random, session.budget, services)),
+          bounded(
+            wireResult(
+              await runChatRoundTrip(config, request, signal, Math.random, session.budget, services),
+              request.toolLoop === true,
+            ),
+          ),
       ),
       handle(mcpTaskPolicy, () => (config.mcp?.task ? { task: config.mcp.task } : {})),
       handle(mcpCall, async ({ name, arguments: args, mcp, maxBytes }, { signal }) => {

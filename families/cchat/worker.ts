@@ -225,10 +225,10 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
     session.params.set(key, value);
   };
 
-  /** Stores the response JSON (charged until the fd closes) and raises EPOLLIN. */
-  const complete = (entry: FdEntry<ChatResponse>, json: Json) => {
+  /** Stores the response JSON text (charged until the fd closes) and raises EPOLLIN. */
+  const complete = (entry: FdEntry<ChatResponse>, text: string) => {
     const resp = entry.state;
-    let bytes = encoder.encode(JSON.stringify(json));
+    let bytes = encoder.encode(text);
     if (!rt.budget.tryCharge(bytes.length)) {
       resp.failed = true;
       const message = `response of ${bytes.length} bytes is over the guest's host budget (${rt.budget})`;
@@ -241,7 +241,7 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
 
   const failResponse = (entry: FdEntry<ChatResponse>, error: Json) => {
     entry.state.failed = true;
-    complete(entry, { error });
+    complete(entry, JSON.stringify({ error }));
   };
 
   /**
@@ -267,6 +267,7 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
       ...(typeof params.backend === "string" ? { backend: params.backend } : {}),
       ...(timeout.timeoutMs !== undefined ? { timeoutMs: timeout.timeoutMs } : {}),
       ...(Object.keys(session.mcp).length > 0 ? { mcp: session.mcp } : {}),
+      ...(entry.state.flags & CchatSendFlag.AUTO_TOOL_CALL ? { toolLoop: true } : {}),
     }, { fd: entry.fd, maxBytes: MAX_CHAT_MESSAGE_BYTES, onDone: (outcome) => applyResult(entry, outcome) });
   };
 
@@ -438,7 +439,7 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
     // Set before the failure check: GET_METRICS names the backend that failed too.
     resp.backend = result.backend;
     resp.model = result.model;
-    if (!result.ok || !result.body) {
+    if (!result.ok || result.response === undefined) {
       const capped = result.error?.code === "timeout" && resp.cappedTimeoutMs !== undefined
         ? ` (cut to ${resp.cappedTimeoutMs} ms so that it ends before the run's time limit)`
         : "";
@@ -448,27 +449,24 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
       });
       return;
     }
-    const choice = Array.isArray(result.body.choices) ? result.body.choices[0] : undefined;
-    const message = isJsonObject(choice) && isJsonObject(choice.message) ? choice.message : undefined;
-    const calls = message && Array.isArray(message.tool_calls) ? message.tool_calls.filter(isJsonObject) : [];
     const auto = (resp.flags & CchatSendFlag.AUTO_TOOL_CALL) !== 0;
-    if (auto && message && calls.length > 0) {
+    const message = auto ? result.message : undefined; // the host sends it for the tool loop only
+    const calls = message && Array.isArray(message.tool_calls) ? message.tool_calls.filter(isJsonObject) : [];
+    if (message && calls.length > 0) {
       const turn: Json = {
         role: message.role ?? "assistant",
         content: message.content ?? null,
         tool_calls: calls,
       };
       if (typeof message.name === "string") turn.name = message.name;
-      rt.defer(() =>
-        runToolTurn(entry, turn, calls, isJsonObject(choice) ? choice.finish_reason : undefined)
-      );
+      rt.defer(() => runToolTurn(entry, turn, calls, result.finishReason));
       return;
     }
-    if (auto && message) {
+    if (message) {
       const turn = { role: message.role ?? "assistant", content: message.content ?? null };
       if (!appendTurn(entry, turn)) return overBudget(entry);
     }
-    complete(entry, { ...result.body, _spear: { backend: result.backend, model: result.model } });
+    complete(entry, result.response);
   }
 
   const responseMetrics = (resp: ChatResponse): Json => {

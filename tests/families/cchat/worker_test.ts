@@ -13,13 +13,18 @@ const OUT = 64;
 const ROLE = 4096;
 const CONTENT = 4160;
 
-const reply = (content: string) => ({
-  ok: true,
-  latencyMs: 1,
-  backend: "stub",
-  model: "m",
-  body: { choices: [{ message: { role: "assistant", content } }] },
-});
+/** The driver's result for a plain assistant message (families/cchat/driver.ts wireResult, toolLoop on). */
+const reply = (content: string) => {
+  const message = { role: "assistant", content };
+  return {
+    ok: true,
+    latencyMs: 1,
+    backend: "stub",
+    model: "m",
+    response: JSON.stringify({ choices: [{ message }], _spear: { backend: "stub", model: "m" } }),
+    message,
+  };
+};
 
 Deno.test("cchat worker: a turn appended after the session closed is released with its response", async () => {
   const g = await fakeGuest({ families: ["fd", "cchat"] });
@@ -50,6 +55,26 @@ Deno.test("cchat worker: a turn appended while the session is open is released w
   assert.ok(g.rt.budget.used > base, "the session holds the appended turn");
   assert.equal(g.call("cchat_close", session), 0);
   assert.equal(g.rt.budget.used, base);
+});
+
+Deno.test("cchat worker: the guest reads the host's response text as it is; only the tool loop asks for the turn", async () => {
+  const g = await fakeGuest({ families: ["fd", "cchat"] });
+  const session = g.call("cchat_create");
+  const plain = g.call("cchat_send", session, 0);
+  const looped = g.call("cchat_send", session, CchatSendFlag.AUTO_TOOL_CALL);
+  const [first, second] = g.requests().map((r) => r.params as { toolLoop?: boolean });
+  assert.equal(first.toolLoop, undefined, "a plain send does not ask for the assistant's turn");
+  assert.equal(second.toolLoop, true);
+  // Spacing and key order are the host's: the worker does not parse and re-serialize the body.
+  const text =
+    '{ "choices": [ {"message": {"role": "assistant", "content": "hi"}} ], "_spear": {"backend": "b", "model": "m"} }';
+  g.reply({ ok: true, latencyMs: 1, backend: "b", model: "m", response: text });
+  g.reply(reply("again"));
+  g.view.setUint32(LEN, 65536, true);
+  const n = g.call("cchat_recv", plain, OUT, LEN);
+  assert.equal(new TextDecoder().decode(g.mem.subarray(OUT, OUT + n)), text);
+  g.view.setUint32(LEN, 65536, true);
+  assert.ok(g.call("cchat_recv", looped, OUT, LEN) > 0);
 });
 
 Deno.test("cchat worker: JSON nested too deep is -EINVAL up front, so a later cchat_send still works", async () => {
