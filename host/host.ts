@@ -10,6 +10,7 @@ import { openWasmtime } from "../ffi/wasmtime.ts";
 import { quietRustBacktraces } from "../ffi/rust_env.ts";
 import { type Frame, Link, type Message, TerminateReason } from "../protocol/channel.ts";
 import { HostBudget } from "../protocol/budget.ts";
+import { decodeUtf8 } from "../protocol/bytes.ts";
 import { type BytePipe, PipeArena } from "../protocol/pipe.ts";
 import { type Handler, RpcServer } from "../protocol/rpc.ts";
 import { decodeCredit, decodeFrame, type Flow, streamChannel, StreamSender } from "../protocol/stream.ts";
@@ -32,7 +33,6 @@ export type LogSink = (guest: string, level: number, message: string) => unknown
 
 const LEVEL_NAMES = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"];
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 
 /**
  * Default sink: one line per record on the host's stderr, control characters escaped so a
@@ -192,7 +192,7 @@ export class GuestSession {
   }
 
   /** Sends one message towards the guest; a guest that lets too much pile up is stopped. */
-  send(op: number, fd: number, payload?: Uint8Array, head?: Uint8Array): void {
+  send(op: number, fd: number, payload?: Uint8Array | string, head?: Uint8Array): void {
     if (this.ended) return;
     const channel = this.link.toGuest;
     channel.send(op, fd, payload, head);
@@ -279,7 +279,7 @@ export class GuestSession {
         return;
       }
       case Op.STREAM_EVENT:
-        this.inbound.get(m.fd)?.event?.(JSON.parse(decoder.decode(m.payload)));
+        this.inbound.get(m.fd)?.event?.(JSON.parse(decodeUtf8(m.payload)));
         return;
     }
   }
@@ -356,7 +356,7 @@ export class GuestSession {
     switch (m.op) {
       case Op.LOG: {
         const known = m.fd >= LogLevel.TRACE && m.fd <= LogLevel.ERROR;
-        const written = sink(this.name, known ? m.fd : LogLevel.INFO, decoder.decode(m.payload));
+        const written = sink(this.name, known ? m.fd : LogLevel.INFO, decodeUtf8(m.payload));
         return written instanceof Promise ? written.then(() => {}) : undefined;
       }
       case Op.REQUEST:

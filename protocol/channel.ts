@@ -10,7 +10,7 @@
  * but the last) and is delivered whole, so message size is not bounded by the ring.
  */
 
-import { copyInto, copyOf } from "./bytes.ts";
+import { copyInto, copyOf, utf8Scratch } from "./bytes.ts";
 
 const WRITE = 0; // total bytes published (u32, wrapping)
 const READ = 1; // total bytes consumed (u32, wrapping)
@@ -196,8 +196,11 @@ export class Channel {
    * Publishes a message and rings the bell. Never drops: if the ring is full the message
    * waits in a local backlog, flushed by `flush()` once the consumer makes room. A `head`
    * (a stream frame's header) goes in front of the payload, both copied straight into the ring.
+   * A text payload (JSON) is sent as UTF-8, encoded here, where nothing else can run before it
+   * is copied out (protocol/bytes.ts utf8Scratch): no buffer is made for it.
    */
-  send(op: number, fd: number, payload: Uint8Array = EMPTY, head: Uint8Array = EMPTY): void {
+  send(op: number, fd: number, payload: Uint8Array | string = EMPTY, head: Uint8Array = EMPTY): void {
+    if (typeof payload === "string") payload = utf8Scratch(payload);
     if (head.length + payload.length <= this.chunk && this.pending.length === 0) {
       if (this.tryWrite({ op, fd, flags: 0, payload }, head)) {
         this.ring();

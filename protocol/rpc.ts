@@ -11,7 +11,8 @@
  * and fails with a timeout error.
  */
 import type { HostBudget } from "./budget.ts";
-import { decode, encode, ProtocolError, type Schema } from "./schema.ts";
+import { decode, encode, encodeText, ProtocolError, type Schema } from "./schema.ts";
+import { utf8Scratch } from "./bytes.ts";
 import { CancelEnvelope, Op, ReplyEnvelope, RequestEnvelope } from "./wire.ts";
 
 export interface Method<P, R> {
@@ -29,7 +30,8 @@ export type Outcome<R> =
   | { ok: true; value: R }
   | { ok: false; error: string; cancelled?: boolean };
 
-export type Send = (op: number, fd: number, payload: Uint8Array) => void;
+/** Sends one message; a text payload is sent as UTF-8 (Channel.send). */
+export type Send = (op: number, fd: number, payload: Uint8Array | string) => void;
 
 /** One call in flight from the worker. */
 export class PendingCall<R> {
@@ -78,17 +80,19 @@ export class RpcClient {
     const envelope: RequestEnvelope = { id: call.id, method: m.name, params };
     if (options.timeoutMs !== undefined) envelope.timeoutMs = options.timeoutMs;
     // Encoding throws for params JSON cannot carry; it happens before registering, so nothing stays pending.
-    const bytes = encode(RequestEnvelope, envelope);
-    if (options.maxBytes !== undefined && bytes.length > options.maxBytes) {
-      call.outcome = {
-        ok: false,
-        error: `request of ${bytes.length} bytes exceeds the host limit of ${options.maxBytes} bytes`,
-      };
+    const text = encodeText(RequestEnvelope, envelope);
+    const max = options.maxBytes;
+    // A UTF-16 code unit is at most 3 UTF-8 bytes: only text that could be too large is measured.
+    const size = max !== undefined && text.length * 3 > max ? utf8Scratch(text).length : 0;
+    if (max !== undefined && size > max) {
+      call.outcome = { ok: false, error: `request of ${size} bytes exceeds the host limit of ${max} bytes` };
       call.onDone?.(call.outcome);
       return call;
     }
     this.track(call as PendingCall<unknown>);
-    this.send(Op.REQUEST, call.fd, bytes);
+    // Sent as text: the channel encodes it into its ring, and a sender that must wait for room
+    // first (GuestRuntime.send) may run other work meanwhile without disturbing it.
+    this.send(Op.REQUEST, call.fd, text);
     return call;
   }
 
@@ -112,7 +116,7 @@ export class RpcClient {
   cancel<R>(call: PendingCall<R>, reason = "cancelled"): void {
     if (!this.untrack(call as PendingCall<unknown>)) return;
     call.outcome = { ok: false, error: reason, cancelled: true };
-    this.send(Op.CANCEL, call.fd, encode(CancelEnvelope, { id: call.id }));
+    this.send(Op.CANCEL, call.fd, encodeText(CancelEnvelope, { id: call.id }));
   }
 
   /** Cancels every call about `fd` (the fd was closed). */
@@ -281,7 +285,8 @@ export class RpcServer<C> {
     if (this.closed) return;
     let bytes: Uint8Array;
     try {
-      bytes = encodeReply(reply);
+      // A scratch view (protocol/bytes.ts): measured for the budget, then copied out by send.
+      bytes = utf8Scratch(replyText(reply));
     } catch (e) {
       // A result JSON cannot carry (a BigInt, a cycle) is a driver bug: it fails this call only.
       const error = `the host's reply could not be encoded: ${(e as Error)?.message ?? e}`;
@@ -296,13 +301,11 @@ export class RpcServer<C> {
   }
 }
 
-const encoder = new TextEncoder();
-
-/** A reply's bytes; a successful result is encoded once (or not at all when already text). */
-function encodeReply(reply: ReplyEnvelope): Uint8Array {
-  if (!reply.ok) return encode(ReplyEnvelope, reply);
+/** A reply's JSON text; a successful result is serialized once (or not at all when already text). */
+function replyText(reply: ReplyEnvelope): string {
+  if (!reply.ok) return encodeText(ReplyEnvelope, reply);
   const result = reply.result instanceof EncodedResult ? reply.result.json : JSON.stringify(reply.result);
   // undefined (a handler that returned nothing) leaves `result` out, as JSON.stringify would.
   const tail = result === undefined ? "}" : `,"result":${result}}`;
-  return encoder.encode(`{"id":${reply.id},"ok":true${tail}`);
+  return `{"id":${reply.id},"ok":true${tail}`;
 }

@@ -7,6 +7,7 @@
  * Deliberately tiny (no dependency): the boundary carries a handful of flat shapes; bulk data
  * (audio, socket bytes) crosses as binary stream frames and never goes through here.
  */
+import { decodeUtf8 } from "./bytes.ts";
 
 /** A message did not have the declared shape; names the path of the first bad field. */
 export class ProtocolError extends Error {}
@@ -109,18 +110,22 @@ export function tagged<const K extends string, M extends Record<string, Schema<u
 }
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 
 /** JSON bytes of a value of the schema's type. */
 export function encode<T>(_schema: Schema<T>, value: T): Uint8Array {
   return encoder.encode(JSON.stringify(value));
 }
 
+/** JSON text of a value of the schema's type, for a channel to encode as it sends (Channel.send). */
+export function encodeText<T>(_schema: Schema<T>, value: T): string {
+  return JSON.stringify(value);
+}
+
 /** Parses and checks JSON bytes; throws ProtocolError on either failure. */
 export function decode<T>(s: Schema<T>, bytes: Uint8Array, what = ""): T {
   let value: unknown;
   try {
-    value = JSON.parse(decoder.decode(bytes));
+    value = JSON.parse(decodeUtf8(bytes));
   } catch {
     throw new ProtocolError(`${what || "message"}: not JSON`);
   }

@@ -8,7 +8,7 @@ import { GuestMemory, type MemorySource } from "./memory.ts";
 import type { Frame, Link, Message } from "../protocol/channel.ts";
 import { HostBudget } from "../protocol/budget.ts";
 import { BytePipe, PIPE_HEADER_BYTES, type PipeRef } from "../protocol/pipe.ts";
-import { copyOf } from "../protocol/bytes.ts";
+import { copyOf, decodeUtf8 } from "../protocol/bytes.ts";
 import { type Method, type Outcome, RpcClient } from "../protocol/rpc.ts";
 import {
   decodeCredit,
@@ -22,7 +22,6 @@ import { decode } from "../protocol/schema.ts";
 import { NoticeEnvelope, Op } from "../protocol/wire.ts";
 import { fail } from "./abi.ts";
 
-const decoder = new TextDecoder();
 const EMPTY_BYTES = new Uint8Array(0);
 
 /** Thrown inside a hostcall when the host asked the guest to stop (timeout, shutdown). */
@@ -130,7 +129,7 @@ export class GuestRuntime {
   }
 
   /** Sends a message to the host, waiting (not growing memory) while its backlog is full. */
-  send(op: number, fd: number, payload?: Uint8Array, head?: Uint8Array): void {
+  send(op: number, fd: number, payload?: Uint8Array | string, head?: Uint8Array): void {
     const out = this.link.toHost;
     if (out.backlogBytes > MAX_OUTBOUND_BACKLOG_BYTES && !this.pumping) {
       this.waitFor(() => out.flush() || out.backlogBytes <= MAX_OUTBOUND_BACKLOG_BYTES, -1);
@@ -299,7 +298,7 @@ export class GuestRuntime {
       }
       case Op.STREAM_EVENT: {
         const receiver = this.streams.get(m.fd);
-        if (receiver) receiver.event(JSON.parse(decoder.decode(m.payload)));
+        if (receiver) receiver.event(JSON.parse(decodeUtf8(m.payload)));
         return;
       }
       case Op.NOTICE: {

@@ -1,6 +1,9 @@
-/** copyInto/copyOf: the same bytes as TypedArray.set, at every relative alignment, to and from shared memory. */
+/**
+ * copyInto/copyOf: the same bytes as TypedArray.set, at every relative alignment, to and from
+ * shared memory; utf8Scratch/decodeUtf8: the same text as TextEncoder/TextDecoder.
+ */
 import assert from "node:assert/strict";
-import { copyInto, copyOf } from "../../protocol/bytes.ts";
+import { copyInto, copyOf, decodeUtf8, utf8Scratch } from "../../protocol/bytes.ts";
 
 const pattern = (n: number, seed: number) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff);
 
@@ -26,4 +29,34 @@ Deno.test("bytes: copies into and out of a SharedArrayBuffer match set() at ever
       }
     }
   }
+});
+
+Deno.test("bytes: utf8Scratch and decodeUtf8 agree with TextEncoder/TextDecoder, shared memory and long text included", () => {
+  const texts = [
+    "",
+    "ascii",
+    "é ü ß",
+    "日本語のテキスト",
+    "emoji 🎤🔊",
+    "x".repeat(30_000),
+    "ü".repeat(40_000),
+  ];
+  for (const text of texts) {
+    const expected = new TextEncoder().encode(text);
+    assert.deepEqual(utf8Scratch(text).slice(), expected, `encoded ${text.slice(0, 12)}…`);
+    for (const off of [0, 1, 5]) {
+      const ring = new Uint8Array(new SharedArrayBuffer(expected.length + 8));
+      ring.set(expected, off);
+      assert.equal(decodeUtf8(ring.subarray(off, off + expected.length)), text, `decoded at ${off}`);
+    }
+    assert.equal(decodeUtf8(expected), text, "from plain memory");
+  }
+  // A view of the scratch is valid until the next call only: callers copy it out at once.
+  const first = utf8Scratch("first");
+  utf8Scratch("SECOND");
+  assert.equal(new TextDecoder().decode(first), "SECON");
+  // Lossy, as TextDecoder: a bad byte becomes U+FFFD.
+  const bad = new Uint8Array(new SharedArrayBuffer(3));
+  bad.set([0x61, 0xff, 0x62]);
+  assert.equal(decodeUtf8(bad), "a\ufffdb");
 });

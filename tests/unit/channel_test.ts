@@ -117,6 +117,22 @@ Deno.test("channel: a full ring backlogs the producer; flush after the consumer 
   ch.receive(() => {}, () => assert.fail("onSpace with no backlog"));
 });
 
+Deno.test("channel: a text payload arrives as UTF-8; backlogged text survives the sends after it", () => {
+  const ch = Channel.create(256);
+  // The first two fill the ring; the rest wait in the backlog while later sends reuse the
+  // buffer their text was encoded in (protocol/bytes.ts utf8Scratch).
+  const texts = Array.from({ length: 8 }, (_, i) => `{"n":${i},"text":"${"ü".repeat(20 + i)}"}`);
+  for (const [i, text] of texts.entries()) ch.send(7, i, text);
+  assert.ok(ch.backlog > 0, "some texts were backlogged");
+  const got: Message[] = [];
+  for (let rounds = 0; got.length < texts.length; rounds++) {
+    assert.ok(rounds < 100, "backlog never drained");
+    ch.receive((m) => got.push(m));
+    ch.flush();
+  }
+  assert.deepEqual(got.map((m) => new TextDecoder().decode(m.payload)), texts);
+});
+
 Deno.test("channel: u32 read/write counters wrap around 2^32 correctly", () => {
   const capacity = 256;
   const buffer = new SharedArrayBuffer(32 + capacity);
