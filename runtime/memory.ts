@@ -6,6 +6,7 @@
 import { fail } from "./abi.ts";
 
 const decoder = new TextDecoder("utf-8", { fatal: false });
+const encoder = new TextEncoder();
 
 /** Supplies the base address and size of linear memory (they move when memory grows). */
 export interface MemorySource {
@@ -158,5 +159,21 @@ export class GuestMemory {
     this.write(outPtr, data);
     this.setU32(lenPtr, data.length);
     return data.length;
+  }
+
+  /**
+   * `writeOut` of text whose UTF-8 length the caller knows (`size`), encoded straight into
+   * guest memory: a response kept as text until the guest reads it needs no buffer of its own.
+   */
+  writeTextOut(outPtr: number, lenPtr: number, text: string, size: number): number {
+    const capacity = this.u32(lenPtr);
+    if (capacity < size) {
+      this.setU32(lenPtr, size);
+      throw fail("ENOSPC");
+    }
+    this.check(outPtr, size);
+    encoder.encodeInto(text, this.bytes.subarray(outPtr, outPtr + size));
+    this.setU32(lenPtr, size);
+    return size;
   }
 }

@@ -14,6 +14,7 @@ import type { FdEntry } from "../../runtime/fd_table.ts";
 import type { GuestRuntime } from "../../runtime/guest.ts";
 import { isJsonObject, type JsonObject, parseGuestJson } from "../../runtime/json.ts";
 import type { Outcome } from "../../protocol/rpc.ts";
+import { utf8Scratch } from "../../protocol/bytes.ts";
 import type { HostcallFn } from "../family.ts";
 import {
   CchatCtl,
@@ -60,7 +61,9 @@ interface Usage {
 export interface ChatResponse {
   session: FdEntry<ChatSession>;
   flags: number;
-  bytes?: Uint8Array;
+  /** The JSON text the guest reads, once the response is complete, and its UTF-8 size (charged). */
+  text?: string;
+  size: number;
   roundTrips: number;
   toolCalls: number;
   latencyMs: number;
@@ -225,17 +228,22 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
     session.params.set(key, value);
   };
 
-  /** Stores the response JSON text (charged until the fd closes) and raises EPOLLIN. */
+  /**
+   * Stores the response JSON text (its UTF-8 size charged until the fd closes) and raises
+   * EPOLLIN. It stays text until cchat_recv encodes it into guest memory (GuestMemory.writeTextOut).
+   */
   const complete = (entry: FdEntry<ChatResponse>, text: string) => {
     const resp = entry.state;
-    let bytes = encoder.encode(text);
-    if (!rt.budget.tryCharge(bytes.length)) {
+    let size = utf8Scratch(text).length;
+    if (!rt.budget.tryCharge(size)) {
       resp.failed = true;
-      const message = `response of ${bytes.length} bytes is over the guest's host budget (${rt.budget})`;
-      bytes = encoder.encode(JSON.stringify({ error: { message, code: "host_budget" } }));
-      rt.budget.force(bytes.length);
+      const message = `response of ${size} bytes is over the guest's host budget (${rt.budget})`;
+      text = JSON.stringify({ error: { message, code: "host_budget" } });
+      size = utf8Scratch(text).length;
+      rt.budget.force(size);
     }
-    resp.bytes = bytes;
+    resp.text = text;
+    resp.size = size;
     fds.updateMask(entry, Poll.EPOLLIN);
   };
 
@@ -470,7 +478,7 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
   }
 
   const responseMetrics = (resp: ChatResponse): Json => {
-    if (!(resp.flags & CchatSendFlag.ENABLE_METRICS) || !resp.bytes) return {};
+    if (!(resp.flags & CchatSendFlag.ENABLE_METRICS) || resp.text === undefined) return {};
     return {
       ...(resp.usage ?? {}),
       latency_ms: Math.round(resp.latencyMs * 1000) / 1000,
@@ -563,6 +571,7 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
       const entry = fds.alloc<ChatResponse>("ChatResponse", {
         session,
         flags,
+        size: 0,
         roundTrips: 0,
         toolCalls: 0,
         latencyMs: 0,
@@ -570,7 +579,7 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
         held: 0,
       }, {
         // The request in flight, if any, is cancelled by the runtime (closing an fd cancels its calls).
-        onClose: (e) => rt.budget.release((e.state.bytes?.length ?? 0) + e.state.held),
+        onClose: (e) => rt.budget.release(e.state.size + e.state.held),
         metrics: (e) => responseMetrics(e.state),
       });
       session.state.sends++;
@@ -587,13 +596,13 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
       const entry = fds.getOpen<ChatResponse>(fd, "ChatResponse");
       mem.u32(lenPtr); // validate before possibly blocking
       rt.poll(); // a polling point: results arrive and tool calls run even without blocking
-      if (!entry.state.bytes) {
+      if (entry.state.text === undefined) {
         if (entry.closed) throw fail("EBADF", "response closed by a tool call");
         if (fds.isNonBlocking(entry)) throw fail("EAGAIN");
-        rt.block(() => entry.state.bytes !== undefined || entry.closed, -1);
+        rt.block(() => entry.state.text !== undefined || entry.closed, -1);
         if (entry.closed) throw fail("EBADF", "response closed while waiting");
       }
-      return mem.writeOut(outPtr, lenPtr, entry.state.bytes!);
+      return mem.writeTextOut(outPtr, lenPtr, entry.state.text!, entry.state.size);
     },
 
     cchat_close: (fd: number) => {

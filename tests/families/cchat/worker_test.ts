@@ -77,6 +77,26 @@ Deno.test("cchat worker: the guest reads the host's response text as it is; only
   assert.ok(g.call("cchat_recv", looped, OUT, LEN) > 0);
 });
 
+Deno.test("cchat worker: a response too large for the buffer is -ENOSPC with its UTF-8 size; then read whole", async () => {
+  const g = await fakeGuest({ families: ["fd", "cchat"] });
+  const base = g.rt.budget.used;
+  const session = g.call("cchat_create");
+  const response = g.call("cchat_send", session, 0);
+  const text = JSON.stringify({ choices: [{ message: { role: "assistant", content: "日本語 ✓ 🎤" } }] });
+  const size = new TextEncoder().encode(text).length;
+  assert.ok(size > text.length, "the text has multi-byte characters");
+  g.reply({ ok: true, latencyMs: 1, backend: "b", model: "m", response: text });
+  g.view.setUint32(LEN, size - 1, true);
+  assert.equal(g.call("cchat_recv", response, OUT, LEN), -Errno.ENOSPC);
+  assert.equal(g.view.getUint32(LEN, true), size, "the size needed, in bytes");
+  assert.equal(g.rt.budget.used - base > size, true, "the response is charged while the fd is open");
+  assert.equal(g.call("cchat_recv", response, OUT, LEN), size);
+  assert.equal(g.text(OUT, size), text);
+  assert.equal(g.call("cchat_close", response), 0);
+  assert.equal(g.call("cchat_close", session), 0);
+  assert.equal(g.rt.budget.used, base, "all of it is released");
+});
+
 Deno.test("cchat worker: JSON nested too deep is -EINVAL up front, so a later cchat_send still works", async () => {
   const g = await fakeGuest({ families: ["fd", "cchat"] });
   const session = g.call("cchat_create");
