@@ -63,19 +63,14 @@ const fetchOnce = async () => void await fetchJson();
 
 /**
  * A chat driver that does what the floor does and nothing else (see "bare" above): the guest's
- * response text is the body as the floor replies it.
+ * response text, attached to the result, is the body as the floor replies it.
  */
 const bareDriver: Driver = {
   family: "cchat",
   handlers: [handle(chatRoundTrip, async () =>
     new EncodedResult(
-      JSON.stringify({
-        ok: true,
-        response: JSON.stringify(await fetchJson()),
-        backend: "loopback",
-        model: "bench",
-        latencyMs: 0,
-      }),
+      JSON.stringify({ ok: true, backend: "loopback", model: "bench", latencyMs: 0 }),
+      JSON.stringify(await fetchJson()),
     ))],
 };
 const bareHost = new SpearHost({

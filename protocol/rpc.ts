@@ -12,7 +12,7 @@
  */
 import type { HostBudget } from "./budget.ts";
 import { decode, encode, encodeText, ProtocolError, type Schema } from "./schema.ts";
-import { utf8Scratch } from "./bytes.ts";
+import { decodeUtf8, utf8Scratch, utf8ScratchPair } from "./bytes.ts";
 import { CancelEnvelope, Op, ReplyEnvelope, RequestEnvelope } from "./wire.ts";
 
 export interface Method<P, R> {
@@ -27,7 +27,8 @@ export function method<P, R>(name: string, params: Schema<P>, result: Schema<R>)
 }
 
 export type Outcome<R> =
-  | { ok: true; value: R }
+  /** `attachment`: the text the handler attached to its result (EncodedResult), if any. */
+  | { ok: true; value: R; attachment?: string }
   | { ok: false; error: string; cancelled?: boolean };
 
 /** Sends one message; a text payload is sent as UTF-8 (Channel.send). */
@@ -129,9 +130,13 @@ export class RpcClient {
     for (const call of [...this.pending.values()]) this.cancel(call, reason);
   }
 
-  /** Applies one REPLY. */
-  receive(payload: Uint8Array): void {
-    const reply = decode(ReplyEnvelope, payload, "reply");
+  /**
+   * Applies one REPLY: `envelopeBytes` (its frame's fd) > 0 when text is attached after the
+   * envelope. The text is decoded here, while `payload` may still be a view of the ring.
+   */
+  receive(payload: Uint8Array, envelopeBytes = 0): void {
+    const attached = envelopeBytes > 0 && envelopeBytes <= payload.length;
+    const reply = decode(ReplyEnvelope, attached ? payload.subarray(0, envelopeBytes) : payload, "reply");
     const call = this.pending.get(reply.id);
     if (!call) {
       this.lateReplies++;
@@ -143,6 +148,7 @@ export class RpcClient {
     else {
       try {
         outcome = { ok: true, value: call.method.result.check(reply.result, `${call.method.name} result`) };
+        if (attached) outcome.attachment = decodeUtf8(payload.subarray(envelopeBytes));
       } catch (e) {
         if (!(e instanceof ProtocolError)) throw e;
         outcome = { ok: false, error: `invalid reply from the host: ${e.message}` };
@@ -169,10 +175,12 @@ export interface Handler<C> {
 /**
  * A result a handler has already turned into JSON text (it had to, to measure it): the reply
  * carries the text as it is instead of encoding the value a second time. The text must be
- * what `JSON.stringify` made of a value of the method's result type.
+ * what `JSON.stringify` made of a value of the method's result type. `attachment` is text that
+ * travels beside the result as it is (Outcome.attachment), for bulk text such as a document
+ * the worker hands on unread: inside the JSON it would be escaped here and unescaped there.
  */
 export class EncodedResult {
-  constructor(readonly json: string) {}
+  constructor(readonly json: string, readonly attachment?: string) {}
 }
 
 /** Binds an implementation to a method, with the method's types. */
@@ -284,20 +292,27 @@ export class RpcServer<C> {
   private reply(reply: ReplyEnvelope): void {
     if (this.closed) return;
     let bytes: Uint8Array;
+    let envelopeBytes = 0;
     try {
       // A scratch view (protocol/bytes.ts): measured for the budget, then copied out by send.
-      bytes = utf8Scratch(replyText(reply));
+      const attachment = reply.ok && reply.result instanceof EncodedResult
+        ? reply.result.attachment
+        : undefined;
+      if (attachment === undefined) bytes = utf8Scratch(replyText(reply));
+      else ({ bytes, split: envelopeBytes } = utf8ScratchPair(replyText(reply), attachment));
     } catch (e) {
       // A result JSON cannot carry (a BigInt, a cycle) is a driver bug: it fails this call only.
       const error = `the host's reply could not be encoded: ${(e as Error)?.message ?? e}`;
       bytes = encode(ReplyEnvelope, { id: reply.id, ok: false, error });
+      envelopeBytes = 0;
     }
     if (this.budget && !this.budget.tryCharge(bytes.length)) {
       const error = `reply of ${bytes.length} bytes is over the guest's host budget (${this.budget})`;
       bytes = encode(ReplyEnvelope, { id: reply.id, ok: false, error });
+      envelopeBytes = 0;
       this.budget.force(bytes.length);
     }
-    this.send(Op.REPLY, 0, bytes);
+    this.send(Op.REPLY, envelopeBytes, bytes);
   }
 }
 

@@ -6,7 +6,8 @@
  *
  * The frame's `fd` field carries the subject of the message: the log level for LOG, the fd a
  * request is about (0 if none) for REQUEST, a stream id for STREAM_*, a pipe id for PIPE_SIGNAL,
- * 0 otherwise.
+ * for REPLY the byte length of its JSON envelope when UTF-8 text is attached after it (0: none,
+ * the payload is all envelope), 0 otherwise.
  */
 import * as s from "./schema.ts";
 
@@ -15,7 +16,7 @@ export const Op = {
   LOG: 1,
   /** guest → host: a request; JSON RequestEnvelope. */
   REQUEST: 2,
-  /** host → guest: the answer to a request; JSON ReplyEnvelope. */
+  /** host → guest: the answer to a request; JSON ReplyEnvelope, then any attached text (fd). */
   REPLY: 3,
   /** guest → host: the guest no longer wants the answer; JSON {id}. */
   CANCEL: 4,

@@ -29,10 +29,12 @@ import { lazyImport } from "../../runtime/lazy.ts";
 const encoder = new TextEncoder();
 
 /**
- * What crosses back for a backend's result: on success the guest's response text, made here
- * (ChatRoundTripResult says why), and for the tool loop the assistant's turn.
+ * What crosses back for a backend's result: the result, and on success the guest's response
+ * text as its attachment, made here (ChatRoundTripResult says why), with the assistant's turn
+ * for the tool loop. A reply too large to hand to a guest becomes an error result naming its
+ * size (measured on the way: one encoding, not two).
  */
-function wireResult(result: BackendResult, toolLoop: boolean): ChatRoundTripResult {
+function wireReply(result: BackendResult, toolLoop: boolean): EncodedResult | ChatRoundTripResult {
   const { latencyMs, backend, model } = result;
   if (!result.ok) {
     return {
@@ -43,13 +45,7 @@ function wireResult(result: BackendResult, toolLoop: boolean): ChatRoundTripResu
       ...(model ? { model } : {}),
     };
   }
-  const wire: ChatRoundTripResult = {
-    ok: true,
-    response: JSON.stringify(responseJson(result)),
-    backend,
-    model,
-    latencyMs,
-  };
+  const wire: ChatRoundTripResult = { ok: true, backend, model, latencyMs };
   if (result.usage) wire.usage = result.usage;
   if (toolLoop) {
     const choice = Array.isArray(result.body.choices) ? result.body.choices[0] : undefined;
@@ -58,25 +54,20 @@ function wireResult(result: BackendResult, toolLoop: boolean): ChatRoundTripResu
       wire.finishReason = choice.finish_reason;
     }
   }
-  return wire;
-}
-
-/**
- * The result as the JSON text the reply carries (measured on the way: one encoding, not two);
- * a result too large to hand to a guest becomes an error result naming the size.
- */
-function bounded(result: ChatRoundTripResult): EncodedResult | ChatRoundTripResult {
-  const text = JSON.stringify(result);
-  // A UTF-16 code unit is at most 3 UTF-8 bytes: most results need no encoding to be measured.
-  if (text.length * 3 <= MAX_CHAT_MESSAGE_BYTES) return new EncodedResult(text);
-  const size = encoder.encode(text).length;
-  if (size <= MAX_CHAT_MESSAGE_BYTES) return new EncodedResult(text);
+  const json = JSON.stringify(wire);
+  const response = JSON.stringify(responseJson(result));
+  // A UTF-16 code unit is at most 3 UTF-8 bytes: most replies need no encoding to be measured.
+  const chars = json.length + response.length;
+  const size = chars * 3 <= MAX_CHAT_MESSAGE_BYTES
+    ? 0
+    : encoder.encode(json).length + encoder.encode(response).length;
+  if (size <= MAX_CHAT_MESSAGE_BYTES) return new EncodedResult(json, response);
   return {
     ok: false,
     error: { message: `response of ${size} bytes exceeds the host limit of ${MAX_CHAT_MESSAGE_BYTES} bytes` },
-    latencyMs: result.latencyMs,
-    ...(result.backend ? { backend: result.backend } : {}),
-    ...(result.model ? { model: result.model } : {}),
+    latencyMs,
+    backend,
+    model,
   };
 }
 
@@ -104,11 +95,9 @@ export function chatDriver(config: HostConfig): Driver {
       handle(
         chatRoundTrip,
         async (request, { signal, session }) =>
-          bounded(
-            wireResult(
-              await runChatRoundTrip(config, request, signal, Math.random, session.budget, services),
-              request.toolLoop === true,
-            ),
+          wireReply(
+            await runChatRoundTrip(config, request, signal, Math.random, session.budget, services),
+            request.toolLoop === true,
           ),
       ),
       handle(mcpTaskPolicy, () => (config.mcp?.task ? { task: config.mcp.task } : {})),

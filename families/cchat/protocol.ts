@@ -46,18 +46,16 @@ export const ChatRoundTripError = s.object({ message: s.string, code: s.optional
 export type ChatRoundTripError = s.Infer<typeof ChatRoundTripError>;
 
 /**
- * One round trip's outcome; `response` when ok, `error` when not. The host hands over the text
- * the guest will read, made once on the main thread where the body was parsed anyway: the
- * worker neither parses the body again nor serializes it back (6–12 µs less worker CPU per
- * sequential round trip, measured with a driver that answers at once).
+ * One round trip's outcome; `error` when not ok. When ok, the reply's attachment (Outcome
+ * .attachment) is the JSON text the guest reads from the response fd (reference §5.5): the
+ * backend's body (a non-object value wrapped as `{result: value}`, as SPEAR) with `_spear:
+ * {backend, model}`. The host makes it once on the main thread, where the body was parsed
+ * anyway, and it crosses beside the result, not escaped inside it: the worker neither parses
+ * the body again nor serializes it back (6–12 µs less worker CPU per sequential round trip,
+ * measured with a driver that answers at once).
  */
 export const ChatRoundTripResult = s.object({
   ok: s.boolean,
-  /**
-   * The JSON text the guest reads from the response fd (reference §5.5): the backend's body (a
-   * non-object value wrapped as `{result: value}`, as SPEAR) with `_spear: {backend, model}`.
-   */
-  response: s.optional(s.string),
   /** With `toolLoop`: the first choice's `message` and `finish_reason`, which the loop runs on. */
   message: s.optional(s.record),
   finishReason: s.optional(s.json),

@@ -441,13 +441,14 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
     const result: ChatRoundTripResult = outcome.ok
       ? outcome.value
       : { ok: false, latencyMs: 0, error: { message: outcome.error } };
+    const response = outcome.ok ? outcome.attachment : undefined;
     const resp = entry.state;
     resp.latencyMs += result.latencyMs;
     resp.usage = addUsage(resp.usage, result.usage);
     // Set before the failure check: GET_METRICS names the backend that failed too.
     resp.backend = result.backend;
     resp.model = result.model;
-    if (!result.ok || result.response === undefined) {
+    if (!result.ok || response === undefined) {
       const capped = result.error?.code === "timeout" && resp.cappedTimeoutMs !== undefined
         ? ` (cut to ${resp.cappedTimeoutMs} ms so that it ends before the run's time limit)`
         : "";
@@ -474,7 +475,7 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
       const turn = { role: message.role ?? "assistant", content: message.content ?? null };
       if (!appendTurn(entry, turn)) return overBudget(entry);
     }
-    complete(entry, result.response);
+    complete(entry, response);
   }
 
   const responseMetrics = (resp: ChatResponse): Json => {

@@ -48,8 +48,11 @@ export interface FakeGuest {
   text(offset: number, len: number): string;
   /** The next request id the guest will use (requests count from 1). */
   nextRequestId: number;
-  /** Queues the host's reply to request `id` (default: the next one the guest makes). */
-  reply(result: unknown, id?: number): void;
+  /**
+   * Queues the host's reply to request `id` (default: the next one the guest makes), with text
+   * attached after it when given (EncodedResult's attachment).
+   */
+  reply(result: unknown, id?: number, attachment?: string): void;
   /** Queues a failed reply. */
   replyError(error: string, id?: number): void;
   /** Sends one stream item to the guest. */
@@ -118,10 +121,14 @@ export async function fakeGuest(options: FakeGuestOptions = {}): Promise<FakeGue
       return bytes.length;
     },
     text: (offset, len) => decoder.decode(mem.subarray(offset, offset + len)),
-    reply(result, id = g.nextRequestId++) {
-      const bytes = encode(ReplyEnvelope, { id, ok: true, result });
+    reply(result, id = g.nextRequestId++, attachment) {
+      const envelope = encode(ReplyEnvelope, { id, ok: true, result });
+      const attached = encoder.encode(attachment ?? "");
+      const bytes = new Uint8Array(envelope.length + attached.length);
+      bytes.set(envelope);
+      bytes.set(attached, envelope.length);
       rt.budget.force(bytes.length); // as the host charges a reply
-      link.toGuest.send(Op.REPLY, 0, bytes);
+      link.toGuest.send(Op.REPLY, attachment === undefined ? 0 : envelope.length, bytes);
     },
     replyError(error, id = g.nextRequestId++) {
       const bytes = encode(ReplyEnvelope, { id, ok: false, error });

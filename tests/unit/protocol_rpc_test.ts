@@ -12,6 +12,7 @@ import { Link, type Message } from "../../protocol/channel.ts";
 import { HostBudget } from "../../protocol/budget.ts";
 import {
   type CallContext,
+  EncodedResult,
   handle,
   type Handler,
   method,
@@ -90,7 +91,7 @@ function rpcPair(handlers: Handler<TestContext>[], budgetBytes = 1 << 20) {
       link.toGuest.receive((m) => {
         replies.push(m);
         budget.release(m.payload.length);
-        client.receive(m.payload);
+        client.receive(m.payload, m.fd);
       });
     },
   };
@@ -98,6 +99,37 @@ function rpcPair(handlers: Handler<TestContext>[], budgetBytes = 1 << 20) {
 
 /** Lets handlers (promise jobs) and due timers run. */
 const settle = (ms = 0) => new Promise((r) => setTimeout(r, ms));
+
+Deno.test("rpc: text attached to a result arrives beside it, unescaped and whole, also past the ring's size", async () => {
+  const doc = method("test.doc", s.object({ n: s.int }), s.object({ kind: s.string }));
+  const p = rpcPair([handle(doc, ({ n }) => {
+    const text = `{"quote":"\\"ü\\"","pad":"${"x".repeat(n)}"}`;
+    return new EncodedResult(JSON.stringify({ kind: "doc" }), text);
+  })], 1 << 22);
+  for (const n of [0, 100, 200_000]) {
+    const outcomes: Outcome<{ kind: string }>[] = [];
+    p.client.start(doc, { n }, { onDone: (o) => outcomes.push(o) });
+    p.toServer();
+    await settle();
+    for (let i = 0; i < 100 && outcomes.length === 0; i++) {
+      p.toClient();
+      p.link.toGuest.flush();
+    }
+    const [o] = outcomes;
+    assert.ok(o?.ok, `n=${n}: ${JSON.stringify(o)?.slice(0, 200)}`);
+    assert.deepEqual(o.value, { kind: "doc" });
+    assert.equal(o.attachment, `{"quote":"\\"ü\\"","pad":"${"x".repeat(n)}"}`);
+    assert.equal(p.budget.used, 0, "the reply's charge, attachment included, is released");
+  }
+  // A reply without one has none.
+  const plain: Outcome<number>[] = [];
+  const q = rpcPair([handle(add, ({ a, b }) => a + b)]);
+  q.client.start(add, { a: 1, b: 2 }, { onDone: (o) => plain.push(o) });
+  q.toServer();
+  await settle();
+  q.toClient();
+  assert.deepEqual(plain, [{ ok: true, value: 3 }]);
+});
 
 Deno.test("rpc: a request and its reply round-trip through a Link; the handler sees params, fd and context", async () => {
   const ctxSeen: (CallContext & TestContext)[] = [];

@@ -6,25 +6,22 @@
 import assert from "node:assert/strict";
 import { Errno } from "../../../runtime/abi.ts";
 import { CchatSendFlag } from "../../../families/cchat/protocol.ts";
-import { fakeGuest } from "../../support/fake_guest.ts";
+import { type FakeGuest, fakeGuest } from "../../support/fake_guest.ts";
 
 const LEN = 8;
 const OUT = 64;
 const ROLE = 4096;
 const CONTENT = 4160;
 
-/** The driver's result for a plain assistant message (families/cchat/driver.ts wireResult, toolLoop on). */
-const reply = (content: string) => {
+/**
+ * The driver's reply for a plain assistant message (families/cchat/driver.ts wireReply, toolLoop
+ * on): the result, and the guest's response text attached.
+ */
+function reply(g: FakeGuest, content: string): void {
   const message = { role: "assistant", content };
-  return {
-    ok: true,
-    latencyMs: 1,
-    backend: "stub",
-    model: "m",
-    response: JSON.stringify({ choices: [{ message }], _spear: { backend: "stub", model: "m" } }),
-    message,
-  };
-};
+  const response = JSON.stringify({ choices: [{ message }], _spear: { backend: "stub", model: "m" } });
+  g.reply({ ok: true, latencyMs: 1, backend: "stub", model: "m", message }, undefined, response);
+}
 
 Deno.test("cchat worker: a turn appended after the session closed is released with its response", async () => {
   const g = await fakeGuest({ families: ["fd", "cchat"] });
@@ -36,7 +33,7 @@ Deno.test("cchat worker: a turn appended after the session closed is released wi
   // AUTO_TOOL_CALL appends the assistant's turn to the session when the response completes.
   const response = g.call("cchat_send", session, CchatSendFlag.AUTO_TOOL_CALL);
   assert.equal(g.call("cchat_close", session), 0);
-  g.reply(reply("x".repeat(10_000)));
+  reply(g, "x".repeat(10_000));
   g.view.setUint32(LEN, 65536, true);
   assert.ok(g.call("cchat_recv", response, OUT, LEN) > 10_000);
   assert.equal(g.call("cchat_close", response), 0);
@@ -48,7 +45,7 @@ Deno.test("cchat worker: a turn appended while the session is open is released w
   const base = g.rt.budget.used;
   const session = g.call("cchat_create");
   const response = g.call("cchat_send", session, CchatSendFlag.AUTO_TOOL_CALL);
-  g.reply(reply("hi"));
+  reply(g, "hi");
   g.view.setUint32(LEN, 65536, true);
   assert.ok(g.call("cchat_recv", response, OUT, LEN) > 0);
   assert.equal(g.call("cchat_close", response), 0);
@@ -68,8 +65,8 @@ Deno.test("cchat worker: the guest reads the host's response text as it is; only
   // Spacing and key order are the host's: the worker does not parse and re-serialize the body.
   const text =
     '{ "choices": [ {"message": {"role": "assistant", "content": "hi"}} ], "_spear": {"backend": "b", "model": "m"} }';
-  g.reply({ ok: true, latencyMs: 1, backend: "b", model: "m", response: text });
-  g.reply(reply("again"));
+  g.reply({ ok: true, latencyMs: 1, backend: "b", model: "m" }, undefined, text);
+  reply(g, "again");
   g.view.setUint32(LEN, 65536, true);
   const n = g.call("cchat_recv", plain, OUT, LEN);
   assert.equal(new TextDecoder().decode(g.mem.subarray(OUT, OUT + n)), text);
@@ -85,7 +82,7 @@ Deno.test("cchat worker: a response too large for the buffer is -ENOSPC with its
   const text = JSON.stringify({ choices: [{ message: { role: "assistant", content: "日本語 ✓ 🎤" } }] });
   const size = new TextEncoder().encode(text).length;
   assert.ok(size > text.length, "the text has multi-byte characters");
-  g.reply({ ok: true, latencyMs: 1, backend: "b", model: "m", response: text });
+  g.reply({ ok: true, latencyMs: 1, backend: "b", model: "m" }, undefined, text);
   g.view.setUint32(LEN, size - 1, true);
   assert.equal(g.call("cchat_recv", response, OUT, LEN), -Errno.ENOSPC);
   assert.equal(g.view.getUint32(LEN, true), size, "the size needed, in bytes");
