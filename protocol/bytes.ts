@@ -61,6 +61,11 @@ export function utf8Scratch(text: string): Uint8Array {
   return textScratch.subarray(0, encoder.encodeInto(text, textScratch).written);
 }
 
+/** The UTF-8 length of `text`, measured in the scratch buffer (no buffer of its own when it fits). */
+export function utf8Length(text: string): number {
+  return utf8Scratch(text).length;
+}
+
 /**
  * `utf8Scratch` of `first` then `second`, one after the other in one view (same validity), and
  * where the second begins.

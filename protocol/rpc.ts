@@ -12,7 +12,7 @@
  */
 import type { HostBudget } from "./budget.ts";
 import { decode, encode, encodeText, ProtocolError, type Schema } from "./schema.ts";
-import { decodeUtf8, utf8Scratch, utf8ScratchPair } from "./bytes.ts";
+import { decodeUtf8, utf8Length, utf8Scratch, utf8ScratchPair } from "./bytes.ts";
 import { CancelEnvelope, Op, ReplyEnvelope, RequestEnvelope } from "./wire.ts";
 
 export interface Method<P, R> {
@@ -84,7 +84,7 @@ export class RpcClient {
     const text = encodeText(RequestEnvelope, envelope);
     const max = options.maxBytes;
     // A UTF-16 code unit is at most 3 UTF-8 bytes: only text that could be too large is measured.
-    const size = max !== undefined && text.length * 3 > max ? utf8Scratch(text).length : 0;
+    const size = max !== undefined && text.length * 3 > max ? utf8Length(text) : 0;
     if (max !== undefined && size > max) {
       call.outcome = { ok: false, error: `request of ${size} bytes exceeds the host limit of ${max} bytes` };
       call.onDone?.(call.outcome);
@@ -303,8 +303,7 @@ export class RpcServer<C> {
     } catch (e) {
       // A result JSON cannot carry (a BigInt, a cycle) is a driver bug: it fails this call only.
       const error = `the host's reply could not be encoded: ${(e as Error)?.message ?? e}`;
-      bytes = encode(ReplyEnvelope, { id: reply.id, ok: false, error });
-      envelopeBytes = 0;
+      bytes = encode(ReplyEnvelope, { id: reply.id, ok: false, error }); // nothing attached: it threw first
     }
     if (this.budget && !this.budget.tryCharge(bytes.length)) {
       const error = `reply of ${bytes.length} bytes is over the guest's host budget (${this.budget})`;

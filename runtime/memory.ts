@@ -151,11 +151,7 @@ export class GuestMemory {
    * write, and only then dequeue). Otherwise copies, stores the length, returns it.
    */
   writeOut(outPtr: number, lenPtr: number, data: Uint8Array): number {
-    const capacity = this.u32(lenPtr);
-    if (capacity < data.length) {
-      this.setU32(lenPtr, data.length);
-      throw fail("ENOSPC");
-    }
+    this.fitOut(lenPtr, data.length);
     this.write(outPtr, data);
     this.setU32(lenPtr, data.length);
     return data.length;
@@ -166,14 +162,17 @@ export class GuestMemory {
    * guest memory: a response kept as text until the guest reads it needs no buffer of its own.
    */
   writeTextOut(outPtr: number, lenPtr: number, text: string, size: number): number {
-    const capacity = this.u32(lenPtr);
-    if (capacity < size) {
-      this.setU32(lenPtr, size);
-      throw fail("ENOSPC");
-    }
+    this.fitOut(lenPtr, size);
     this.check(outPtr, size);
     encoder.encodeInto(text, this.bytes.subarray(outPtr, outPtr + size));
     this.setU32(lenPtr, size);
     return size;
+  }
+
+  /** The out-buffer's capacity check: ENOSPC with the size needed written back. */
+  private fitOut(lenPtr: number, size: number): void {
+    if (this.u32(lenPtr) >= size) return;
+    this.setU32(lenPtr, size);
+    throw fail("ENOSPC");
   }
 }

@@ -22,11 +22,10 @@ import {
   mcpTaskPolicy,
 } from "./protocol.ts";
 import { isJsonObject } from "../../runtime/json.ts";
+import { utf8Length } from "../../protocol/bytes.ts";
 import type { McpServers } from "./mcp.ts";
 import { effectiveMcp, parseMcpToolName } from "./mcp_config.ts";
 import { lazyImport } from "../../runtime/lazy.ts";
-
-const encoder = new TextEncoder();
 
 /**
  * What crosses back for a backend's result: the result, and on success the guest's response
@@ -58,9 +57,7 @@ function wireReply(result: BackendResult, toolLoop: boolean): EncodedResult | Ch
   const response = JSON.stringify(responseJson(result));
   // A UTF-16 code unit is at most 3 UTF-8 bytes: most replies need no encoding to be measured.
   const chars = json.length + response.length;
-  const size = chars * 3 <= MAX_CHAT_MESSAGE_BYTES
-    ? 0
-    : encoder.encode(json).length + encoder.encode(response).length;
+  const size = chars * 3 <= MAX_CHAT_MESSAGE_BYTES ? 0 : utf8Length(json) + utf8Length(response);
   if (size <= MAX_CHAT_MESSAGE_BYTES) return new EncodedResult(json, response);
   return {
     ok: false,

@@ -14,7 +14,7 @@ import type { FdEntry } from "../../runtime/fd_table.ts";
 import type { GuestRuntime } from "../../runtime/guest.ts";
 import { isJsonObject, type JsonObject, parseGuestJson } from "../../runtime/json.ts";
 import type { Outcome } from "../../protocol/rpc.ts";
-import { utf8Scratch } from "../../protocol/bytes.ts";
+import { utf8Length } from "../../protocol/bytes.ts";
 import type { HostcallFn } from "../family.ts";
 import {
   CchatCtl,
@@ -234,12 +234,12 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
    */
   const complete = (entry: FdEntry<ChatResponse>, text: string) => {
     const resp = entry.state;
-    let size = utf8Scratch(text).length;
+    let size = utf8Length(text);
     if (!rt.budget.tryCharge(size)) {
       resp.failed = true;
       const message = `response of ${size} bytes is over the guest's host budget (${rt.budget})`;
       text = JSON.stringify({ error: { message, code: "host_budget" } });
-      size = utf8Scratch(text).length;
+      size = utf8Length(text);
       rt.budget.force(size);
     }
     resp.text = text;
