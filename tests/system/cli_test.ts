@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { launchPlan, permissionFlags } from "../../cli/launcher.ts";
+import { freshBundledLauncher } from "../../cli/bundle.ts";
 import { parseResolvConf } from "../../host/net/policy.ts";
 
 const root = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
@@ -28,9 +29,12 @@ interface Outcome {
   ms: number;
 }
 
-/** Runs `spear <args>` via the launcher (`deno task --quiet spear`) or cli/main.ts. */
-async function spear(args: string[], via: "launcher" | "main" = "main"): Promise<Outcome> {
-  const denoArgs = via === "launcher"
+/**
+ * Runs `spear <args>` via the launcher (`deno task --quiet spear`: bundled when the bundle is
+ * fresh), the launcher from the sources, or cli/main.ts.
+ */
+async function spear(args: string[], via: "launcher" | "sources" | "main" = "main"): Promise<Outcome> {
+  const denoArgs = via !== "main"
     ? ["task", "--quiet", "spear", ...args]
     : ["run", "--quiet", "--allow-all", `${root}/cli/main.ts`, ...args];
   const t0 = performance.now();
@@ -40,7 +44,11 @@ async function spear(args: string[], via: "launcher" | "main" = "main"): Promise
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1", SPEARHOST_CACHE_DIR: cacheDir },
+    env: {
+      NO_COLOR: "1",
+      SPEARHOST_CACHE_DIR: cacheDir,
+      ...(via === "sources" ? { SPEARHOST_BUNDLE: "off" } : {}),
+    },
   }).output();
   const stdout = new TextDecoder().decode(out.stdout);
   const stderr = new TextDecoder().decode(out.stderr);
@@ -473,6 +481,32 @@ Deno.test("cli: the child starts with library backtraces off (cheap traps), unle
   } finally {
     if (chosen === undefined) Deno.env.delete("RUST_LIB_BACKTRACE");
     else Deno.env.set("RUST_LIB_BACKTRACE", chosen);
+  }
+});
+
+Deno.test("cli: the bundled CLI runs guests as the sources do", async () => {
+  if (!freshBundledLauncher(root)) {
+    const built = await new Deno.Command(Deno.execPath(), { args: ["task", "--quiet", "bundle"], cwd: root })
+      .output();
+    assert.ok(built.success, new TextDecoder().decode(built.stderr));
+  }
+  assert.ok(freshBundledLauncher(root), "the bundle is fresh once built");
+  const numbersMasked = (o: Outcome) => ({
+    code: o.code,
+    stdout: o.stdout,
+    lines: o.lines.map((l) => l.replace(/\d+/g, "N")),
+  });
+  for (
+    const args of [
+      ["run", HELLO, "--", "one", "two words"],
+      ["run", EXIT_CODE, "--", "42"],
+      ["run", MISSING_IMPORT],
+      ["run", "--timeout-ms", "300", MISBEHAVE, "--", "spin"],
+      ["run", "--config", "/nonexistent.json", HELLO],
+    ]
+  ) {
+    const [bundled, sources] = await Promise.all([spear(args, "launcher"), spear(args, "sources")]);
+    assert.deepEqual(numbersMasked(bundled), numbersMasked(sources), args.join(" "));
   }
 });
 
