@@ -13,6 +13,7 @@ import {
   type WasmtimeLib,
 } from "../ffi/wasmtime.ts";
 import type { Signature, WasmType } from "./hostcall.ts";
+import { utf8Length } from "../protocol/bytes.ts";
 
 type Ptr = Deno.PointerValue;
 const encoder = new TextEncoder();
@@ -20,7 +21,7 @@ const decoder = new TextDecoder();
 
 /** NUL-terminated UTF-8 for C string parameters. */
 export function cString(s: string): Uint8Array<ArrayBuffer> {
-  const bytes = new Uint8Array(encoder.encode(s).length + 1);
+  const bytes = new Uint8Array(utf8Length(s) + 1);
   encoder.encodeInto(s, bytes);
   return bytes;
 }

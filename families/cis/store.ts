@@ -13,6 +13,7 @@
  */
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { MAX_KEY_BYTES } from "./protocol.ts";
+import { utf8Length } from "../../protocol/bytes.ts";
 
 export interface NamespaceLimits {
   maxValueBytes: number;
@@ -26,7 +27,6 @@ export class StoreError extends Error {
   }
 }
 
-const encoder = new TextEncoder();
 
 /** How long a writer waits for another process's transaction before giving up (EIO). */
 export const BUSY_TIMEOUT_MS = 10_000;
@@ -66,7 +66,7 @@ function whileLocked(statement: () => void): void {
 
 /** Validates a key: EINVAL naming the problem. */
 export function checkKey(key: string): number {
-  const bytes = encoder.encode(key).length;
+  const bytes = utf8Length(key);
   if (bytes === 0) throw new StoreError("EINVAL", "the key is empty");
   if (bytes > MAX_KEY_BYTES) {
     throw new StoreError("EINVAL", `the key is ${bytes} bytes, over ${MAX_KEY_BYTES}`);

@@ -32,6 +32,7 @@ import {
   type Segmentation,
 } from "./protocol.ts";
 import { DEFAULT_SEGMENTATION, parseSegmentation, segmentationJson } from "./segmentation.ts";
+import { utf8Length } from "../../protocol/bytes.ts";
 
 const encoder = new TextEncoder();
 
@@ -397,7 +398,7 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
   });
 
   const sendEvent = (entry: FdEntry<RtasrFdState>, text: string, kind: "flush" | "clear" | "raw") => {
-    sendControl(entry, { type: "send", text, kind }, encoder.encode(text).length);
+    sendControl(entry, { type: "send", text, kind }, utf8Length(text));
   };
 
   return {

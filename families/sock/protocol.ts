@@ -20,6 +20,7 @@
 import * as s from "../../protocol/schema.ts";
 import { method } from "../../protocol/rpc.ts";
 import type { ErrnoName } from "../../runtime/abi.ts";
+import { utf8Length } from "../../protocol/bytes.ts";
 
 export const SockDomain = { AF_INET: 2, AF_INET6: 10 } as const;
 export const SockType = { SOCK_STREAM: 1, SOCK_DGRAM: 2 } as const;
@@ -310,5 +311,5 @@ export function decodeDatagram(item: Uint8Array): { peer: DatagramPeer; payload:
 
 /** Bytes an item adds to its payload (for the send window). */
 export function datagramOverhead(peer: DatagramPeer): number {
-  return 4 + encoder.encode(peer.address).length + encoder.encode(peer.name).length;
+  return 4 + utf8Length(peer.address) + utf8Length(peer.name);
 }

@@ -29,6 +29,7 @@ import {
   type UserStreamContext,
   UserStreamLimits,
 } from "./protocol.ts";
+import { utf8Length } from "../../protocol/bytes.ts";
 
 /** Above this many bytes waiting in a client's socket, outbound credit waits. */
 export const WS_HIGH_WATER_BYTES = 256 << 10;
@@ -75,7 +76,7 @@ function sameSecret(a: string, b: string): boolean {
 /** The reason text cut to what a close frame carries (whole UTF-8 characters). */
 export function closeReason(text: string): string {
   let out = text;
-  while (encoder.encode(out).length > MAX_REASON_BYTES) out = out.slice(0, -1);
+  while (utf8Length(out) > MAX_REASON_BYTES) out = out.slice(0, -1);
   return out;
 }
 
