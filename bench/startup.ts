@@ -22,7 +22,7 @@ import { launchPlan } from "../cli/launcher.ts";
 import { resolveWasmtimeLib } from "../host/native.ts";
 import { benchGuest } from "./support/native.ts";
 import { FloorWasm } from "./support/floor_wasm.ts";
-import { bundledPath, freshBundledLauncher } from "../cli/bundle.ts";
+import { freshBundledLauncher } from "../cli/bundle.ts";
 
 const RUNS = Number(Deno.args[0] ?? 11);
 const root = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -69,7 +69,7 @@ const commands: Record<string, string[]> = {
   "spear child alone (bundled)": [
     "run",
     ...childFlags,
-    `${root}/${bundledPath("cli/child.ts")}`,
+    freshBundledLauncher(root)!.replace(/launcher\.js$/, "child.js"),
     "run",
     hello,
   ],

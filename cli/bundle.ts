@@ -26,16 +26,22 @@ export const BUNDLE_ENTRIES = [
   "host/watchdog_worker.ts",
 ];
 
-/** What a build recorded: where and by which Deno it was built, and each source's [size, mtime ms]. */
+/**
+ * The current build (`${BUNDLE_DIR}/manifest.json`, replaced in one rename): its directory under
+ * BUNDLE_DIR, where and by which Deno it was built, and each source's [size, mtime ms]. A build
+ * is never changed once named; the one before it stays until the next build, so a run that read
+ * the previous manifest still finds every file it names.
+ */
 export interface BundleManifest {
+  build: string;
   root: string;
   deno: string;
   files: Record<string, [number, number]>;
 }
 
-/** The bundled output path of an entry, relative to the root. */
-export function bundledPath(entry: string): string {
-  return `${BUNDLE_DIR}/${entry.replace(/\.ts$/, ".js")}`;
+/** The bundled output path of an entry in a build, relative to the root. */
+export function bundledPath(build: string, entry: string): string {
+  return `${BUNDLE_DIR}/${build}/${entry.replace(/\.ts$/, ".js")}`;
 }
 
 /** [size, mtime ms] of one file, as the manifest records it. */
@@ -45,7 +51,7 @@ export function fileStamp(path: string): [number, number] {
 }
 
 /**
- * The bundled launcher's absolute path when the bundle under `root` is fresh and not turned off,
+ * The bundled launcher's absolute path when the current build under `root` is fresh and not turned off,
  * undefined otherwise (never built, a source changed, another Deno, unreadable).
  */
 export function freshBundledLauncher(root: string): string | undefined {
@@ -57,7 +63,8 @@ export function freshBundledLauncher(root: string): string | undefined {
       const [nowSize, nowMtime] = fileStamp(`${root}/${file}`);
       if (nowSize !== size || nowMtime !== mtime) return undefined;
     }
-    return `${root}/${bundledPath("cli/launcher.ts")}`;
+    const launcher = `${root}/${bundledPath(manifest.build, "cli/launcher.ts")}`;
+    return Deno.statSync(launcher).isFile ? launcher : undefined;
   } catch {
     return undefined;
   }

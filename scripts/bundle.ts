@@ -1,6 +1,7 @@
 /**
- * `deno task bundle`: builds .build/bundle/ (cli/bundle.ts says what it is for and when it is
- * used). Does nothing when the bundle is already fresh; `--force` rebuilds anyway.
+ * `deno task bundle`: builds a new build under .build/bundle/ and names it in the manifest
+ * (cli/bundle.ts says what it is for, when it is used and how builds are replaced). Does nothing
+ * when the current build is fresh; `--force` rebuilds anyway.
  *
  * `deno bundle` (esbuild) sees the sources as they run, after three rewrites made on a copy:
  *   - `lazyImport<T>("./x.ts", import.meta.url)` becomes `import("./x.ts")`, so each lazily
@@ -11,7 +12,8 @@
  *   - every other `import.meta.url` becomes the source file's own URL, and `import.meta.main`
  *     false: bundled code finds its files (libraries, assets, scripts it starts) where the
  *     sources are, and no bundled module takes itself for the program's entry.
- * npm: and node: imports stay imports. Prints one line; exits non-zero with one line on failure.
+ * npm: and node: imports stay imports, and so does each lazy chunk's import, made non-literal
+ * again. Prints one line; exits non-zero with one line on failure.
  */
 import {
   BUNDLE_DIR,
@@ -43,12 +45,12 @@ function sourceFiles(): string[] {
 const LAZY_IMPORT = /lazyImport<[^>]*>\(\s*("[^"]+")\s*,\s*import\.meta\.url\s*,?\s*\)/g;
 const URL_OF = /new URL\(\s*("[^"]+")\s*,\s*import\.meta\.url\s*\)/g;
 
-/** The source of `rel` as it is bundled (the module comment above lists the rewrites). */
-export function rewriteForBundle(rel: string, text: string, bundleRoot = root): string {
+/** The source of `rel` as it is bundled into `build` (the module comment above lists the rewrites). */
+export function rewriteForBundle(rel: string, text: string, build: string): string {
   const self = `file://${root}/${rel}`;
   const entryUrl = (spec: string) => {
     const target = new URL(JSON.parse(spec), self).pathname.slice(root.length + 1);
-    return BUNDLE_ENTRIES.includes(target) ? `file://${bundleRoot}/${bundledPath(target)}` : undefined;
+    return BUNDLE_ENTRIES.includes(target) ? `file://${root}/${bundledPath(build, target)}` : undefined;
   };
   return text
     .replace(LAZY_IMPORT, (_, spec) => `import(${spec})`)
@@ -73,16 +75,27 @@ function outputFiles(dir: string): string[] {
   );
 }
 
+/** The manifest of the current build, if any. */
+function currentManifest(): BundleManifest | undefined {
+  try {
+    return JSON.parse(Deno.readTextFileSync(`${root}/${BUNDLE_DIR}/manifest.json`));
+  } catch {
+    return undefined;
+  }
+}
+
 async function build(): Promise<void> {
+  const previous = currentManifest()?.build;
+  const build = `b${Date.now().toString(36)}`;
   const files = sourceFiles();
   const stamps: BundleManifest["files"] = {};
   for (const file of [...files, ...SOURCE_EXTRAS]) stamps[file] = fileStamp(`${root}/${file}`);
   // Beside the target, so the finished bundle is renamed into place, never copied.
-  await Deno.mkdir(`${root}/.build`, { recursive: true });
+  await Deno.mkdir(`${root}/${BUNDLE_DIR}`, { recursive: true });
   const work = await Deno.makeTempDir({ dir: `${root}/.build`, prefix: "work_" });
   try {
     for (const file of files) {
-      const text = rewriteForBundle(file, await Deno.readTextFile(`${root}/${file}`));
+      const text = rewriteForBundle(file, await Deno.readTextFile(`${root}/${file}`), build);
       if (/\blazyImport\s*</.test(text) && file !== "runtime/lazy.ts") {
         throw new Error(
           `${file}: a lazyImport the bundle cannot follow (write it as lazyImport<T>("./x.ts", import.meta.url))`,
@@ -92,7 +105,7 @@ async function build(): Promise<void> {
       await Deno.writeTextFile(`${work}/${file}`, text);
     }
     for (const extra of SOURCE_EXTRAS) await Deno.copyFile(`${root}/${extra}`, `${work}/${extra}`);
-    const out = `${work}/out`;
+    const out = `${root}/${BUNDLE_DIR}/${build}`;
     const result = await new Deno.Command(Deno.execPath(), {
       args: [
         "bundle",
@@ -113,7 +126,7 @@ async function build(): Promise<void> {
       throw new Error(`deno bundle failed: ${new TextDecoder().decode(result.stderr).trim().split("\n")[0]}`);
     }
     for (const entry of BUNDLE_ENTRIES) {
-      const built = `${out}/${entry.replace(/\.ts$/, ".js")}`;
+      const built = `${root}/${bundledPath(build, entry)}`;
       if (!Deno.statSync(built).isFile) throw new Error(`deno bundle wrote no ${built}`);
     }
     for (const file of outputFiles(out)) {
@@ -123,12 +136,18 @@ async function build(): Promise<void> {
         text.replace(CHUNK_IMPORT, (_, chunk) => `import(new URL(${chunk}, import.meta.url).href)`),
       );
     }
-    const manifest: BundleManifest = { root, deno: Deno.version.deno, files: stamps };
-    await Deno.writeTextFile(`${out}/manifest.json`, JSON.stringify(manifest));
-    // Swapped in whole, so a run never sees half of one build and half of another.
-    const target = `${root}/${BUNDLE_DIR}`;
-    await Deno.remove(target, { recursive: true }).catch(() => {});
-    await Deno.rename(out, target);
+    // Named in one rename, so a run never sees half of one build and half of another.
+    const manifest: BundleManifest = { build, root, deno: Deno.version.deno, files: stamps };
+    await Deno.writeTextFile(`${work}/manifest.json`, JSON.stringify(manifest));
+    await Deno.rename(`${work}/manifest.json`, `${root}/${BUNDLE_DIR}/manifest.json`);
+    for (const entry of Deno.readDirSync(`${root}/${BUNDLE_DIR}`)) {
+      if (![build, previous, "manifest.json"].includes(entry.name)) {
+        await Deno.remove(`${root}/${BUNDLE_DIR}/${entry.name}`, { recursive: true });
+      }
+    }
+  } catch (e) {
+    await Deno.remove(`${root}/${BUNDLE_DIR}/${build}`, { recursive: true }).catch(() => {});
+    throw e;
   } finally {
     await Deno.remove(work, { recursive: true }).catch(() => {});
   }

@@ -27,7 +27,6 @@ export class StoreError extends Error {
   }
 }
 
-
 /** How long a writer waits for another process's transaction before giving up (EIO). */
 export const BUSY_TIMEOUT_MS = 10_000;
 

@@ -11,21 +11,29 @@ const root = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 Deno.test("bundle: a lazyImport becomes a literal import the bundler follows", () => {
   const text =
     'const m = await lazyImport<typeof import("./main.ts")>(\n  "./main.ts",\n  import.meta.url,\n);';
-  assert.equal(rewriteForBundle("cli/child.ts", text), 'const m = await import("./main.ts");');
+  assert.equal(rewriteForBundle("cli/child.ts", text, "b1"), 'const m = await import("./main.ts");');
 });
 
 Deno.test("bundle: a URL naming another entry names its bundled file; other URLs stay beside the sources", () => {
-  const worker = rewriteForBundle("host/guest_worker.ts", 'new URL("../runtime/worker.ts", import.meta.url)');
-  assert.equal(worker, `new URL(${JSON.stringify(`file://${root}/${bundledPath("runtime/worker.ts")}`)})`);
+  const worker = rewriteForBundle(
+    "host/guest_worker.ts",
+    'new URL("../runtime/worker.ts", import.meta.url)',
+    "b1",
+  );
+  assert.equal(
+    worker,
+    `new URL(${JSON.stringify(`file://${root}/${bundledPath("b1", "runtime/worker.ts")}`)})`,
+  );
   const asset = rewriteForBundle(
     "families/user_stream/endpoint.ts",
     'new URL("./page.html", import.meta.url)',
+    "b1",
   );
   assert.equal(
     asset,
     `new URL("./page.html", ${JSON.stringify(`file://${root}/families/user_stream/endpoint.ts`)})`,
   );
-  assert.equal(rewriteForBundle("cli/main.ts", "if (import.meta.main) run();"), "if (false) run();");
+  assert.equal(rewriteForBundle("cli/main.ts", "if (import.meta.main) run();", "b1"), "if (false) run();");
 });
 
 Deno.test("bundle: every source's lazy imports are rewritten (no module is loaded twice)", () => {
@@ -39,7 +47,7 @@ Deno.test("bundle: every source's lazy imports are rewritten (no module is loade
     const text = Deno.readTextFileSync(`${root}/${file}`);
     if (file === "runtime/lazy.ts" || !text.includes("lazyImport<")) continue;
     lazy++;
-    const out = rewriteForBundle(file, text);
+    const out = rewriteForBundle(file, text, "b1");
     assert.doesNotMatch(out, /\blazyImport\s*</, `${file} keeps a lazyImport the bundler cannot follow`);
     assert.doesNotMatch(out, /import\.meta\.url/, `${file} keeps import.meta.url`);
   }
@@ -49,12 +57,14 @@ Deno.test("bundle: every source's lazy imports are rewritten (no module is loade
 Deno.test("bundle: fresh only while every source, the checkout and the Deno are the ones it was built from", () => {
   const dir = Deno.makeTempDirSync({ prefix: "bundle-test-" });
   try {
-    Deno.mkdirSync(`${dir}/.build/bundle/cli`, { recursive: true });
+    Deno.mkdirSync(`${dir}/.build/bundle/b1/cli`, { recursive: true });
+    Deno.writeTextFileSync(`${dir}/.build/bundle/b1/cli/launcher.js`, "");
     Deno.writeTextFileSync(`${dir}/a.ts`, "export const a = 1;\n");
     const write = (m: Partial<BundleManifest>) =>
       Deno.writeTextFileSync(
         `${dir}/.build/bundle/manifest.json`,
         JSON.stringify({
+          build: "b1",
           root: dir,
           deno: Deno.version.deno,
           files: { "a.ts": fileStamp(`${dir}/a.ts`) },
@@ -63,11 +73,13 @@ Deno.test("bundle: fresh only while every source, the checkout and the Deno are 
       );
     assert.equal(freshBundledLauncher(dir), undefined, "no manifest: not built");
     write({});
-    assert.equal(freshBundledLauncher(dir), `${dir}/${bundledPath("cli/launcher.ts")}`);
+    assert.equal(freshBundledLauncher(dir), `${dir}/${bundledPath("b1", "cli/launcher.ts")}`);
     write({ root: "/elsewhere" });
     assert.equal(freshBundledLauncher(dir), undefined, "built in another checkout");
     write({ deno: "0.0.1" });
     assert.equal(freshBundledLauncher(dir), undefined, "built by another Deno");
+    write({ build: "b2" });
+    assert.equal(freshBundledLauncher(dir), undefined, "the build's files are gone");
     write({});
     Deno.writeTextFileSync(`${dir}/a.ts`, "export const a = 2;\n");
     Deno.utimeSync(`${dir}/a.ts`, new Date(), new Date(Date.now() + 5000));
