@@ -7,9 +7,9 @@
  *
  * A bundle is used only while it is fresh: built in this checkout (bundled code names its source
  * files by absolute path), by the same Deno, and every source file it was built from still has
- * the size and modification time it had then. Otherwise `deno task spear` runs
- * the sources, with the same behaviour, slower to start. `SPEARHOST_BUNDLE=off` forces the
- * sources. This module imports nothing, so checking costs the `spear` entry almost nothing.
+ * the size and modification time it had then. Otherwise `deno task spear` runs the sources,
+ * with the same behaviour, slower to start. `SPEARHOST_BUNDLE=off` forces the sources. This
+ * module imports nothing, so checking costs the `spear` entry almost nothing.
  */
 
 /** Where the bundles and their manifest live, under the repository root. */
@@ -18,7 +18,7 @@ export const BUNDLE_DIR = ".build/bundle";
 export const SOURCE_DIRS = ["cli", "ffi", "families", "host", "protocol", "runtime"];
 /** Files outside them that change what the bundles resolve to. */
 export const SOURCE_EXTRAS = ["deno.json", "deno.lock"];
-/** The entry modules, each bundled as `${BUNDLE_DIR}/<its path, .js>`. */
+/** The entry modules, each bundled as `${BUNDLE_DIR}/<build>/<its path, .js>` (bundledPath). */
 export const BUNDLE_ENTRIES = [
   "cli/launcher.ts",
   "cli/child.ts",

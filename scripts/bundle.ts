@@ -90,7 +90,7 @@ async function build(): Promise<void> {
   const files = sourceFiles();
   const stamps: BundleManifest["files"] = {};
   for (const file of [...files, ...SOURCE_EXTRAS]) stamps[file] = fileStamp(`${root}/${file}`);
-  // Beside the target, so the finished bundle is renamed into place, never copied.
+  // On the bundle's own file system, so the new manifest is renamed into place.
   await Deno.mkdir(`${root}/${BUNDLE_DIR}`, { recursive: true });
   const work = await Deno.makeTempDir({ dir: `${root}/.build`, prefix: "work_" });
   try {
