@@ -22,18 +22,15 @@ import { launchPlan } from "../cli/launcher.ts";
 import { resolveWasmtimeLib } from "../host/native.ts";
 import { benchGuest } from "./support/native.ts";
 import { FloorWasm } from "./support/floor_wasm.ts";
-import { freshBundledLauncher } from "../cli/bundle.ts";
+import { bundledPath } from "../cli/bundle.ts";
+import { ensureFreshBundle } from "../scripts/bundle.ts";
 
 const RUNS = Number(Deno.args[0] ?? 11);
 const root = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const support = `${root}/bench/support`;
 const hello = `${root}/guests/build/hello.wasm`;
 benchGuest("epoll_guest"); // builds every guest (guests/build.sh), hello.wasm too
-if (!freshBundledLauncher(root)) {
-  const built = await new Deno.Command(Deno.execPath(), { args: ["task", "--quiet", "bundle"], cwd: root })
-    .output();
-  if (!built.success) throw new Error(`deno task bundle: ${new TextDecoder().decode(built.stderr)}`);
-}
+const build = await ensureFreshBundle();
 
 // The floors' files: hello.ts, a deno.json whose tasks start them, the floor's compiled code.
 const dir = await Deno.makeTempDir({ prefix: "startup_floor_" });
@@ -69,7 +66,7 @@ const commands: Record<string, string[]> = {
   "spear child alone (bundled)": [
     "run",
     ...childFlags,
-    freshBundledLauncher(root)!.replace(/launcher\.js$/, "child.js"),
+    `${root}/${bundledPath(build, "cli/child.ts")}`,
     "run",
     hello,
   ],

@@ -51,10 +51,10 @@ export function fileStamp(path: string): [number, number] {
 }
 
 /**
- * The bundled launcher's absolute path when the current build under `root` is fresh and not turned off,
- * undefined otherwise (never built, a source changed, another Deno, unreadable).
+ * The current build under `root` (its directory name) when it is fresh and not turned off,
+ * undefined otherwise (never built, a source changed, another Deno, its files gone, unreadable).
  */
-export function freshBundledLauncher(root: string): string | undefined {
+export function freshBuild(root: string): string | undefined {
   try {
     if (Deno.env.get("SPEARHOST_BUNDLE") === "off") return undefined;
     const manifest: BundleManifest = JSON.parse(Deno.readTextFileSync(`${root}/${BUNDLE_DIR}/manifest.json`));
@@ -63,9 +63,16 @@ export function freshBundledLauncher(root: string): string | undefined {
       const [nowSize, nowMtime] = fileStamp(`${root}/${file}`);
       if (nowSize !== size || nowMtime !== mtime) return undefined;
     }
-    const launcher = `${root}/${bundledPath(manifest.build, "cli/launcher.ts")}`;
-    return Deno.statSync(launcher).isFile ? launcher : undefined;
+    return Deno.statSync(`${root}/${bundledPath(manifest.build, "cli/launcher.ts")}`).isFile
+      ? manifest.build
+      : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** The bundled launcher's absolute path when the current build is fresh (freshBuild). */
+export function freshBundledLauncher(root: string): string | undefined {
+  const build = freshBuild(root);
+  return build === undefined ? undefined : `${root}/${bundledPath(build, "cli/launcher.ts")}`;
 }

@@ -21,25 +21,28 @@ import {
   bundledPath,
   type BundleManifest,
   fileStamp,
-  freshBundledLauncher,
+  freshBuild,
   SOURCE_DIRS,
   SOURCE_EXTRAS,
 } from "../cli/bundle.ts";
 
 const root = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 
-/** Every .ts file under the source directories, relative to the root. */
-function sourceFiles(): string[] {
-  const files: string[] = [];
-  const walk = (dir: string) => {
-    for (const entry of Deno.readDirSync(`${root}/${dir}`)) {
-      const rel = `${dir}/${entry.name}`;
-      if (entry.isDirectory) walk(rel);
-      else if (entry.isFile && rel.endsWith(".ts")) files.push(rel);
-    }
-  };
-  SOURCE_DIRS.forEach(walk);
-  return files.sort();
+/** Every file under `dir` whose name ends with `suffix`, as paths under `dir`. */
+function filesUnder(dir: string, suffix: string): string[] {
+  return [...Deno.readDirSync(dir)].flatMap((e) =>
+    e.isDirectory
+      ? filesUnder(`${dir}/${e.name}`, suffix).map((path) => `${e.name}/${path}`)
+      : e.name.endsWith(suffix)
+      ? [e.name]
+      : []
+  );
+}
+
+/** Every .ts file the bundles are built from (SOURCE_DIRS), relative to the root. */
+export function sourceFiles(): string[] {
+  return SOURCE_DIRS.flatMap((dir) => filesUnder(`${root}/${dir}`, ".ts").map((path) => `${dir}/${path}`))
+    .sort();
 }
 
 const LAZY_IMPORT = /lazyImport<[^>]*>\(\s*("[^"]+")\s*,\s*import\.meta\.url\s*,?\s*\)/g;
@@ -68,13 +71,6 @@ export function rewriteForBundle(rel: string, text: string, build: string): stri
  */
 const CHUNK_IMPORT = /\bimport\(("\.{1,2}\/[^"]+\.js")\)/g;
 
-/** Every .js file under `dir`. */
-function outputFiles(dir: string): string[] {
-  return [...Deno.readDirSync(dir)].flatMap((e) =>
-    e.isDirectory ? outputFiles(`${dir}/${e.name}`) : e.name.endsWith(".js") ? [`${dir}/${e.name}`] : []
-  );
-}
-
 /** The manifest of the current build, if any. */
 function currentManifest(): BundleManifest | undefined {
   try {
@@ -84,7 +80,8 @@ function currentManifest(): BundleManifest | undefined {
   }
 }
 
-async function build(): Promise<void> {
+/** Makes a new build and names it current; returns its name. */
+async function build(): Promise<string> {
   const previous = currentManifest()?.build;
   const build = `b${Date.now().toString(36)}`;
   const files = sourceFiles();
@@ -129,7 +126,8 @@ async function build(): Promise<void> {
       const built = `${root}/${bundledPath(build, entry)}`;
       if (!Deno.statSync(built).isFile) throw new Error(`deno bundle wrote no ${built}`);
     }
-    for (const file of outputFiles(out)) {
+    for (const path of filesUnder(out, ".js")) {
+      const file = `${out}/${path}`;
       const text = await Deno.readTextFile(file);
       await Deno.writeTextFile(
         file,
@@ -151,11 +149,17 @@ async function build(): Promise<void> {
   } finally {
     await Deno.remove(work, { recursive: true }).catch(() => {});
   }
+  return build;
+}
+
+/** The current build's name, after building one if it is not fresh (cli/bundle.ts freshBuild). */
+export async function ensureFreshBundle(): Promise<string> {
+  return freshBuild(root) ?? await build();
 }
 
 if (import.meta.main) {
   try {
-    if (!Deno.args.includes("--force") && freshBundledLauncher(root)) {
+    if (!Deno.args.includes("--force") && freshBuild(root)) {
       console.error("bundle: fresh");
     } else {
       const started = performance.now();

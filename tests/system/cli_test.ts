@@ -6,7 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { launchPlan, permissionFlags } from "../../cli/launcher.ts";
-import { freshBundledLauncher } from "../../cli/bundle.ts";
+import { freshBuild } from "../../cli/bundle.ts";
+import { ensureFreshBundle } from "../../scripts/bundle.ts";
 import { parseResolvConf } from "../../host/net/policy.ts";
 
 const root = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
@@ -485,12 +486,8 @@ Deno.test("cli: the child starts with library backtraces off (cheap traps), unle
 });
 
 Deno.test("cli: the bundled CLI runs guests as the sources do", async () => {
-  if (!freshBundledLauncher(root)) {
-    const built = await new Deno.Command(Deno.execPath(), { args: ["task", "--quiet", "bundle"], cwd: root })
-      .output();
-    assert.ok(built.success, new TextDecoder().decode(built.stderr));
-  }
-  assert.ok(freshBundledLauncher(root), "the bundle is fresh once built");
+  const build = await ensureFreshBundle();
+  assert.equal(freshBuild(root), build, "the bundle is fresh once built");
   const numbersMasked = (o: Outcome) => ({
     code: o.code,
     stdout: o.stdout,

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { bundledPath, type BundleManifest, fileStamp, freshBundledLauncher } from "../../cli/bundle.ts";
-import { rewriteForBundle } from "../../scripts/bundle.ts";
+import { rewriteForBundle, sourceFiles } from "../../scripts/bundle.ts";
 
 const root = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 
@@ -37,13 +37,8 @@ Deno.test("bundle: a URL naming another entry names its bundled file; other URLs
 });
 
 Deno.test("bundle: every source's lazy imports are rewritten (no module is loaded twice)", () => {
-  const walk = (dir: string): string[] =>
-    [...Deno.readDirSync(`${root}/${dir}`)].flatMap((e) =>
-      e.isDirectory ? walk(`${dir}/${e.name}`) : e.name.endsWith(".ts") ? [`${dir}/${e.name}`] : []
-    );
-  const files = ["cli", "ffi", "families", "host", "protocol", "runtime"].flatMap(walk);
   let lazy = 0;
-  for (const file of files) {
+  for (const file of sourceFiles()) {
     const text = Deno.readTextFileSync(`${root}/${file}`);
     if (file === "runtime/lazy.ts" || !text.includes("lazyImport<")) continue;
     lazy++;

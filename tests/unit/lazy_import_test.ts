@@ -5,27 +5,18 @@
  */
 import assert from "node:assert/strict";
 import { COMPILE_ENTRY, EMBEDDED_MODULES } from "../../scripts/compile.ts";
+import { sourceFiles } from "../../scripts/bundle.ts";
 
 const root = new URL("../../", import.meta.url).pathname;
-
-async function* sources(dir: string): AsyncGenerator<string> {
-  for await (const entry of Deno.readDir(`${root}${dir}`)) {
-    const path = `${dir}/${entry.name}`;
-    if (entry.isDirectory) yield* sources(path);
-    // runtime/lazy.ts itself only shows the call in its documentation.
-    else if (path.endsWith(".ts") && !path.endsWith("_test.ts") && path !== "runtime/lazy.ts") yield path;
-  }
-}
 
 /** Every `lazyImport<…>("spec", import.meta.url)` in the tree, as root-relative paths. */
 async function lazyTargets(): Promise<string[]> {
   const out: string[] = [];
-  for (const dir of ["cli", "host", "runtime", "families", "protocol", "ffi"]) {
-    for await (const path of sources(dir)) {
-      const text = await Deno.readTextFile(`${root}${path}`);
-      for (const m of text.matchAll(/lazyImport<[\s\S]*?>\(\s*"([^"]+)",\s*import\.meta\.url/g)) {
-        out.push(new URL(m[1], `file://${root}${path}`).pathname.slice(root.length));
-      }
+  // runtime/lazy.ts itself only shows the call in its documentation.
+  for (const path of sourceFiles().filter((p) => p !== "runtime/lazy.ts")) {
+    const text = await Deno.readTextFile(`${root}${path}`);
+    for (const m of text.matchAll(/lazyImport<[\s\S]*?>\(\s*"([^"]+)",\s*import\.meta\.url/g)) {
+      out.push(new URL(m[1], `file://${root}${path}`).pathname.slice(root.length));
     }
   }
   return out;
