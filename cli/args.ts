@@ -29,7 +29,7 @@ Usage:
   spear skill list [--config FILE]   installed skills
   spear skill memory [--config FILE] NAME get KEY | set KEY VALUE | delete KEY | list
             the skill's key-value memory (list prints JSON)
-  spear --help
+  spear --help | --version
 
 Options:
   --config FILE     JSON host config (backends, limits, net, mic); default ./spear.json if present
@@ -47,6 +47,9 @@ Exit status: the guest's own exit code when it exits; otherwise
 Every failure prints one line on stderr naming its cause.`;
 
 export class UsageError extends Error {}
+
+/** The release `spear --version` names: deno.json's `version` (tests/system/cli_test.ts keeps them equal). */
+export const SPEAR_VERSION = "0.1.0";
 
 export interface RunCommand {
   command: "run";
@@ -170,7 +173,8 @@ export type Command =
   | { command: "devices"; configPath?: string }
   | AsrServerCommand
   | StreamCommand
-  | { command: "help" };
+  | { command: "help" }
+  | { command: "version" };
 
 /** A limit flag's value: plain decimal digits within the config's range for that limit. */
 function limitValue(flag: string, value: string | undefined, max: number): number {
@@ -189,6 +193,7 @@ export function parseArgs(argv: string[]): Command {
   if (command === undefined || command === "--help" || command === "-h" || command === "help") {
     return { command: "help" };
   }
+  if (command === "--version" || command === "-V" || command === "version") return { command: "version" };
   if (command === "asr-server") return parseAsrServer(rest);
   if (command === "skill") return parseSkillArgs(rest);
   if (command === "stream") return parseStream(rest);

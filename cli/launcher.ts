@@ -32,9 +32,7 @@ export async function permissionFlags(argv: string[]): Promise<string[]> {
  */
 export async function launchPlan(argv: string[]): Promise<{ flags: string[]; env: Record<string, string> }> {
   const cmd = parseArgs(argv);
-  const configPath = cmd.command === "help" || cmd.command === "asr-server" || cmd.command === "stream"
-    ? undefined
-    : cmd.configPath;
+  const configPath = "configPath" in cmd ? cmd.configPath : undefined;
   const config = await resolveConfig(configPath);
   const cacheDir = defaultCacheDir();
   const reads = [root, cacheDir, Deno.cwd() + "/spear.json"];

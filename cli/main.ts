@@ -7,7 +7,16 @@ import { type GuestSession, type RunResult, SpearHost } from "../host/host.ts";
 import { escapeLogText } from "../host/log.ts";
 import type { UserStreamEndpoint } from "../families/user_stream/endpoint.ts";
 
-import { parseArgs, resolveConfig, type RunCommand, STREAM_TOKEN_ENV, USAGE, UsageError } from "./args.ts";
+import {
+  parseArgs,
+  resolveConfig,
+  type RunCommand,
+  SPEAR_VERSION,
+  STREAM_TOKEN_ENV,
+  USAGE,
+  UsageError,
+} from "./args.ts";
+import { WASMTIME_VERSION } from "../ffi/wasmtime.ts";
 import { lazyImport } from "../runtime/lazy.ts";
 import { describeFailure, EXIT_FOR_FAILURE } from "./output.ts";
 
@@ -115,6 +124,10 @@ export async function main(argv: string[]): Promise<number> {
     const cmd = parseArgs(argv);
     if (cmd.command === "help") {
       console.log(USAGE);
+      return 0;
+    }
+    if (cmd.command === "version") {
+      console.log(`spear ${SPEAR_VERSION} (Deno ${Deno.version.deno}, Wasmtime C API ${WASMTIME_VERSION})`);
       return 0;
     }
     if (cmd.command === "asr-server") {

@@ -9,6 +9,7 @@ import { launchPlan, permissionFlags } from "../../cli/launcher.ts";
 import { freshBuild } from "../../cli/bundle.ts";
 import { ensureFreshBundle } from "../../scripts/bundle.ts";
 import { parseResolvConf } from "../../host/net/policy.ts";
+import { WASMTIME_VERSION } from "../../ffi/wasmtime.ts";
 
 const root = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 const TEST_GUESTS = `${root}/guests/build/test`;
@@ -213,6 +214,19 @@ Deno.test("cli: --help exits 0 with the usage on stdout", async () => {
     assert.equal(o.code, 0);
     assert.match(o.stdout, /Usage:\n\s+spear run /);
     assert.match(o.stdout, /--timeout-ms N/);
+    assert.equal(o.stderr, "");
+  }
+});
+
+Deno.test("cli: --version names spear's release (deno.json's), Deno and the Wasmtime C API", async () => {
+  const release = JSON.parse(await Deno.readTextFile(new URL("../../deno.json", import.meta.url))).version;
+  for (const args of [["--version"], ["-V"], ["version"]]) {
+    const o = await spear(args, "launcher");
+    assert.equal(o.code, 0);
+    assert.equal(
+      o.stdout,
+      `spear ${release} (Deno ${Deno.version.deno}, Wasmtime C API ${WASMTIME_VERSION})\n`,
+    );
     assert.equal(o.stderr, "");
   }
 });
