@@ -18,7 +18,10 @@
  *           limits or timeout): it splits the guest's overhead into spearhost's machinery
  *           (Worker, hostcalls, fd table, request/reply, channel) and the chat driver's work.
  * Overhead per sequential round trip = (guest, bare or floor − fetch) / K; concurrent throughput
- * is against fetch's. Medians of RUNS runs, the four alternating. A script, not Deno.bench:
+ * is against fetch's. Each concurrent series also reports the main thread's CPU per request
+ * (its thread CPU clock over both passes, less a guest's own start-up, measured by a run that
+ * sends nothing): fetch keeps that thread busy (the test server runs there too), so this is
+ * what bounds concurrent throughput. Medians of RUNS runs, the four alternating. A script, not Deno.bench:
  * under the bench runner the in-process server's fetches stall.
  * Run: deno run --allow-all bench/chat_roundtrip.ts [RUNS]
  */
@@ -30,6 +33,7 @@ import { createDrivers } from "../families/registry.ts";
 import { startOpenAIServer } from "../tests/support/openai_server.ts";
 import { benchGuest } from "./support/native.ts";
 import { serveChatFloor, Slot } from "./support/floor_chat.ts";
+import { threadCpuNs } from "./support/clock.ts";
 
 const K = 50;
 const server = startOpenAIServer();
@@ -128,6 +132,30 @@ const series = [
   "parGuest",
 ] as const;
 const ms: Record<(typeof series)[number], number[]> = Object.fromEntries(series.map((n) => [n, []])) as never;
+/** Main-thread CPU per concurrent request (µs) of each concurrent series, and fetch's busy share. */
+const mainCpu = {
+  parFetch: [] as number[],
+  parFloor: [] as number[],
+  parBare: [] as number[],
+  parGuest: [] as number[],
+};
+const fetchBusy: number[] = [];
+
+/** Runs `fn` and adds its main-thread CPU per request (of 2K: warm-up and timed pass) to `into`. */
+async function onMainThread<T>(into: number[], fn: () => Promise<T>, startUpUs = 0): Promise<T> {
+  const started = threadCpuNs();
+  const value = await fn();
+  into.push(((threadCpuNs() - started) / 1000 - startUpUs) / (2 * K));
+  return value;
+}
+
+/** The main thread's CPU for a guest run that sends nothing (start-up and exit), µs. */
+async function startUpCpuUs(on: SpearHost): Promise<number> {
+  const started = threadCpuNs();
+  await guest("par", 0, on);
+  return (threadCpuNs() - started) / 1000;
+}
+
 for (let r = 0; r < RUNS; r++) {
   ms.seqFetch.push(
     await timed(async () => {
@@ -138,15 +166,20 @@ for (let r = 0; r < RUNS; r++) {
   ms.seqFloor.push(await floor("seq", K));
   ms.seqBare.push(await guest("seq", K, bareHost));
   ms.seqGuest.push(await guest("seq", K));
+  const wall = performance.now();
   ms.parFetch.push(
-    await timed(async () => {
-      await Promise.all(Array.from({ length: K }, fetchOnce));
-      server.requests.length = 0;
-    }),
+    await onMainThread(mainCpu.parFetch, () =>
+      timed(async () => {
+        await Promise.all(Array.from({ length: K }, fetchOnce));
+        server.requests.length = 0;
+      })),
   );
-  ms.parFloor.push(await floor("par", K));
-  ms.parBare.push(await guest("par", K, bareHost));
-  ms.parGuest.push(await guest("par", K));
+  fetchBusy.push(mainCpu.parFetch.at(-1)! * 2 * K / 1000 / (performance.now() - wall));
+  ms.parFloor.push(await onMainThread(mainCpu.parFloor, () => floor("par", K)));
+  ms.parBare.push(
+    await onMainThread(mainCpu.parBare, () => guest("par", K, bareHost), await startUpCpuUs(bareHost)),
+  );
+  ms.parGuest.push(await onMainThread(mainCpu.parGuest, () => guest("par", K), await startUpCpuUs(host)));
 }
 
 const perTrip = (ms: number) => ms / K * 1000;
@@ -190,6 +223,14 @@ console.log(
   `  target guest ≥ 80 % of fetch: ${share(m.parGuest) >= 0.8 ? "met" : "NOT met"}; the floor alone reaches ${
     pct(m.parFloor)
   }`,
+);
+const cpuUs = (series: keyof typeof mainCpu) => median(mainCpu[series]);
+console.log(
+  `  main-thread CPU per concurrent request: fetch ${us(cpuUs("parFetch"))} (the thread ${
+    (median(fetchBusy) * 100).toFixed(0)
+  } % busy), floor ${us(cpuUs("parFloor"))}, bare driver ${us(cpuUs("parBare"))}, guest ${
+    us(cpuUs("parGuest"))
+  }; 80 % of fetch's throughput leaves at most ${us(cpuUs("parFetch") / 0.8)}`,
 );
 floorWorker.terminate();
 await floorServer.stop();
