@@ -18,13 +18,10 @@ export const BUNDLE_DIR = ".build/bundle";
 export const SOURCE_DIRS = ["cli", "ffi", "families", "host", "protocol", "runtime"];
 /** Files outside them that change what the bundles resolve to. */
 export const SOURCE_EXTRAS = ["deno.json", "deno.lock"];
+/** The modules the host's Workers start from (the guest's, the watchdog's). */
+export const WORKER_ENTRIES = ["runtime/worker.ts", "host/watchdog_worker.ts"];
 /** The entry modules, each bundled as `${BUNDLE_DIR}/<build>/<its path, .js>` (bundledPath). */
-export const BUNDLE_ENTRIES = [
-  "cli/launcher.ts",
-  "cli/child.ts",
-  "runtime/worker.ts",
-  "host/watchdog_worker.ts",
-];
+export const BUNDLE_ENTRIES = ["cli/launcher.ts", "cli/child.ts", ...WORKER_ENTRIES];
 
 /**
  * The current build (`${BUNDLE_DIR}/manifest.json`, replaced in one rename): its directory under

@@ -18,6 +18,7 @@
  * Prints the compile time and binary size.
  */
 import { WASMTIME_VERSION } from "../ffi/wasmtime.ts";
+import { WORKER_ENTRIES } from "../cli/bundle.ts";
 
 const root = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 export const OUTPUT = `${root}/dist/spear`;
@@ -59,8 +60,7 @@ export const COMPILE_ENTRY = "cli/main.ts";
  * `lazyImport` in the tree lies under one of these.
  */
 export const EMBEDDED_MODULES: readonly string[] = [
-  "runtime/worker.ts",
-  "host/watchdog_worker.ts",
+  ...WORKER_ENTRIES,
   "families/", // each family's halves, drivers' lazy parts, the commands' modules
   "cli/skill_commands.ts",
 ];
