@@ -78,16 +78,12 @@ export class BytePipe {
 
   /** The contiguous free region (at most `max` bytes) to write into before `commit`. */
   writable(max = Infinity): Uint8Array {
-    const write = Atomics.load(this.cells, WRITE) >>> 0;
-    const at = write & this.mask;
-    return this.data.subarray(at, at + Math.min(this.room, this.ref.capacity - at, max));
+    return this.regionAt(WRITE, this.room, max);
   }
 
   /** Publishes `n` written bytes; true when the consumer asked to be told (wake or signal it). */
   commit(n: number): boolean {
-    if (n <= 0) return false;
-    Atomics.store(this.cells, WRITE, (Atomics.load(this.cells, WRITE) + n) | 0);
-    return Atomics.exchange(this.cells, WANT_DATA, 0) === 1;
+    return n > 0 && this.advance(WRITE, n, WANT_DATA);
   }
 
   /**
@@ -101,9 +97,9 @@ export class BytePipe {
       if (region.length === 0) break;
       copy(region, 0, src.subarray(done, done + region.length));
       done += region.length;
-      Atomics.store(this.cells, WRITE, (Atomics.load(this.cells, WRITE) + region.length) | 0);
+      this.move(WRITE, region.length);
     }
-    return [done, done > 0 && Atomics.exchange(this.cells, WANT_DATA, 0) === 1];
+    return [done, done > 0 && this.takeFlag(WANT_DATA)];
   }
 
   /** The producer found no room: asks for a signal when some frees; true if some already did. */
@@ -129,16 +125,12 @@ export class BytePipe {
 
   /** The contiguous readable region (at most `max` bytes) to read before `consume`. */
   readable(max = Infinity): Uint8Array {
-    const read = Atomics.load(this.cells, READ) >>> 0;
-    const at = read & this.mask;
-    return this.data.subarray(at, at + Math.min(this.used, this.ref.capacity - at, max));
+    return this.regionAt(READ, this.used, max);
   }
 
   /** Frees `n` read bytes; true when the producer asked to be told (wake or signal it). */
   consume(n: number): boolean {
-    if (n <= 0) return false;
-    Atomics.store(this.cells, READ, (Atomics.load(this.cells, READ) + n) | 0);
-    return Atomics.exchange(this.cells, WANT_ROOM, 0) === 1;
+    return n > 0 && this.advance(READ, n, WANT_ROOM);
   }
 
   /** The consumer found the pipe empty: asks for a signal on the next write; true if data came. */
@@ -158,6 +150,30 @@ export class BytePipe {
   /** Wakes a consumer waiting in `waitForData` (the producer wrote as it asked, or it must stop). */
   wakeConsumer(): void {
     Atomics.notify(this.cells, WRITE);
+  }
+
+  // ---------------------------------------------------------------- either side
+
+  /** The contiguous region from `index`'s position: at most `available` and `max` bytes, up to the wrap. */
+  private regionAt(index: number, available: number, max: number): Uint8Array {
+    const at = (Atomics.load(this.cells, index) >>> 0) & this.mask;
+    return this.data.subarray(at, at + Math.min(available, this.ref.capacity - at, max));
+  }
+
+  /** Moves this side's position `index` on by `n` bytes. */
+  private move(index: number, n: number): void {
+    Atomics.store(this.cells, index, (Atomics.load(this.cells, index) + n) | 0);
+  }
+
+  /** Clears the other side's request `flag`; true if it was raised (so it must be told). */
+  private takeFlag(flag: number): boolean {
+    return Atomics.exchange(this.cells, flag, 0) === 1;
+  }
+
+  /** `move`, then `takeFlag`. */
+  private advance(index: number, n: number, flag: number): boolean {
+    this.move(index, n);
+    return this.takeFlag(flag);
   }
 
   /**
