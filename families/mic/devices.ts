@@ -8,6 +8,7 @@
  * plug has to convert), and most hardware is int16 at its default rate anyway.
  */
 import * as pa from "../../ffi/portaudio.ts";
+import { quietly } from "../../ffi/audio_diagnostics.ts";
 import type { MicDeviceInfo } from "./protocol.ts";
 
 let initialized = false;
@@ -15,15 +16,16 @@ let initialized = false;
 /**
  * Pa_Initialize once per process. Errors (library missing, no FFI permission) are thrown as
  * one clear line; the next call tries again. Sets JACK_NO_START_SERVER=1 unless the user set
- * it, so PortAudio's JACK backend never spawns a server (it still prints "Cannot connect to
- * server" lines on stderr when no JACK server runs).
+ * it, so PortAudio's JACK backend never spawns a server, and keeps what libjack and ALSA print
+ * while PortAudio probes them ("Cannot connect to server" where no JACK server runs) off
+ * stderr (ffi/audio_diagnostics.ts).
  */
 export function ensurePortAudio(): void {
   if (initialized) return;
   try {
     if (Deno.env.get("JACK_NO_START_SERVER") === undefined) Deno.env.set("JACK_NO_START_SERVER", "1");
   } catch { /* no env permission: PortAudio still works, JACK may try to start */ }
-  pa.initialize();
+  quietly(pa.initialize);
   initialized = true;
 }
 

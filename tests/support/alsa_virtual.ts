@@ -27,7 +27,8 @@
  * touches libasound, so the variable must be in the environment before that: pass `env` to a
  * child process (tests/support/pa_capture_probe.ts), or call applyToCurrentProcess() before the
  * first Pa_Initialize of this process. JACK_NO_START_SERVER=1 stops PortAudio's JACK backend
- * from trying to spawn jackd (it still prints "Cannot connect to server" on stderr).
+ * from trying to spawn jackd (the host's mic driver sets it too, and keeps what libjack prints
+ * off stderr: ffi/audio_diagnostics.ts).
  *
  * Measured behaviour (PortAudio 19.6.0, alsa-lib 1.2.8):
  * - Opened in the file's own format (paInt16, rate R, C channels, so plug converts nothing),
