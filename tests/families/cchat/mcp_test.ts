@@ -10,6 +10,7 @@ import { SpearHost } from "../../../host/host.ts";
 import { ConfigError, parseConfig } from "../../../host/config.ts";
 import { createDrivers } from "../../../families/registry.ts";
 import { type RecordedRequest, startOpenAIServer } from "../../support/openai_server.ts";
+import { freePort } from "../../support/sock.ts";
 import {
   allowedByPolicies,
   effectiveMcp,
@@ -284,13 +285,6 @@ Deno.test("mcp: config errors name the field", () => {
     assert.throws(() => parseConfig({ mcp }), (e) => e instanceof ConfigError && field.test(e.message));
   }
 });
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
 
 /** Resolves when the peer says it listens (its first stderr line); keeps draining after. */
 async function untilListening(stderr: ReadableStream<Uint8Array>): Promise<void> {
