@@ -47,6 +47,15 @@ export function fileStamp(path: string): [number, number] {
   return [info.size, info.mtime?.getTime() ?? 0];
 }
 
+/** The current build's manifest under `root`, undefined when there is none or it cannot be read. */
+export function currentManifest(root: string): BundleManifest | undefined {
+  try {
+    return JSON.parse(Deno.readTextFileSync(`${root}/${BUNDLE_DIR}/manifest.json`));
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * The current build under `root` (its directory name) when it is fresh and not turned off,
  * undefined otherwise (never built, a source changed, another Deno, its files gone, unreadable).
@@ -54,8 +63,8 @@ export function fileStamp(path: string): [number, number] {
 export function freshBuild(root: string): string | undefined {
   try {
     if (Deno.env.get("SPEARHOST_BUNDLE") === "off") return undefined;
-    const manifest: BundleManifest = JSON.parse(Deno.readTextFileSync(`${root}/${BUNDLE_DIR}/manifest.json`));
-    if (manifest.root !== root || manifest.deno !== Deno.version.deno) return undefined;
+    const manifest = currentManifest(root);
+    if (manifest?.root !== root || manifest.deno !== Deno.version.deno) return undefined;
     for (const [file, [size, mtime]] of Object.entries(manifest.files)) {
       const [nowSize, nowMtime] = fileStamp(`${root}/${file}`);
       if (nowSize !== size || nowMtime !== mtime) return undefined;

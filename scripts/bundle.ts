@@ -20,6 +20,7 @@ import {
   BUNDLE_ENTRIES,
   bundledPath,
   type BundleManifest,
+  currentManifest,
   fileStamp,
   freshBuild,
   SOURCE_DIRS,
@@ -71,18 +72,9 @@ export function rewriteForBundle(rel: string, text: string, build: string): stri
  */
 const CHUNK_IMPORT = /\bimport\(("\.{1,2}\/[^"]+\.js")\)/g;
 
-/** The manifest of the current build, if any. */
-function currentManifest(): BundleManifest | undefined {
-  try {
-    return JSON.parse(Deno.readTextFileSync(`${root}/${BUNDLE_DIR}/manifest.json`));
-  } catch {
-    return undefined;
-  }
-}
-
 /** Makes a new build and names it current; returns its name. */
 async function build(): Promise<string> {
-  const previous = currentManifest()?.build;
+  const previous = currentManifest(root)?.build;
   const build = `b${Date.now().toString(36)}`;
   const files = sourceFiles();
   const stamps: BundleManifest["files"] = {};
