@@ -16,7 +16,10 @@
  *   bare    the same guest through a SpearHost whose chat driver does only the floor's
  *           fetch() + json() (no routing, network policy, credentials, redirect checks, body
  *           limits or timeout): it splits the guest's overhead into spearhost's machinery
- *           (Worker, hostcalls, fd table, request/reply, channel) and the chat driver's work.
+ *           (Worker, hostcalls, fd table, request/reply, channel) and the chat driver's work;
+ *   long    fetch and guest again, concurrent, each request carrying a conversation of
+ *           HISTORY earlier turns of 1 KiB (a tool loop sends its whole history every round):
+ *           what the host adds should not grow with the conversation.
  * Overhead per sequential round trip = (guest, bare or floor − fetch) / K; concurrent throughput
  * is against fetch's. Each concurrent series also reports the main thread's CPU per request
  * (its thread CPU clock over both passes, less a guest's own start-up, measured by a run that
@@ -54,16 +57,27 @@ const host = new SpearHost({
 });
 const wasm = benchGuest("chat_loop");
 
-const body = JSON.stringify({ model: "bench", messages: [{ role: "user", content: "ping" }] });
-const fetchJson = async () => {
+/** The request chat_loop.c makes with `history` earlier turns (1023 × "x", user and assistant by turns). */
+function requestBody(history: number): string {
+  const turns = Array.from({ length: history }, (_, i) => ({
+    role: i % 2 ? "assistant" : "user",
+    content: "x".repeat(1023),
+  }));
+  return JSON.stringify({ model: "bench", messages: [...turns, { role: "user", content: "ping" }] });
+}
+const HISTORY = 64;
+const body = requestBody(0);
+const longBody = requestBody(HISTORY);
+const fetchJson = async (sent = body) => {
   const response = await fetch(`${server.url}/chat/completions`, {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body,
+    body: sent,
   });
   return await response.json();
 };
 const fetchOnce = async () => void await fetchJson();
+const fetchLong = async () => void await fetchJson(longBody);
 
 /**
  * A chat driver that does what the floor does and nothing else (see "bare" above): the guest's
@@ -101,10 +115,13 @@ function floor(mode: "seq" | "par", k: number): Promise<number> {
   });
 }
 
-/** The guest's own timing of K round trips (ms), through `on` (the full host or the bare one). */
-async function guest(mode: "seq" | "par", k: number, on = host): Promise<number> {
+/**
+ * The guest's own timing of K round trips (ms), through `on` (the full host or the bare one),
+ * each with `history` earlier turns.
+ */
+async function guest(mode: "seq" | "par", k: number, on = host, history = 0): Promise<number> {
   printed = "";
-  const result = await on.run(wasm, { args: [mode, String(k)] });
+  const result = await on.run(wasm, { args: [mode, String(k), String(history)] });
   if (result.exitCode !== 0) throw new Error(`chat_loop ${mode} ${k}: ${JSON.stringify(result)}`);
   server.requests.length = 0; // the recorder would otherwise grow without bound
   const us = /elapsed_us=(\d+)/.exec(printed)?.[1];
@@ -130,6 +147,8 @@ const series = [
   "parFloor",
   "parBare",
   "parGuest",
+  "longFetch",
+  "longGuest",
 ] as const;
 const ms: Record<(typeof series)[number], number[]> = Object.fromEntries(series.map((n) => [n, []])) as never;
 /** Main-thread CPU per concurrent request (µs) of each concurrent series, and fetch's busy share. */
@@ -138,6 +157,8 @@ const mainCpu = {
   parFloor: [] as number[],
   parBare: [] as number[],
   parGuest: [] as number[],
+  longFetch: [] as number[],
+  longGuest: [] as number[],
 };
 const fetchBusy: number[] = [];
 
@@ -150,9 +171,9 @@ async function onMainThread<T>(into: number[], fn: () => Promise<T>, startUpUs =
 }
 
 /** The main thread's CPU for a guest run that sends nothing (start-up and exit), µs. */
-async function startUpCpuUs(on: SpearHost): Promise<number> {
+async function startUpCpuUs(on: SpearHost, history = 0): Promise<number> {
   const started = threadCpuNs();
-  await guest("par", 0, on);
+  await guest("par", 0, on, history);
   return (threadCpuNs() - started) / 1000;
 }
 
@@ -180,6 +201,20 @@ for (let r = 0; r < RUNS; r++) {
     await onMainThread(mainCpu.parBare, () => guest("par", K, bareHost), await startUpCpuUs(bareHost)),
   );
   ms.parGuest.push(await onMainThread(mainCpu.parGuest, () => guest("par", K), await startUpCpuUs(host)));
+  ms.longFetch.push(
+    await onMainThread(mainCpu.longFetch, () =>
+      timed(async () => {
+        await Promise.all(Array.from({ length: K }, fetchLong));
+        server.requests.length = 0;
+      })),
+  );
+  ms.longGuest.push(
+    await onMainThread(
+      mainCpu.longGuest,
+      () => guest("par", K, host, HISTORY),
+      await startUpCpuUs(host, HISTORY),
+    ),
+  );
 }
 
 const perTrip = (ms: number) => ms / K * 1000;
@@ -231,6 +266,15 @@ console.log(
   } % busy), floor ${us(cpuUs("parFloor"))}, bare driver ${us(cpuUs("parBare"))}, guest ${
     us(cpuUs("parGuest"))
   }; 80 % of fetch's throughput leaves at most ${us(cpuUs("parFetch") / 0.8)}`,
+);
+console.log(
+  `  with a ${HISTORY} KiB conversation, ${K} at once: fetch ${rate(m.longFetch).toFixed(0)} req/s, guest ${
+    rate(m.longGuest).toFixed(0)
+  } (${(m.longFetch / m.longGuest * 100).toFixed(0)} %); main-thread CPU per request: fetch ${
+    us(cpuUs("longFetch"))
+  }, guest ${us(cpuUs("longGuest"))} (${us(cpuUs("longGuest") - cpuUs("longFetch"))} added, against ${
+    us(cpuUs("parGuest") - cpuUs("parFetch"))
+  } with none)`,
 );
 floorWorker.terminate();
 await floorServer.stop();

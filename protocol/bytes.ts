@@ -66,24 +66,6 @@ export function utf8Length(text: string): number {
   return utf8Scratch(text).length;
 }
 
-/**
- * `utf8Scratch` of `first` then `second`, one after the other in one view (same validity), and
- * where the second begins.
- */
-export function utf8ScratchPair(first: string, second: string): { bytes: Uint8Array; split: number } {
-  if ((first.length + second.length) * 3 > TEXT_SCRATCH) {
-    const a = encoder.encode(first);
-    const b = encoder.encode(second);
-    const bytes = new Uint8Array(a.length + b.length);
-    bytes.set(a);
-    bytes.set(b, a.length);
-    return { bytes, split: a.length };
-  }
-  const split = encoder.encodeInto(first, textScratch).written;
-  const end = split + encoder.encodeInto(second, textScratch.subarray(split)).written;
-  return { bytes: textScratch.subarray(0, end), split };
-}
-
 /** The UTF-8 text of `bytes` (lossy); from shared memory without a fresh buffer per call. */
 export function decodeUtf8(bytes: Uint8Array): string {
   if (!shared(bytes) || bytes.length > TEXT_SCRATCH) return decoder.decode(bytes);

@@ -12,7 +12,7 @@
  */
 import type { HostBudget } from "./budget.ts";
 import { decode, encode, encodeText, ProtocolError, type Schema } from "./schema.ts";
-import { decodeUtf8, utf8Length, utf8Scratch, utf8ScratchPair } from "./bytes.ts";
+import { decodeUtf8, utf8Length, utf8Scratch } from "./bytes.ts";
 import { CancelEnvelope, Op, ReplyEnvelope, RequestEnvelope } from "./wire.ts";
 
 export interface Method<P, R> {
@@ -57,8 +57,10 @@ export interface StartOptions<R> {
   timeoutMs?: number;
   /** Runs when the reply arrives (not when the call is cancelled). */
   onDone?: (outcome: Outcome<R>) => void;
-  /** A request larger than this is not sent: the call fails at once (onDone runs now). */
+  /** A request larger than this (attachment included) is not sent: the call fails at once (onDone runs now). */
   maxBytes?: number;
+  /** Text sent beside the params, unescaped (CallContext.attachment on the host). */
+  attachment?: string;
 }
 
 /** Worker side: starts calls, matches replies, cancels. */
@@ -81,7 +83,8 @@ export class RpcClient {
     const envelope: RequestEnvelope = { id: call.id, method: m.name, params };
     if (options.timeoutMs !== undefined) envelope.timeoutMs = options.timeoutMs;
     // Encoding throws for params JSON cannot carry; it happens before registering, so nothing stays pending.
-    const text = encodeText(RequestEnvelope, envelope);
+    const json = encodeText(RequestEnvelope, envelope);
+    const text = options.attachment === undefined ? json : withAttachment(json, options.attachment);
     const max = options.maxBytes;
     // A UTF-16 code unit is at most 3 UTF-8 bytes: only text that could be too large is measured.
     const size = max !== undefined && text.length * 3 > max ? utf8Length(text) : 0;
@@ -131,12 +134,12 @@ export class RpcClient {
   }
 
   /**
-   * Applies one REPLY: `envelopeBytes` (its frame's fd) > 0 when text is attached after the
-   * envelope. The text is decoded here, while `payload` may still be a view of the ring.
+   * Applies one REPLY. Its attachment is decoded here, while `payload` may still be a view of
+   * the ring.
    */
-  receive(payload: Uint8Array, envelopeBytes = 0): void {
-    const attached = envelopeBytes > 0 && envelopeBytes <= payload.length;
-    const reply = decode(ReplyEnvelope, attached ? payload.subarray(0, envelopeBytes) : payload, "reply");
+  receive(payload: Uint8Array): void {
+    const { envelope, attachment } = splitAttachment(payload);
+    const reply = decode(ReplyEnvelope, envelope, "reply");
     const call = this.pending.get(reply.id);
     if (!call) {
       this.lateReplies++;
@@ -148,7 +151,7 @@ export class RpcClient {
     else {
       try {
         outcome = { ok: true, value: call.method.result.check(reply.result, `${call.method.name} result`) };
-        if (attached) outcome.attachment = decodeUtf8(payload.subarray(envelopeBytes));
+        if (attachment !== undefined) outcome.attachment = attachment;
       } catch (e) {
         if (!(e instanceof ProtocolError)) throw e;
         outcome = { ok: false, error: `invalid reply from the host: ${e.message}` };
@@ -164,6 +167,8 @@ export interface CallContext {
   fd: number;
   /** Aborted when the guest cancels, the deadline passes or the guest ends. */
   signal: AbortSignal;
+  /** The text the request carried beside its params (StartOptions.attachment), if any. */
+  attachment?: string;
 }
 
 /** A driver's implementation of one method; `C` is what the host adds to the context. */
@@ -216,9 +221,10 @@ export class RpcServer<C> {
   /** Applies one REQUEST; never throws (a bad request gets an error reply). */
   receiveRequest(fd: number, payload: Uint8Array): void {
     if (this.closed) return; // the guest ended: nothing would ever abort the handler
+    const { envelope, attachment } = splitAttachment(payload);
     let request: RequestEnvelope;
     try {
-      request = decode(RequestEnvelope, payload, "request");
+      request = decode(RequestEnvelope, envelope, "request");
     } catch (e) {
       // Without an id there is nobody to answer; the guest's call times out.
       if (e instanceof ProtocolError) return;
@@ -252,9 +258,11 @@ export class RpcServer<C> {
     };
     // The handler starts now, not a microtask later: the requests of one batch still start in
     // order, and a request costs no extra promise hops on the main thread.
+    const ctx: CallContext & C = { ...this.context, fd, signal: controller.signal };
+    if (attachment !== undefined) ctx.attachment = attachment;
     let result: unknown;
     try {
-      result = handler.run(params, { ...this.context, fd, signal: controller.signal });
+      result = handler.run(params, ctx);
     } catch (e) {
       return failed(e);
     }
@@ -292,14 +300,13 @@ export class RpcServer<C> {
   private reply(reply: ReplyEnvelope): void {
     if (this.closed) return;
     let bytes: Uint8Array;
-    let envelopeBytes = 0;
     try {
       // A scratch view (protocol/bytes.ts): measured for the budget, then copied out by send.
       const attachment = reply.ok && reply.result instanceof EncodedResult
         ? reply.result.attachment
         : undefined;
-      if (attachment === undefined) bytes = utf8Scratch(replyText(reply));
-      else ({ bytes, split: envelopeBytes } = utf8ScratchPair(replyText(reply), attachment));
+      const text = replyText(reply);
+      bytes = utf8Scratch(attachment === undefined ? text : withAttachment(text, attachment));
     } catch (e) {
       // A result JSON cannot carry (a BigInt, a cycle) is a driver bug: it fails this call only.
       const error = `the host's reply could not be encoded: ${(e as Error)?.message ?? e}`;
@@ -308,11 +315,25 @@ export class RpcServer<C> {
     if (this.budget && !this.budget.tryCharge(bytes.length)) {
       const error = `reply of ${bytes.length} bytes is over the guest's host budget (${this.budget})`;
       bytes = encode(ReplyEnvelope, { id: reply.id, ok: false, error });
-      envelopeBytes = 0;
       this.budget.force(bytes.length);
     }
-    this.send(Op.REPLY, envelopeBytes, bytes);
+    this.send(Op.REPLY, 0, bytes);
   }
+}
+
+/**
+ * A REQUEST's or REPLY's payload as its JSON envelope and attached text (see the top of this
+ * file). The text is decoded now, while `payload` may still be a view of the ring.
+ */
+export function splitAttachment(payload: Uint8Array): { envelope: Uint8Array; attachment?: string } {
+  const split = payload.indexOf(0);
+  if (split < 0) return { envelope: payload };
+  return { envelope: payload.subarray(0, split), attachment: decodeUtf8(payload.subarray(split + 1)) };
+}
+
+/** A request's or reply's JSON text with text attached (see the top of this file). */
+export function withAttachment(json: string, attachment: string): string {
+  return `${json}\0${attachment}`;
 }
 
 /** A reply's JSON text; a successful result is serialized once (or not at all when already text). */

@@ -6,17 +6,16 @@
  *
  * The frame's `fd` field carries the subject of the message: the log level for LOG, the fd a
  * request is about (0 if none) for REQUEST, a stream id for STREAM_*, a pipe id for PIPE_SIGNAL,
- * for REPLY the byte length of its JSON envelope when UTF-8 text is attached after it (0: none,
- * the payload is all envelope), 0 otherwise.
+ * 0 otherwise.
  */
 import * as s from "./schema.ts";
 
 export const Op = {
   /** guest → host: one log record; fd = level, payload = UTF-8 text. */
   LOG: 1,
-  /** guest → host: a request; JSON RequestEnvelope. */
+  /** guest → host: a request; JSON RequestEnvelope, then any attached text (protocol/rpc.ts). */
   REQUEST: 2,
-  /** host → guest: the answer to a request; JSON ReplyEnvelope, then any attached text (fd). */
+  /** host → guest: the answer to a request; JSON ReplyEnvelope, then any attached text. */
   REPLY: 3,
   /** guest → host: the guest no longer wants the answer; JSON {id}. */
   CANCEL: 4,

@@ -285,7 +285,7 @@ export class GuestRuntime {
     switch (m.op) {
       case Op.REPLY:
         this.budget.release(m.payload.length); // charged by the host when it replied
-        this.rpc.receive(m.payload, m.fd);
+        this.rpc.receive(m.payload);
         return;
       case Op.STREAM_DATA: {
         const receiver = this.streams.get(m.fd);

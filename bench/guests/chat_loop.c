@@ -1,6 +1,7 @@
 /*
  * Chat bench guest: argv[1] = "seq" (K send+recv round trips one after another) or "par"
- * (K sends at once, answers collected with spear_epoll_wait and read); argv[2] = K. Every
+ * (K sends at once, answers collected with spear_epoll_wait and read); argv[2] = K; argv[3] =
+ * earlier turns of the conversation (below, default 0). Every
  * answer is read and must be a completion (exit 1 otherwise). It runs the whole
  * workload once untimed (warm-up: drivers started, code optimized), then once timed with the
  * monotonic clock, and prints `elapsed_us=N` — the guest's own view, free of worker start-up.
@@ -13,7 +14,12 @@
 
 #define MAX_PAR 1024
 
+/* argv[3] > 0: one session holding that many earlier turns of 1 KiB and the question, sent
+ * again for every request, as a tool loop resends its history (0: a session per request). */
+static int32_t conversation = -1;
+
 static int32_t ask(const char *text) {
+    if (conversation >= 0) return sp_cchat_send(conversation, 0);
     int32_t fd = sp_cchat_create();
     sp_cchat_write_msg_str(fd, "user", text);
     int32_t resp = sp_cchat_send(fd, 0);
@@ -70,6 +76,14 @@ static int64_t now_us(void) {
 int main(int argc, char **argv) {
     int parallel = argc > 1 && strcmp(argv[1], "par") == 0;
     int k = argc > 2 ? atoi(argv[2]) : 10;
+    int history = argc > 3 ? atoi(argv[3]) : 0;
+    if (history > 0) {
+        static char filler[1024];
+        memset(filler, 'x', sizeof filler - 1);
+        conversation = sp_cchat_create();
+        for (int i = 0; i < history; i++) sp_cchat_write_msg_str(conversation, i % 2 ? "assistant" : "user", filler);
+        sp_cchat_write_msg_str(conversation, "user", "ping");
+    }
     if (k < 0 || k > MAX_PAR) return 2;
     int (*run)(int) = parallel ? concurrent : sequential;
     if (run(k) != 0) return 1;

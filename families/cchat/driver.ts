@@ -91,9 +91,16 @@ export function chatDriver(config: HostConfig): Driver {
     handlers: [
       handle(
         chatRoundTrip,
-        async (request, { signal, session }) =>
+        async (request, { signal, session, attachment }) =>
           wireReply(
-            await runChatRoundTrip(config, request, signal, Math.random, session.budget, services),
+            await runChatRoundTrip(
+              config,
+              { ...request, messages: attachment ?? "[]" }, // the conversation is the attachment (protocol.ts)
+              signal,
+              Math.random,
+              session.budget,
+              services,
+            ),
             request.toolLoop === true,
           ),
       ),

@@ -40,7 +40,12 @@ interface Tool {
 }
 
 export interface ChatSession {
-  messages: Json[];
+  /**
+   * Each message's JSON text, made once when it is written: a send joins them into the
+   * request's attachment, so a long conversation is not serialized again for every send, nor
+   * parsed and serialized once more on the main thread.
+   */
+  messages: string[];
   /** What the guest set of `mcp.*` (the host applies the task policy at send). */
   mcp: McpSessionState;
   tools: Tool[];
@@ -268,7 +273,6 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
     entry.state.cappedTimeoutMs = timeout.capped ? timeout.timeoutMs : undefined;
     rt.rpc.start(chatRoundTrip, {
       sessionFd: entry.state.session.fd,
-      messages: session.messages,
       tools: session.tools.map((t) => t.spec),
       params,
       model: typeof params.model === "string" ? params.model : "",
@@ -276,7 +280,12 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
       ...(timeout.timeoutMs !== undefined ? { timeoutMs: timeout.timeoutMs } : {}),
       ...(Object.keys(session.mcp).length > 0 ? { mcp: session.mcp } : {}),
       ...(entry.state.flags & CchatSendFlag.AUTO_TOOL_CALL ? { toolLoop: true } : {}),
-    }, { fd: entry.fd, maxBytes: MAX_CHAT_MESSAGE_BYTES, onDone: (outcome) => applyResult(entry, outcome) });
+    }, {
+      fd: entry.fd,
+      attachment: `[${session.messages.join(",")}]`,
+      maxBytes: MAX_CHAT_MESSAGE_BYTES,
+      onDone: (outcome) => applyResult(entry, outcome),
+    });
   };
 
   /**
@@ -323,12 +332,13 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
    * it held, so the turns its responses still append are released when the response closes.
    */
   const appendTurn = (entry: FdEntry<ChatResponse>, message: Json): boolean => {
-    const size = JSON.stringify(message).length + ITEM_OVERHEAD_BYTES;
+    const text = JSON.stringify(message);
+    const size = text.length + ITEM_OVERHEAD_BYTES;
     if (!rt.budget.tryCharge(size)) return false;
     const session = entry.state.session;
     if (session.closed) entry.state.held += size;
     else session.state.held += size;
-    session.state.messages.push(message);
+    session.state.messages.push(text);
     return true;
   };
 
@@ -524,7 +534,7 @@ export function implement(rt: GuestRuntime): Record<string, HostcallFn> {
       const role = mem.string(rolePtr, roleLen);
       const content = mem.string(contentPtr, contentLen);
       hold(session, roleLen + contentLen + ITEM_OVERHEAD_BYTES, "cchat_write_msg");
-      session.messages.push({ role, content });
+      session.messages.push(JSON.stringify({ role, content }));
       return 0;
     },
 

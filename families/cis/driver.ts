@@ -111,7 +111,7 @@ export function cisDriver(config: HostConfig): Driver {
               config,
               {
                 sessionFd: 0,
-                messages: [{ role: "user", content: prompt }],
+                messages: JSON.stringify([{ role: "user", content: prompt }]),
                 tools: [],
                 params: {},
                 model: skill.aiModel ?? "",

@@ -8,7 +8,8 @@ import { HostcallError } from "../../runtime/abi.ts";
 import { Link, type Message } from "../../protocol/channel.ts";
 import { HostBudget } from "../../protocol/budget.ts";
 import { type BytePipe, PipeArena } from "../../protocol/pipe.ts";
-import { encode } from "../../protocol/schema.ts";
+import { encode, encodeText } from "../../protocol/schema.ts";
+import { splitAttachment, withAttachment } from "../../protocol/rpc.ts";
 import { STREAM_HEADER_BYTES, streamClock } from "../../protocol/stream.ts";
 import { NoticeEnvelope, Op, ReplyEnvelope, RequestEnvelope } from "../../protocol/wire.ts";
 import { decode } from "../../protocol/schema.ts";
@@ -66,8 +67,8 @@ export interface FakeGuest {
   signal(pipe: BytePipe): void;
   /** Messages the guest sent to the host since the last call. */
   sent(): Message[];
-  /** Requests (decoded, with the fd each is about) among `sent()`; the rest is discarded. */
-  requests(): (RequestEnvelope & { fd: number })[];
+  /** Requests (decoded, with the fd each is about and any attachment) among `sent()`; the rest is discarded. */
+  requests(): (RequestEnvelope & { fd: number; attachment?: string })[];
 }
 
 export async function fakeGuest(options: FakeGuestOptions = {}): Promise<FakeGuest> {
@@ -122,13 +123,12 @@ export async function fakeGuest(options: FakeGuestOptions = {}): Promise<FakeGue
     },
     text: (offset, len) => decoder.decode(mem.subarray(offset, offset + len)),
     reply(result, id = g.nextRequestId++, attachment) {
-      const envelope = encode(ReplyEnvelope, { id, ok: true, result });
-      const attached = encoder.encode(attachment ?? "");
-      const bytes = new Uint8Array(envelope.length + attached.length);
-      bytes.set(envelope);
-      bytes.set(attached, envelope.length);
+      const envelope = encodeText(ReplyEnvelope, { id, ok: true, result });
+      const bytes = encoder.encode(
+        attachment === undefined ? envelope : withAttachment(envelope, attachment),
+      );
       rt.budget.force(bytes.length); // as the host charges a reply
-      link.toGuest.send(Op.REPLY, attachment === undefined ? 0 : envelope.length, bytes);
+      link.toGuest.send(Op.REPLY, 0, bytes);
     },
     replyError(error, id = g.nextRequestId++) {
       const bytes = encode(ReplyEnvelope, { id, ok: false, error });
@@ -161,10 +161,14 @@ export async function fakeGuest(options: FakeGuestOptions = {}): Promise<FakeGue
       return out;
     },
     requests() {
-      return g.sent().filter((m) => m.op === Op.REQUEST).map((m) => ({
-        ...decode(RequestEnvelope, m.payload),
-        fd: m.fd,
-      }));
+      return g.sent().filter((m) => m.op === Op.REQUEST).map((m) => {
+        const { envelope, attachment } = splitAttachment(m.payload);
+        return {
+          ...decode(RequestEnvelope, envelope),
+          fd: m.fd,
+          ...(attachment === undefined ? {} : { attachment }),
+        };
+      });
     },
   };
   return g;

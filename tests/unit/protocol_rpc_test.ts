@@ -91,7 +91,7 @@ function rpcPair(handlers: Handler<TestContext>[], budgetBytes = 1 << 20) {
       link.toGuest.receive((m) => {
         replies.push(m);
         budget.release(m.payload.length);
-        client.receive(m.payload, m.fd);
+        client.receive(m.payload);
       });
     },
   };
@@ -129,6 +129,40 @@ Deno.test("rpc: text attached to a result arrives beside it, unescaped and whole
   await settle();
   q.toClient();
   assert.deepEqual(plain, [{ ok: true, value: 3 }]);
+});
+
+Deno.test("rpc: text attached to a request reaches the handler whole, NUL bytes and all; maxBytes counts it", async () => {
+  const echo = method("test.echo", s.object({ n: s.int }), s.object({ length: s.int }));
+  const seen: (string | undefined)[] = [];
+  const p = rpcPair([handle<{ n: number }, { length: number }, TestContext>(echo, (_params, ctx) => {
+    seen.push(ctx.attachment);
+    return { length: ctx.attachment?.length ?? -1 };
+  })], 1 << 22);
+  const texts = ["", "a\0b\0", `[{"role":"user","content":"ü ${"x".repeat(200_000)}"}]`];
+  for (const text of [...texts, undefined]) {
+    const outcomes: Outcome<{ length: number }>[] = [];
+    p.client.start(echo, { n: 1 }, { attachment: text, onDone: (o) => outcomes.push(o) });
+    for (let i = 0; i < 100 && outcomes.length === 0; i++) {
+      p.toServer();
+      p.link.toHost.flush();
+      await settle();
+      p.toClient();
+    }
+    assert.deepEqual(outcomes, [{ ok: true, value: { length: text?.length ?? -1 } }]);
+  }
+  assert.deepEqual(seen, [...texts, undefined]);
+  // The limit is on the whole request: a small envelope with a large attachment is refused.
+  const refused: Outcome<{ length: number }>[] = [];
+  p.client.start(echo, { n: 1 }, {
+    attachment: "x".repeat(1000),
+    maxBytes: 500,
+    onDone: (o) => refused.push(o),
+  });
+  assert.equal(refused.length, 1);
+  assert.ok(
+    !refused[0].ok && /exceeds the host limit of 500 bytes/.test(refused[0].error),
+    JSON.stringify(refused),
+  );
 });
 
 Deno.test("rpc: a request and its reply round-trip through a Link; the handler sees params, fd and context", async () => {

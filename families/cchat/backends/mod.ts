@@ -56,8 +56,11 @@ export async function releaseLocalEngines(): Promise<void> {
 export interface ChatRoundTripRequest {
   /** The ChatSession fd (the stub's reply id is `chatcmpl_<sessionFd>`). */
   sessionFd: number;
-  /** OpenAI message objects (`{role, content, tool_call_id?, tool_calls?, name?}`), sent as-is. */
-  messages: Record<string, unknown>[];
+  /**
+   * The OpenAI message objects (`{role, content, tool_call_id?, tool_calls?, name?}`) as one
+   * compact JSON array text (JSON.stringify's), spliced into the request body as it is.
+   */
+  messages: string;
   /** Parsed OpenAI tool objects, sent verbatim; non-empty adds `supports_tools`. */
   tools: unknown[];
   /** Every SET_PARAM value; structural/`mcp.*`/streaming keys are stripped before sending. */
@@ -134,6 +137,16 @@ export function responseJson(result: ChatRoundTripResult): Record<string, unknow
   return { error: { message: result.error.message } };
 }
 
+/** The message objects of a conversation's JSON text, for the one backend that reads them (stub). */
+function parsedMessages(text: string): unknown[] {
+  try {
+    const messages = JSON.parse(text);
+    return Array.isArray(messages) ? messages : [];
+  } catch {
+    return [];
+  }
+}
+
 /** Runs one backend round trip. Never rejects; `random` drives the weighted pick. */
 export async function runChatRoundTrip(
   config: HostConfig,
@@ -148,7 +161,7 @@ export async function runChatRoundTrip(
   let chosen: BackendConfig | undefined;
   try {
     const params = isJsonObject(req.params) ? req.params : {};
-    const messages = Array.isArray(req.messages) ? req.messages : [];
+    const messages = typeof req.messages === "string" ? req.messages : "[]";
     let tools = Array.isArray(req.tools) ? req.tools : [];
     const mcp = effectiveMcp(config.mcp, req.mcp);
     if ("error" in mcp) {
@@ -203,7 +216,12 @@ export async function runChatRoundTrip(
           latencyMs: elapsed(),
         };
       }
-      body = stubChatCompletion({ sessionFd: req.sessionFd, model: route.model, messages, tools });
+      body = stubChatCompletion({
+        sessionFd: req.sessionFd,
+        model: route.model,
+        messages: parsedMessages(messages),
+        tools,
+      });
       latencyMs = elapsed();
     } else if (backend.kind === "openai_chat_completion" || backend.kind === "local_llm") {
       const call = { backend, model: route.model, messages, tools, params, timeoutMs, signal, budget };

@@ -68,7 +68,8 @@ export interface OpenAIChatCall {
   backend: BackendConfig;
   /** Effective model (after the backend default); blank → `missing model`. */
   model: string;
-  messages: readonly unknown[];
+  /** The conversation as a compact JSON array text (ChatRoundTripRequest.messages); `[]` → `missing messages`. */
+  messages: string;
   tools: readonly unknown[];
   /** All SET_PARAM values; structural, `mcp.*` and streaming keys are stripped here. */
   params: Record<string, unknown>;
@@ -117,16 +118,21 @@ export function forwardedParams(params: Record<string, unknown>): Record<string,
   return out;
 }
 
-/** `{model, messages, tools? (non-empty only), ...forwarded params}`; params cannot override the first three. */
-export function buildChatBody(
+/**
+ * The request body's JSON text, `{model, messages, tools? (non-empty only), ...forwarded
+ * params}`: the conversation's text goes in as it is; params cannot override the first three.
+ */
+export function chatBodyText(
   model: string,
-  messages: readonly unknown[],
+  messages: string,
   tools: readonly unknown[],
   params: Record<string, unknown>,
-): Record<string, unknown> {
-  const body: Record<string, unknown> = { model, messages };
-  if (tools.length > 0) body.tools = tools;
-  return Object.assign(body, forwardedParams(params));
+): string {
+  const rest: Record<string, unknown> = tools.length > 0 ? { tools } : {};
+  const tail = JSON.stringify(Object.assign(rest, forwardedParams(params)));
+  return `{"model":${JSON.stringify(model)},"messages":${messages}${
+    tail === "{}" ? "}" : `,${tail.slice(1)}`
+  }`;
 }
 
 export { hostPortOf };
@@ -182,7 +188,7 @@ export async function openaiChatCompletion(call: OpenAIChatCall): Promise<OpenAI
   const { backend } = call;
   const model = call.model.trim();
   if (model === "") return fail("invalid_request", "missing model");
-  if (call.messages.length === 0) return fail("invalid_request", "missing messages");
+  if (call.messages === "[]") return fail("invalid_request", "missing messages");
   if (!backend.base_url) return fail("invalid_request", `backend "${backend.name}" has no base_url`);
 
   const credential = readApiKey(backend);
@@ -195,7 +201,7 @@ export async function openaiChatCompletion(call: OpenAIChatCall): Promise<OpenAI
 
   let bodyText: string;
   try {
-    bodyText = JSON.stringify(buildChatBody(model, call.messages, call.tools, call.params));
+    bodyText = chatBodyText(model, call.messages, call.tools, call.params);
   } catch (e) {
     return fail("invalid_request", `cannot serialize request: ${(e as Error).message}`);
   }

@@ -12,7 +12,7 @@ import { HostBudget } from "../../../protocol/budget.ts";
 import { NetPolicy } from "../../../host/net/policy.ts";
 import { selectBackend } from "../../../families/cchat/backends/router.ts";
 import {
-  buildChatBody,
+  chatBodyText,
   chatCompletionsUrl,
   openaiChatCompletion,
 } from "../../../families/cchat/backends/openai.ts";
@@ -43,14 +43,18 @@ function configWith(...backends: BackendConfig[]): HostConfig {
   return { ...defaultConfig(), backends };
 }
 
-function chatReq(over: Partial<ChatRoundTripRequest> = {}): ChatRoundTripRequest {
+/** A round trip's request; `messages` as objects, sent as the JSON text the worker makes. */
+function chatReq(
+  over: Partial<Omit<ChatRoundTripRequest, "messages">> & { messages?: unknown[] } = {},
+): ChatRoundTripRequest {
+  const { messages = [{ role: "user", content: "hello there" }], ...rest } = over;
   return {
     sessionFd: 1000,
-    messages: [{ role: "user", content: "hello there" }],
     tools: [],
     params: {},
     model: "gpt-test",
-    ...over,
+    ...rest,
+    messages: JSON.stringify(messages),
   };
 }
 
@@ -281,7 +285,7 @@ Deno.test("openai: URL joining follows the /v1 rule", () => {
 });
 
 Deno.test("openai: body forwards params but strips structural, mcp.* and streaming keys", () => {
-  const body = buildChatBody("m", [{ role: "user", content: "hi" }], [], {
+  const body = JSON.parse(chatBodyText("m", JSON.stringify([{ role: "user", content: "hi" }]), [], {
     model: "other",
     messages: [{ role: "user", content: "override" }],
     tools: [{ type: "function" }],
@@ -300,13 +304,20 @@ Deno.test("openai: body forwards params but strips structural, mcp.* and streami
     stream_options: { include_usage: true },
     temperature: 0.2,
     seed: 7,
-  });
+  }));
   assert.deepEqual(body, {
     model: "m",
     messages: [{ role: "user", content: "hi" }],
     temperature: 0.2,
     seed: 7,
   });
+  // The conversation's text goes in as it is, between the model and the rest, whatever it holds.
+  const messages = JSON.stringify([{ role: "user", content: 'a "quoted" \u0000 ü \n' }]);
+  assert.equal(
+    chatBodyText("m", messages, [{ type: "function" }], { top_p: 1 }),
+    `{"model":"m","messages":${messages},"tools":[{"type":"function"}],"top_p":1}`,
+  );
+  assert.equal(chatBodyText("m", "[]", [], {}), '{"model":"m","messages":[]}');
 });
 
 Deno.test("openai: request over HTTP — body, tools, params, stream dropped, /v1 and non-/v1 paths", async () => {
@@ -349,7 +360,7 @@ Deno.test("openai: request over HTTP — body, tools, params, stream dropped, /v
     const direct = await openaiChatCompletion({
       backend: openaiBackend("d", s.origin + "/v1beta"),
       model: "m",
-      messages: [{ role: "user", content: "x" }],
+      messages: JSON.stringify([{ role: "user", content: "x" }]),
       tools: [],
       params: {},
     });
@@ -705,7 +716,7 @@ Deno.test("openai: hosts outside the allow-list are refused before connecting", 
     const r = await openaiChatCompletion({
       backend: openaiBackend("o", s.url),
       model: "m",
-      messages: [{ role: "user", content: "x" }],
+      messages: JSON.stringify([{ role: "user", content: "x" }]),
       tools: [],
       params: {},
       policy: NetPolicy.parse(["api.openai.com:443"]),
@@ -751,7 +762,7 @@ Deno.test("openai: a Deno permission refusal becomes an error result, not a cras
       const r = await openaiChatCompletion({
         backend: { name: "o", kind: "openai_chat_completion", base_url: ${JSON.stringify(s.url)},
                    ops: ["chat_completions"], features: [], weight: 1 },
-        model: "m", messages: [{ role: "user", content: "x" }], tools: [], params: {},
+        model: "m", messages: JSON.stringify([{ role: "user", content: "x" }]), tools: [], params: {},
       });
       console.log(JSON.stringify(r));
     `;

@@ -54,6 +54,27 @@ Deno.test("cchat worker: a turn appended while the session is open is released w
   assert.equal(g.rt.budget.used, base);
 });
 
+Deno.test("cchat worker: the conversation crosses as the request's attachment, one JSON array, turns included", async () => {
+  const g = await fakeGuest({ families: ["fd", "cchat"] });
+  const session = g.call("cchat_create");
+  const write = (role: string, content: string) =>
+    g.call("cchat_write_msg", session, ROLE, g.write(ROLE, role), CONTENT, g.write(CONTENT, content));
+  assert.equal(write("system", 'be "brief"'), 0);
+  assert.equal(write("user", "ü\u0000\nhi"), 0);
+  const response = g.call("cchat_send", session, CchatSendFlag.AUTO_TOOL_CALL);
+  const [first] = g.requests();
+  assert.equal("messages" in (first.params as object), false, "not inside the params");
+  const asked = [{ role: "system", content: 'be "brief"' }, { role: "user", content: "ü\u0000\nhi" }];
+  assert.equal(first.attachment, JSON.stringify(asked));
+  // The tool loop's turn joins the conversation the next send carries.
+  reply(g, "hello");
+  g.view.setUint32(LEN, 65536, true);
+  assert.ok(g.call("cchat_recv", response, OUT, LEN) > 0);
+  g.call("cchat_send", session, 0);
+  const [later] = g.requests();
+  assert.deepEqual(JSON.parse(later.attachment!), [...asked, { role: "assistant", content: "hello" }]);
+});
+
 Deno.test("cchat worker: the guest reads the host's response text as it is; only the tool loop asks for the turn", async () => {
   const g = await fakeGuest({ families: ["fd", "cchat"] });
   const session = g.call("cchat_create");
