@@ -151,7 +151,7 @@ export class RpcClient {
     else {
       try {
         outcome = { ok: true, value: call.method.result.check(reply.result, `${call.method.name} result`) };
-        if (attachment !== undefined) outcome.attachment = attachment;
+        if (attachment !== undefined) outcome.attachment = decodeUtf8(attachment);
       } catch (e) {
         if (!(e instanceof ProtocolError)) throw e;
         outcome = { ok: false, error: `invalid reply from the host: ${e.message}` };
@@ -167,8 +167,11 @@ export interface CallContext {
   fd: number;
   /** Aborted when the guest cancels, the deadline passes or the guest ends. */
   signal: AbortSignal;
-  /** The text the request carried beside its params (StartOptions.attachment), if any. */
-  attachment?: string;
+  /**
+   * The UTF-8 of the text the request carried beside its params (StartOptions.attachment), if
+   * any: a view of the request's payload, which is the handler's to keep.
+   */
+  attachment?: Uint8Array;
 }
 
 /** A driver's implementation of one method; `C` is what the host adds to the context. */
@@ -218,7 +221,10 @@ export class RpcServer<C> {
     return this.inflight.size;
   }
 
-  /** Applies one REQUEST; never throws (a bad request gets an error reply). */
+  /**
+   * Applies one REQUEST; never throws (a bad request gets an error reply). `payload` must be a
+   * copy, not a view of the ring: the handler keeps its attachment.
+   */
   receiveRequest(fd: number, payload: Uint8Array): void {
     if (this.closed) return; // the guest ended: nothing would ever abort the handler
     const { envelope, attachment } = splitAttachment(payload);
@@ -321,14 +327,11 @@ export class RpcServer<C> {
   }
 }
 
-/**
- * A REQUEST's or REPLY's payload as its JSON envelope and attached text (see the top of this
- * file). The text is decoded now, while `payload` may still be a view of the ring.
- */
-export function splitAttachment(payload: Uint8Array): { envelope: Uint8Array; attachment?: string } {
+/** A REQUEST's or REPLY's payload as its JSON envelope and attached text, views of it (see the top of this file). */
+export function splitAttachment(payload: Uint8Array): { envelope: Uint8Array; attachment?: Uint8Array } {
   const split = payload.indexOf(0);
   if (split < 0) return { envelope: payload };
-  return { envelope: payload.subarray(0, split), attachment: decodeUtf8(payload.subarray(split + 1)) };
+  return { envelope: payload.subarray(0, split), attachment: payload.subarray(split + 1) };
 }
 
 /** A request's or reply's JSON text with text attached (see the top of this file). */

@@ -68,6 +68,8 @@ function wireReply(result: BackendResult, toolLoop: boolean): EncodedResult | Ch
   };
 }
 
+const NO_MESSAGES = new TextEncoder().encode("[]");
+
 export function chatDriver(config: HostConfig): Driver {
   // The MCP SDK is loaded, and servers connected, only when a session uses MCP.
   let mcp: Promise<McpServers> | undefined;
@@ -95,7 +97,7 @@ export function chatDriver(config: HostConfig): Driver {
           wireReply(
             await runChatRoundTrip(
               config,
-              { ...request, messages: attachment ?? "[]" }, // the conversation is the attachment (protocol.ts)
+              { ...request, messages: attachment ?? NO_MESSAGES }, // the conversation is the attachment (protocol.ts)
               signal,
               Math.random,
               session.budget,

@@ -36,6 +36,8 @@ import {
 import type { MemoryStore } from "./store.ts";
 import { lazyImport } from "../../runtime/lazy.ts";
 
+const utf8 = new TextEncoder();
+
 const USER_AGENT = "spearhost-skill/0.1";
 
 function failed(errno: CisErrno, message: string): CisResult {
@@ -111,7 +113,7 @@ export function cisDriver(config: HostConfig): Driver {
               config,
               {
                 sessionFd: 0,
-                messages: JSON.stringify([{ role: "user", content: prompt }]),
+                messages: utf8.encode(JSON.stringify([{ role: "user", content: prompt }])),
                 tools: [],
                 params: {},
                 model: skill.aiModel ?? "",

@@ -166,7 +166,7 @@ export async function fakeGuest(options: FakeGuestOptions = {}): Promise<FakeGue
         return {
           ...decode(RequestEnvelope, envelope),
           fd: m.fd,
-          ...(attachment === undefined ? {} : { attachment }),
+          ...(attachment === undefined ? {} : { attachment: decoder.decode(attachment) }),
         };
       });
     },

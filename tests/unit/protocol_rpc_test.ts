@@ -135,8 +135,9 @@ Deno.test("rpc: text attached to a request reaches the handler whole, NUL bytes 
   const echo = method("test.echo", s.object({ n: s.int }), s.object({ length: s.int }));
   const seen: (string | undefined)[] = [];
   const p = rpcPair([handle<{ n: number }, { length: number }, TestContext>(echo, (_params, ctx) => {
-    seen.push(ctx.attachment);
-    return { length: ctx.attachment?.length ?? -1 };
+    const text = ctx.attachment && new TextDecoder().decode(ctx.attachment); // the handler gets bytes
+    seen.push(text);
+    return { length: text?.length ?? -1 };
   })], 1 << 22);
   const texts = ["", "a\0b\0", `[{"role":"user","content":"ü ${"x".repeat(200_000)}"}]`];
   for (const text of [...texts, undefined]) {

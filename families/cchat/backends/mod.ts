@@ -57,10 +57,11 @@ export interface ChatRoundTripRequest {
   /** The ChatSession fd (the stub's reply id is `chatcmpl_<sessionFd>`). */
   sessionFd: number;
   /**
-   * The OpenAI message objects (`{role, content, tool_call_id?, tool_calls?, name?}`) as one
-   * compact JSON array text (JSON.stringify's), spliced into the request body as it is.
+   * The OpenAI message objects (`{role, content, tool_call_id?, tool_calls?, name?}`) as the
+   * UTF-8 of one compact JSON array text (JSON.stringify's), copied into the request body as
+   * it is.
    */
-  messages: string;
+  messages: Uint8Array;
   /** Parsed OpenAI tool objects, sent verbatim; non-empty adds `supports_tools`. */
   tools: unknown[];
   /** Every SET_PARAM value; structural/`mcp.*`/streaming keys are stripped before sending. */
@@ -138,9 +139,9 @@ export function responseJson(result: ChatRoundTripResult): Record<string, unknow
 }
 
 /** The message objects of a conversation's JSON text, for the one backend that reads them (stub). */
-function parsedMessages(text: string): unknown[] {
+function parsedMessages(text: Uint8Array): unknown[] {
   try {
-    const messages = JSON.parse(text);
+    const messages = JSON.parse(new TextDecoder().decode(text));
     return Array.isArray(messages) ? messages : [];
   } catch {
     return [];
@@ -161,7 +162,7 @@ export async function runChatRoundTrip(
   let chosen: BackendConfig | undefined;
   try {
     const params = isJsonObject(req.params) ? req.params : {};
-    const messages = typeof req.messages === "string" ? req.messages : "[]";
+    const messages = req.messages;
     let tools = Array.isArray(req.tools) ? req.tools : [];
     const mcp = effectiveMcp(config.mcp, req.mcp);
     if ("error" in mcp) {

@@ -68,8 +68,8 @@ export interface OpenAIChatCall {
   backend: BackendConfig;
   /** Effective model (after the backend default); blank → `missing model`. */
   model: string;
-  /** The conversation as a compact JSON array text (ChatRoundTripRequest.messages); `[]` → `missing messages`. */
-  messages: string;
+  /** The conversation, UTF-8 of a compact JSON array (ChatRoundTripRequest.messages); `[]` → `missing messages`. */
+  messages: Uint8Array;
   tools: readonly unknown[];
   /** All SET_PARAM values; structural, `mcp.*` and streaming keys are stripped here. */
   params: Record<string, unknown>;
@@ -118,21 +118,32 @@ export function forwardedParams(params: Record<string, unknown>): Record<string,
   return out;
 }
 
+const utf8 = new TextEncoder();
+
 /**
- * The request body's JSON text, `{model, messages, tools? (non-empty only), ...forwarded
- * params}`: the conversation's text goes in as it is; params cannot override the first three.
+ * The request body, `{model, messages, tools? (non-empty only), ...forwarded params}`, as
+ * bytes: the conversation's go in as they are; params cannot override the first three.
  */
-export function chatBodyText(
+export function chatBody(
   model: string,
-  messages: string,
+  messages: Uint8Array,
   tools: readonly unknown[],
   params: Record<string, unknown>,
-): string {
+): Uint8Array<ArrayBuffer> {
   const rest: Record<string, unknown> = tools.length > 0 ? { tools } : {};
   const tail = JSON.stringify(Object.assign(rest, forwardedParams(params)));
-  return `{"model":${JSON.stringify(model)},"messages":${messages}${
-    tail === "{}" ? "}" : `,${tail.slice(1)}`
-  }`;
+  const head = utf8.encode(`{"model":${JSON.stringify(model)},"messages":`);
+  const end = utf8.encode(tail === "{}" ? "}" : `,${tail.slice(1)}`);
+  const body = new Uint8Array(head.length + messages.length + end.length);
+  body.set(head);
+  body.set(messages, head.length);
+  body.set(end, head.length + messages.length);
+  return body;
+}
+
+/** Whether a conversation is `[]`. */
+function noMessages(messages: Uint8Array): boolean {
+  return messages.length === 2 && messages[0] === 0x5b && messages[1] === 0x5d;
 }
 
 export { hostPortOf };
@@ -188,7 +199,7 @@ export async function openaiChatCompletion(call: OpenAIChatCall): Promise<OpenAI
   const { backend } = call;
   const model = call.model.trim();
   if (model === "") return fail("invalid_request", "missing model");
-  if (call.messages === "[]") return fail("invalid_request", "missing messages");
+  if (noMessages(call.messages)) return fail("invalid_request", "missing messages");
   if (!backend.base_url) return fail("invalid_request", `backend "${backend.name}" has no base_url`);
 
   const credential = readApiKey(backend);
@@ -199,9 +210,9 @@ export async function openaiChatCompletion(call: OpenAIChatCall): Promise<OpenAI
   const url = completionsUrlOf(backend.base_url);
   if (!url) return fail("invalid_request", `backend "${backend.name}" has an invalid base_url`);
 
-  let bodyText: string;
+  let requestBody: Uint8Array<ArrayBuffer>;
   try {
-    bodyText = chatBodyText(model, call.messages, call.tools, call.params);
+    requestBody = chatBody(model, call.messages, call.tools, call.params);
   } catch (e) {
     return fail("invalid_request", `cannot serialize request: ${(e as Error).message}`);
   }
@@ -229,7 +240,7 @@ export async function openaiChatCompletion(call: OpenAIChatCall): Promise<OpenAI
     const fetched = await checkedFetch(url, {
       method: "POST",
       headers,
-      body: bodyText,
+      body: requestBody,
       policy: call.policy,
       signal,
       follow: [307, 308],

@@ -12,7 +12,7 @@ import { HostBudget } from "../../../protocol/budget.ts";
 import { NetPolicy } from "../../../host/net/policy.ts";
 import { selectBackend } from "../../../families/cchat/backends/router.ts";
 import {
-  chatBodyText,
+  chatBody,
   chatCompletionsUrl,
   openaiChatCompletion,
 } from "../../../families/cchat/backends/openai.ts";
@@ -43,7 +43,9 @@ function configWith(...backends: BackendConfig[]): HostConfig {
   return { ...defaultConfig(), backends };
 }
 
-/** A round trip's request; `messages` as objects, sent as the JSON text the worker makes. */
+/** A round trip's request; `messages` as objects, sent as the JSON text (UTF-8) the worker makes. */
+const utf8 = (text: string) => new TextEncoder().encode(text);
+
 function chatReq(
   over: Partial<Omit<ChatRoundTripRequest, "messages">> & { messages?: unknown[] } = {},
 ): ChatRoundTripRequest {
@@ -54,7 +56,7 @@ function chatReq(
     params: {},
     model: "gpt-test",
     ...rest,
-    messages: JSON.stringify(messages),
+    messages: utf8(JSON.stringify(messages)),
   };
 }
 
@@ -285,7 +287,8 @@ Deno.test("openai: URL joining follows the /v1 rule", () => {
 });
 
 Deno.test("openai: body forwards params but strips structural, mcp.* and streaming keys", () => {
-  const body = JSON.parse(chatBodyText("m", JSON.stringify([{ role: "user", content: "hi" }]), [], {
+  const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  const body = JSON.parse(text(chatBody("m", utf8(JSON.stringify([{ role: "user", content: "hi" }])), [], {
     model: "other",
     messages: [{ role: "user", content: "override" }],
     tools: [{ type: "function" }],
@@ -304,7 +307,7 @@ Deno.test("openai: body forwards params but strips structural, mcp.* and streami
     stream_options: { include_usage: true },
     temperature: 0.2,
     seed: 7,
-  }));
+  })));
   assert.deepEqual(body, {
     model: "m",
     messages: [{ role: "user", content: "hi" }],
@@ -314,10 +317,10 @@ Deno.test("openai: body forwards params but strips structural, mcp.* and streami
   // The conversation's text goes in as it is, between the model and the rest, whatever it holds.
   const messages = JSON.stringify([{ role: "user", content: 'a "quoted" \u0000 ü \n' }]);
   assert.equal(
-    chatBodyText("m", messages, [{ type: "function" }], { top_p: 1 }),
+    text(chatBody("m", utf8(messages), [{ type: "function" }], { top_p: 1 })),
     `{"model":"m","messages":${messages},"tools":[{"type":"function"}],"top_p":1}`,
   );
-  assert.equal(chatBodyText("m", "[]", [], {}), '{"model":"m","messages":[]}');
+  assert.equal(text(chatBody("m", utf8("[]"), [], {})), '{"model":"m","messages":[]}');
 });
 
 Deno.test("openai: request over HTTP — body, tools, params, stream dropped, /v1 and non-/v1 paths", async () => {
@@ -360,7 +363,7 @@ Deno.test("openai: request over HTTP — body, tools, params, stream dropped, /v
     const direct = await openaiChatCompletion({
       backend: openaiBackend("d", s.origin + "/v1beta"),
       model: "m",
-      messages: JSON.stringify([{ role: "user", content: "x" }]),
+      messages: utf8(JSON.stringify([{ role: "user", content: "x" }])),
       tools: [],
       params: {},
     });
@@ -716,7 +719,7 @@ Deno.test("openai: hosts outside the allow-list are refused before connecting", 
     const r = await openaiChatCompletion({
       backend: openaiBackend("o", s.url),
       model: "m",
-      messages: JSON.stringify([{ role: "user", content: "x" }]),
+      messages: utf8(JSON.stringify([{ role: "user", content: "x" }])),
       tools: [],
       params: {},
       policy: NetPolicy.parse(["api.openai.com:443"]),
@@ -762,7 +765,7 @@ Deno.test("openai: a Deno permission refusal becomes an error result, not a cras
       const r = await openaiChatCompletion({
         backend: { name: "o", kind: "openai_chat_completion", base_url: ${JSON.stringify(s.url)},
                    ops: ["chat_completions"], features: [], weight: 1 },
-        model: "m", messages: JSON.stringify([{ role: "user", content: "x" }]), tools: [], params: {},
+        model: "m", messages: new TextEncoder().encode(JSON.stringify([{ role: "user", content: "x" }])), tools: [], params: {},
       });
       console.log(JSON.stringify(r));
     `;
