@@ -207,14 +207,18 @@ const REDACTED_BYTES = encoder.encode(REDACTED);
 export class Redactor {
   readonly #text = new GramTable();
   readonly #bytes = new GramTable();
+  /** Every secret is JSON text as it is (no `"`, `\`, controls) and has no `/` (which some escape). */
+  readonly #plain: boolean;
   readonly active: boolean;
 
   constructor(secrets: Iterable<string>) {
     const variants = new Set<string>();
+    let plain = true;
     for (const s of secrets) {
       if (typeof s !== "string" || s === "") continue;
       variants.add(s);
       const escaped = JSON.stringify(s).slice(1, -1);
+      plain &&= escaped === s && !s.includes("/");
       variants.add(escaped);
       variants.add(escaped.replaceAll("/", "\\/"));
     }
@@ -222,6 +226,7 @@ export class Redactor {
       this.#text.add(codeUnits(v));
       this.#bytes.add(Array.from(encoder.encode(v)));
     }
+    this.#plain = plain;
     this.active = variants.size > 0;
   }
 
@@ -331,8 +336,14 @@ export class Redactor {
       } catch {
         throw new SyntaxError(this.redact((e as Error).message));
       }
+      return this.redactJson(value);
     }
-    return this.redactJson(value);
+    // Without a \u escape, and with secrets JSON writes as they are, every string of the value
+    // is its text's characters with other escapes decoded to characters no secret has: a
+    // fragment in it was in the text, and is gone. The walk would find nothing, at a cost of
+    // more than half of the whole (bench/redact_bench.ts: 4.9 → 2.2 µs for a short completion,
+    // 107 → 52 µs for 23 KB of tool calls, beside JSON.parse's 1.4 and 15 µs).
+    return this.#plain && !clean.includes("\\u") ? value : this.redactJson(value);
   }
 }
 

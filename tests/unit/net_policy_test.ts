@@ -660,6 +660,14 @@ Deno.test("redactor: bytes, JSON and escaped spellings", () => {
   // \u escapes decode to the key; parseJson catches them after decoding.
   const escaped = [...KEY].map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`).join("");
   assert.deepEqual(r.parseJson(`{"x":"${escaped}"}`), { x: "***" });
+  // Every 7th character escaped leaves the text pass no 8 characters in a row to find; the
+  // \u sends the value through the walk, which finds the key in the decoded string.
+  const sparse = [...KEY].map((c, i) =>
+    i % 7 === 6 ? `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}` : c
+  )
+    .join("");
+  assert.equal(r.redact(`{"x":"a\\n${sparse}"}`), `{"x":"a\\n${sparse}"}`);
+  assert.deepEqual(r.parseJson(`{"x":"a\\n${sparse}"}`), { x: "a\n***" });
   // A parse error quoting a fragment is redacted.
   assert.throws(() => r.parseJson(`{"x": ${KEY.slice(0, 10)}`), (e: Error) => {
     assert.ok(e instanceof SyntaxError);
