@@ -1,10 +1,10 @@
 /*
  * Chat bench guest: argv[1] = "seq" (K send+recv round trips one after another) or "par"
  * (K sends at once, answers collected with spear_epoll_wait and read); argv[2] = K; argv[3] =
- * earlier turns of the conversation (below, default 0). Every
- * answer is read and must be a completion (exit 1 otherwise). It runs the whole
- * workload once untimed (warm-up: drivers started, code optimized), then once timed with the
- * monotonic clock, and prints `elapsed_us=N` — the guest's own view, free of worker start-up.
+ * earlier turns of the conversation (see `conversation`, default 0). Every answer is read and
+ * must be a completion (exit 1 otherwise). It runs the whole workload once untimed (warm-up:
+ * drivers started, code optimized), then once timed with the monotonic clock, and prints
+ * `elapsed_us=N` — the guest's own view, free of worker start-up.
  */
 #include <stdio.h>
 #include <stdlib.h>

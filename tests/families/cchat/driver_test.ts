@@ -43,9 +43,9 @@ function configWith(...backends: BackendConfig[]): HostConfig {
   return { ...defaultConfig(), backends };
 }
 
-/** A round trip's request; `messages` as objects, sent as the JSON text (UTF-8) the worker makes. */
 const utf8 = (text: string) => new TextEncoder().encode(text);
 
+/** A round trip's request; `messages` as objects, sent as the JSON text (UTF-8) the worker makes. */
 function chatReq(
   over: Partial<Omit<ChatRoundTripRequest, "messages">> & { messages?: unknown[] } = {},
 ): ChatRoundTripRequest {
