@@ -77,7 +77,6 @@ const fetchJson = async (sent = body) => {
   return await response.json();
 };
 const fetchOnce = async () => void await fetchJson();
-const fetchLong = async () => void await fetchJson(longBody);
 
 /**
  * A chat driver that does what the floor does and nothing else (see "bare" above): the guest's
@@ -177,6 +176,19 @@ async function startUpCpuUs(on: SpearHost, history = 0): Promise<number> {
   return (threadCpuNs() - started) / 1000;
 }
 
+/** K fetches of `sent` at once, warm-up and timed pass (ms of the timed one). */
+function fetchAtOnce(sent: string): Promise<number> {
+  return timed(async () => {
+    await Promise.all(Array.from({ length: K }, () => fetchJson(sent)));
+    server.requests.length = 0;
+  });
+}
+
+/** The guest's K requests at once through `on` (ms), its main-thread CPU per request added to `into`. */
+async function guestAtOnce(into: number[], on: SpearHost, history = 0): Promise<number> {
+  return onMainThread(into, () => guest("par", K, on, history), await startUpCpuUs(on, history));
+}
+
 for (let r = 0; r < RUNS; r++) {
   ms.seqFetch.push(
     await timed(async () => {
@@ -188,33 +200,13 @@ for (let r = 0; r < RUNS; r++) {
   ms.seqBare.push(await guest("seq", K, bareHost));
   ms.seqGuest.push(await guest("seq", K));
   const wall = performance.now();
-  ms.parFetch.push(
-    await onMainThread(mainCpu.parFetch, () =>
-      timed(async () => {
-        await Promise.all(Array.from({ length: K }, fetchOnce));
-        server.requests.length = 0;
-      })),
-  );
+  ms.parFetch.push(await onMainThread(mainCpu.parFetch, () => fetchAtOnce(body)));
   fetchBusy.push(mainCpu.parFetch.at(-1)! * 2 * K / 1000 / (performance.now() - wall));
   ms.parFloor.push(await onMainThread(mainCpu.parFloor, () => floor("par", K)));
-  ms.parBare.push(
-    await onMainThread(mainCpu.parBare, () => guest("par", K, bareHost), await startUpCpuUs(bareHost)),
-  );
-  ms.parGuest.push(await onMainThread(mainCpu.parGuest, () => guest("par", K), await startUpCpuUs(host)));
-  ms.longFetch.push(
-    await onMainThread(mainCpu.longFetch, () =>
-      timed(async () => {
-        await Promise.all(Array.from({ length: K }, fetchLong));
-        server.requests.length = 0;
-      })),
-  );
-  ms.longGuest.push(
-    await onMainThread(
-      mainCpu.longGuest,
-      () => guest("par", K, host, HISTORY),
-      await startUpCpuUs(host, HISTORY),
-    ),
-  );
+  ms.parBare.push(await guestAtOnce(mainCpu.parBare, bareHost));
+  ms.parGuest.push(await guestAtOnce(mainCpu.parGuest, host));
+  ms.longFetch.push(await onMainThread(mainCpu.longFetch, () => fetchAtOnce(longBody)));
+  ms.longGuest.push(await guestAtOnce(mainCpu.longGuest, host, HISTORY));
 }
 
 const perTrip = (ms: number) => ms / K * 1000;
