@@ -24,9 +24,14 @@
  * is against fetch's. Each concurrent series also reports the main thread's CPU per request
  * (its thread CPU clock over both passes, less a guest's own start-up, measured by a run that
  * sends nothing): fetch keeps that thread busy (the test server runs there too), so this is
- * what bounds concurrent throughput. Medians of RUNS runs, the four alternating. A script, not Deno.bench:
- * under the bench runner the in-process server's fetches stall.
- * Run: deno run --allow-all bench/chat_roundtrip.ts [RUNS]
+ * what bounds concurrent throughput. Medians of RUNS runs, the four alternating, after WARMUP
+ * concurrent passes of each (fetch, floor, bare and full host; 100 requests a pass): V8 keeps
+ * optimizing the request path over the first tens of thousands of requests (main-thread CPU
+ * per request of a driver that answers at once fell from 6–10 µs after 4000 to 3.3–4.2 µs
+ * after 40 000), so without it the series would measure a host that has not finished
+ * warming up, as a long-running one has. A script, not Deno.bench: under the bench runner
+ * the in-process server's fetches stall.
+ * Run: deno run --allow-all bench/chat_roundtrip.ts [RUNS] [WARMUP]
  */
 import { type Driver, SpearHost } from "../host/host.ts";
 import { EncodedResult, handle } from "../protocol/rpc.ts";
@@ -189,6 +194,14 @@ async function guestAtOnce(into: number[], on: SpearHost, history = 0): Promise<
   return onMainThread(into, () => guest("par", K, on, history), await startUpCpuUs(on, history));
 }
 
+const WARMUP = Number(Deno.args[1] ?? 400);
+for (let w = 0; w < WARMUP; w++) {
+  await fetchAtOnce(body);
+  await floor("par", K);
+  await guest("par", K, bareHost);
+  await guest("par", K, host);
+}
+
 for (let r = 0; r < RUNS; r++) {
   ms.seqFetch.push(
     await timed(async () => {
@@ -215,7 +228,9 @@ const m = Object.fromEntries(series.map((n) => [n, median(ms[n])])) as Record<
   number
 >;
 const us = (x: number) => `${x.toFixed(0).padStart(4)} µs`;
-console.log(`chat over loopback, K = ${K} requests, medians of ${RUNS} alternating runs`);
+console.log(
+  `chat over loopback, K = ${K} requests, medians of ${RUNS} alternating runs after ${WARMUP} warm-up passes of each`,
+);
 console.log(
   `  sequential round trip: fetch ${us(perTrip(m.seqFetch))}, floor ${us(perTrip(m.seqFloor))}, bare driver ${
     us(perTrip(m.seqBare))

@@ -251,10 +251,9 @@ export class CallStack {
     this.contexts[this.depth++] = context;
   }
 
+  /** Pops the innermost call. Its slots are left as they are: every entry writes both first. */
   leave(): void {
     this.depth--;
-    this.callers[this.depth] = null;
-    this.contexts[this.depth] = undefined;
   }
 
   /**
@@ -372,14 +371,16 @@ function hostcallFailure(
 const TWO_POW_32 = 2 ** 32;
 
 /**
- * Writes an i64 result: a number (a time, a size) as two 32-bit halves, which costs no
- * BigInt; a bigint as it is.
+ * Writes an i64 result: a number (a time, a size; a fraction truncated) as two 32-bit
+ * halves, which costs no BigInt; a bigint as it is.
  */
 function setI64(raw: DataView, value: WasmValue | void): void {
   if (typeof value === "bigint") raw.setBigInt64(0, value, true);
   else {
-    const v = Number(value ?? 0);
-    raw.setUint32(0, v % TWO_POW_32 >>> 0, true);
+    const v = Math.trunc(Number(value ?? 0));
+    // `>>> 0` is already v mod 2^32; `%` on a double that is not an int32 (any time in ms)
+    // would be a call to fmod.
+    raw.setUint32(0, v >>> 0, true);
     raw.setInt32(4, Math.floor(v / TWO_POW_32), true);
   }
 }
@@ -435,7 +436,8 @@ function bindHostcall(
   const codes = Uint8Array.from(sig.params, (t) => TYPE_CODES[t]);
   const resultCode = sig.results.length ? TYPE_CODES[sig.results[0]] : NONE;
   const args: WasmValue[] = new Array(arity);
-  const run = hc.run.bind(hc);
+  // Unbound: family implementations are plain functions, and a bound one costs more to call.
+  const run = hc.run;
   if (codes.every((c) => c === I32) && resultCode !== F32 && resultCode !== F64) {
     linker.define(hc.module, hc.name, sig.params, sig.results, (caller, raw) => {
       calls.enterHostcall(caller);
