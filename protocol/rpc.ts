@@ -168,6 +168,12 @@ export interface CallContext {
   /** Aborted when the guest cancels, the deadline passes or the guest ends. */
   signal: AbortSignal;
   /**
+   * Aborts `signal` with `reason`. A handler with a deadline of its own arms it with this
+   * instead of joining a second controller to `signal`, which costs a controller and two
+   * listeners per call.
+   */
+  abort(reason: unknown): void;
+  /**
    * The UTF-8 of the text the request carried beside its params (StartOptions.attachment), if
    * any: a view of the request's payload, which is the handler's to keep.
    */
@@ -264,7 +270,12 @@ export class RpcServer<C> {
     };
     // The handler starts now, not a microtask later: the requests of one batch still start in
     // order, and a request costs no extra promise hops on the main thread.
-    const ctx: CallContext & C = { ...this.context, fd, signal: controller.signal };
+    const ctx: CallContext & C = {
+      ...this.context,
+      fd,
+      signal: controller.signal,
+      abort: (reason) => controller.abort(reason),
+    };
     if (attachment !== undefined) ctx.attachment = attachment;
     let result: unknown;
     try {

@@ -93,14 +93,14 @@ export function chatDriver(config: HostConfig): Driver {
     handlers: [
       handle(
         chatRoundTrip,
-        async (request, { signal, session, attachment }) =>
+        async (request, ctx) =>
           wireReply(
             await runChatRoundTrip(
               config,
-              { ...request, messages: attachment ?? NO_MESSAGES }, // the conversation is the attachment (protocol.ts)
-              signal,
+              { ...request, messages: ctx.attachment ?? NO_MESSAGES }, // the conversation is the attachment (protocol.ts)
+              ctx, // its signal, and its abort for the HTTP timeout
               Math.random,
-              session.budget,
+              ctx.session.budget,
               services,
             ),
             request.toolLoop === true,

@@ -195,6 +195,22 @@ Deno.test("rpc: a request and its reply round-trip through a Link; the handler s
   assert.equal(p.client.lateReplies, 0);
 });
 
+Deno.test("rpc: a handler's abort aborts its own signal with the reason; its reply still goes", async () => {
+  const reasons: unknown[] = [];
+  const p = rpcPair([handle<{ a: number; b: number }, number, TestContext>(add, ({ a, b }, ctx) => {
+    ctx.abort("own deadline");
+    reasons.push(ctx.signal.aborted ? ctx.signal.reason : "not aborted");
+    return a + b;
+  })]);
+  const call = p.client.start(add, { a: 1, b: 2 });
+  p.toServer();
+  await settle();
+  p.toClient();
+  assert.deepEqual(reasons, ["own deadline"]);
+  assert.deepEqual(call.outcome, { ok: true, value: 3 });
+  assert.equal(p.server.active, 0);
+});
+
 Deno.test("rpc: unknown methods, invalid params, failing handlers and invalid results give error replies", async () => {
   const p = rpcPair([
     handle<{ a: number; b: number }, number, TestContext>(add, ({ a }) => {

@@ -22,6 +22,7 @@ import { LocalEngines } from "./local_llm.ts";
 import { chatBackends } from "../chat_backends.ts";
 import type { McpServers } from "../mcp.ts";
 import { effectiveMcp, type McpSessionPolicy, type McpSessionState } from "../mcp_config.ts";
+import type { CallContext } from "../../../protocol/rpc.ts";
 import { isJsonObject } from "../../../runtime/json.ts";
 
 export { chatCompletionsUrl, forwardedParams } from "./openai.ts";
@@ -148,17 +149,25 @@ function parsedMessages(text: Uint8Array): unknown[] {
   }
 }
 
+/**
+ * A round trip's cancellation: a signal, or a request's context (protocol/rpc.ts CallContext),
+ * whose `abort` then serves the HTTP timeout too.
+ */
+export type ChatCancel = AbortSignal | Pick<CallContext, "signal" | "abort">;
+
 /** Runs one backend round trip. Never rejects; `random` drives the weighted pick. */
 export async function runChatRoundTrip(
   config: HostConfig,
   req: ChatRoundTripRequest,
-  signal?: AbortSignal,
+  cancel?: ChatCancel,
   random: () => number = Math.random,
   budget?: BodyBudget,
   services: ChatServices = {},
 ): Promise<ChatRoundTripResult> {
   const start = performance.now();
   const elapsed = () => Math.round((performance.now() - start) * 1000) / 1000;
+  const signal = cancel instanceof AbortSignal ? cancel : cancel?.signal;
+  const abort = cancel instanceof AbortSignal ? undefined : cancel?.abort;
   let chosen: BackendConfig | undefined;
   try {
     const params = isJsonObject(req.params) ? req.params : {};
@@ -225,7 +234,7 @@ export async function runChatRoundTrip(
       });
       latencyMs = elapsed();
     } else if (backend.kind === "openai_chat_completion" || backend.kind === "local_llm") {
-      const call = { backend, model: route.model, messages, tools, params, timeoutMs, signal, budget };
+      const call = { backend, model: route.model, messages, tools, params, timeoutMs, signal, abort, budget };
       const r = backend.kind === "local_llm"
         ? await (services.engines ?? localEngines)().chat(call)
         : await openaiChatCompletion({ ...call, policy: netPolicy(config) });

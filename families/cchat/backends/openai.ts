@@ -77,6 +77,8 @@ export interface OpenAIChatCall {
   timeoutMs?: number;
   /** Cancellation, e.g. when the guest closes the response fd. */
   signal?: AbortSignal;
+  /** Aborts `signal` (CallContext.abort): the timeout then aborts it, with no controller joined to it. */
+  abort?: (reason: unknown) => void;
   /** The network policy every hop must pass (see `netPolicy`); unchecked when undefined. */
   policy?: NetPolicy;
   /** The guest's host budget: the body is charged while it is read, and refused past it. */
@@ -219,18 +221,24 @@ export async function openaiChatCompletion(call: OpenAIChatCall): Promise<OpenAI
 
   if (call.signal?.aborted) return fail("cancelled", "request cancelled");
 
-  // Without a timeout the guest's own signal is the request's; with one, a controller joins
-  // the two (on the shared deadline timer: a platform timer per request is costly).
+  // Without a timeout the guest's own signal is the request's. With one (on the shared deadline
+  // timer: a platform timer per request is costly), the timeout aborts that signal when its
+  // owner lends `abort`; otherwise a controller joins the two.
   const timeoutMs = call.timeoutMs;
-  let ctrl: AbortController | undefined;
   let signal = call.signal;
   let disarm: (() => void) | undefined;
-  const onAbort = () => ctrl?.abort(new Cancelled());
+  let unjoin: (() => void) | undefined;
   if (timeoutMs !== undefined) {
-    const joined = ctrl = new AbortController();
-    disarm = requestDeadlines.after(timeoutMs, () => joined.abort(new Timeout()));
-    call.signal?.addEventListener("abort", onAbort, { once: true });
-    signal = joined.signal;
+    const abort = call.abort;
+    if (abort && signal) disarm = requestDeadlines.after(timeoutMs, () => abort(new Timeout()));
+    else {
+      const joined = new AbortController();
+      const onAbort = () => joined.abort(new Cancelled());
+      disarm = requestDeadlines.after(timeoutMs, () => joined.abort(new Timeout()));
+      signal?.addEventListener("abort", onAbort, { once: true });
+      unjoin = () => call.signal?.removeEventListener("abort", onAbort);
+      signal = joined.signal;
+    }
   }
 
   const headers: Record<string, string> = { "content-type": "application/json" };
@@ -305,9 +313,7 @@ export async function openaiChatCompletion(call: OpenAIChatCall): Promise<OpenAI
       : "";
     return fail("network_error", `network error: ${err.message}${cause}`);
   } finally {
-    if (disarm) {
-      disarm();
-      call.signal?.removeEventListener("abort", onAbort);
-    }
+    disarm?.();
+    unjoin?.();
   }
 }

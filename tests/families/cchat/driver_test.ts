@@ -685,6 +685,35 @@ Deno.test("openai: timeout_ms bounds the whole request", async () => {
   });
 });
 
+Deno.test("openai: given a request's context, the timeout aborts the context's own signal", async () => {
+  await withServer(async (s) => {
+    const cfg = configWith(openaiBackend("o", s.url));
+    const context = () => {
+      const ctrl = new AbortController();
+      return { ctrl, ctx: { signal: ctrl.signal, abort: (reason: unknown) => ctrl.abort(reason) } };
+    };
+    s.enqueue({ kind: "echo", delayMs: 3000 });
+    const timed = context();
+    const e = expectError(await runChatRoundTrip(cfg, chatReq({ params: { timeout_ms: 120 } }), timed.ctx));
+    assert.deepEqual(e, { message: "Runtime error: timeout after 120 ms", code: "timeout" });
+    assert.equal(timed.ctrl.signal.aborted, true, "no second controller: the timeout aborted this one");
+
+    // Cancelled through the same signal: cancelled, not a timeout.
+    s.enqueue({ kind: "echo", delayMs: 3000 });
+    const cancelled = context();
+    setTimeout(() => cancelled.ctrl.abort(), 100);
+    const e2 = expectError(
+      await runChatRoundTrip(cfg, chatReq({ params: { timeout_ms: 10_000 } }), cancelled.ctx),
+    );
+    assert.deepEqual(e2, { message: "Runtime error: request cancelled", code: "cancelled" });
+
+    // Answered in time: the timeout never fires.
+    const answered = context();
+    expectOk(await runChatRoundTrip(cfg, chatReq({ params: { timeout_ms: 10_000 } }), answered.ctx));
+    assert.equal(answered.ctrl.signal.aborted, false);
+  });
+});
+
 Deno.test("openai: abort signal cancels the request promptly", async () => {
   await withServer(async (s) => {
     const cfg = configWith(openaiBackend("o", s.url));
