@@ -26,7 +26,7 @@ const MAX_EVENTS = 1024;
 const IDLE = 10_000;
 
 const ffi = Deno.dlopen(buildNative("ffi_floor", "lib"), {
-  ffi_floor_loop: { parameters: ["function", "i32"], result: "i32" },
+  ffi_floor_loop: { parameters: ["function", "i32"], result: "i32", callback: true }, // re-enters JS, as a guest call does
   native_time_now_ms: { type: "pointer" },
 });
 const callback = new Deno.UnsafeCallback(HOST_CALLBACK, () => null);

@@ -24,6 +24,11 @@ export interface ImportDecl {
   readonly name: string;
   /** Accepted wasm types; [0] is canonical. A module is linked with the one it declares. */
   readonly signatures: readonly Signature[];
+  /**
+   * The implementation never touches guest memory and never calls into the guest (a clock, a
+   * random number): its binding skips the call-stack bookkeeping those need (runtime/instance.ts).
+   */
+  readonly leaf?: boolean;
 }
 
 /** `module.name`, as link errors spell an import and as a module's import list is matched. */
@@ -31,12 +36,18 @@ export function importKey(i: { module: string; name: string }): string {
   return `${i.module}.${i.name}`;
 }
 
-/** `spear` import with i32 params and an i32 result (or none / i64). */
-export function spearImport(name: string, arity: number, result: WasmType | null = "i32"): ImportDecl {
+/** `spear` import with i32 params and an i32 result (or none / i64); `leaf` as ImportDecl's. */
+export function spearImport(
+  name: string,
+  arity: number,
+  result: WasmType | null = "i32",
+  leaf = false,
+): ImportDecl {
   return {
     module: "spear",
     name,
     signatures: [{ params: Array(arity).fill("i32"), results: result ? [result] : [] }],
+    ...(leaf ? { leaf } : {}),
   };
 }
 

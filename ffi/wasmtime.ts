@@ -7,6 +7,13 @@ import { quietRustBacktraces } from "./rust_env.ts";
 
 const P = "pointer" as const;
 const B = "buffer" as const;
+/**
+ * For the calls that run guest code, which calls hostcalls, which are JavaScript. Without it
+ * Deno may make the call a V8 fast API call, and then a hostcall that invalidates the caller's
+ * optimized code (a lazy deoptimization) aborts the whole process: "Lazy deopt after a fast
+ * API call with return value is unsupported", seen once in the fuzz test.
+ */
+const REENTERS = { callback: true } as const;
 
 export const wasmtimeSymbols = {
   wasm_config_new: { parameters: [], result: P },
@@ -65,14 +72,14 @@ export const wasmtimeSymbols = {
     result: P,
   },
   wasmtime_linker_define: { parameters: [P, P, B, "usize", B, "usize", B], result: P },
-  wasmtime_linker_instantiate: { parameters: [P, P, P, B, B], result: P },
+  wasmtime_linker_instantiate: { parameters: [P, P, P, B, B], result: P, ...REENTERS }, // a start function
 
   wasmtime_instance_export_get: { parameters: [P, B, B, "usize", B], result: "bool" },
   wasmtime_caller_context: { parameters: [P], result: P },
   wasmtime_memory_data: { parameters: [P, B], result: P },
   wasmtime_memory_data_size: { parameters: [P, B], result: "usize" },
   wasmtime_memory_new: { parameters: [P, P, B], result: P },
-  wasmtime_func_call_unchecked: { parameters: [P, B, B, "usize", B], result: P },
+  wasmtime_func_call_unchecked: { parameters: [P, B, B, "usize", B], result: P, ...REENTERS },
   wasmtime_func_type: { parameters: [P, B], result: P },
   wasmtime_table_get: { parameters: [P, B, "u64", B], result: "bool" },
   wasmtime_table_size: { parameters: [P, B], result: "u64" },

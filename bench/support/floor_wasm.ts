@@ -25,7 +25,7 @@ const symbols = {
   },
   wasmtime_linker_instantiate: { parameters: [P, P, P, B, B], result: P },
   wasmtime_instance_export_get: { parameters: [P, B, B, "usize", B], result: "bool" },
-  wasmtime_func_call_unchecked: { parameters: [P, B, B, "usize", B], result: P },
+  wasmtime_func_call_unchecked: { parameters: [P, B, B, "usize", B], result: P, callback: true }, // as ffi/wasmtime.ts
   wasm_functype_new: { parameters: [B, B], result: P },
   wasm_byte_vec_delete: { parameters: [B], result: "void" },
 } as const;
