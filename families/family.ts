@@ -36,18 +36,12 @@ export function importKey(i: { module: string; name: string }): string {
   return `${i.module}.${i.name}`;
 }
 
-/** `spear` import with i32 params and an i32 result (or none / i64); `leaf` as ImportDecl's. */
-export function spearImport(
-  name: string,
-  arity: number,
-  result: WasmType | null = "i32",
-  leaf = false,
-): ImportDecl {
+/** `spear` import with i32 params and an i32 result (or none / i64). */
+export function spearImport(name: string, arity: number, result: WasmType | null = "i32"): ImportDecl {
   return {
     module: "spear",
     name,
     signatures: [{ params: Array(arity).fill("i32"), results: result ? [result] : [] }],
-    ...(leaf ? { leaf } : {}),
   };
 }
 

@@ -9,9 +9,9 @@ export default family({
   label: "`time_now_ms`, `wall_time_s`, `random_i64`, `log`, `sleep_ms`",
   summary: "built",
   imports: [
-    spearImport("time_now_ms", 0, "i64", true),
-    spearImport("wall_time_s", 0, "i64", true),
-    spearImport("random_i64", 0, "i64", true),
+    { ...spearImport("time_now_ms", 0, "i64"), leaf: true },
+    { ...spearImport("wall_time_s", 0, "i64"), leaf: true },
+    { ...spearImport("random_i64", 0, "i64"), leaf: true },
     spearImport("log", 3),
     spearImport("sleep_ms", 1, null),
   ],

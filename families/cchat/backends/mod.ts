@@ -23,6 +23,7 @@ import { chatBackends } from "../chat_backends.ts";
 import type { McpServers } from "../mcp.ts";
 import { effectiveMcp, type McpSessionPolicy, type McpSessionState } from "../mcp_config.ts";
 import type { CallContext } from "../../../protocol/rpc.ts";
+import { decodeUtf8 } from "../../../protocol/bytes.ts";
 import { isJsonObject } from "../../../runtime/json.ts";
 
 export { chatCompletionsUrl, forwardedParams } from "./openai.ts";
@@ -142,7 +143,7 @@ export function responseJson(result: ChatRoundTripResult): Record<string, unknow
 /** The message objects of a conversation's JSON text, for the one backend that reads them (stub). */
 function parsedMessages(text: Uint8Array): unknown[] {
   try {
-    const messages = JSON.parse(new TextDecoder().decode(text));
+    const messages = JSON.parse(decodeUtf8(text));
     return Array.isArray(messages) ? messages : [];
   } catch {
     return [];
