@@ -185,8 +185,9 @@ export async function checkedFetch(url: URL, options: CheckedFetchOptions): Prom
       }
       throw e;
     }
-    const location = res.headers.get("location");
-    if (!follow.includes(res.status) || location === null || hop >= maxRedirects) {
+    // Only a status we follow needs its Location: most responses skip the header lookup.
+    const location = follow.includes(res.status) ? res.headers.get("location") : null;
+    if (location === null || hop >= maxRedirects) {
       return { ok: true, response: res, url, redirects: hop };
     }
     await res.body?.cancel();

@@ -124,6 +124,10 @@ export interface FuzzInit {
   guard: SharedArrayBuffer;
   /** RunOptions.context of the guest (user streams need an endpoint's, or they are -ENOTCONN). */
   context?: Record<string, unknown>;
+  /** Socket addresses for `addr` parameters (host:port, [v6]:port). */
+  addresses: string[];
+  /** URLs for `url` parameters. */
+  urls: string[];
 }
 
 /** The guard's slots: written by the worker, read by the test. */
@@ -182,6 +186,9 @@ export interface FuzzReport {
  *    for data that may never come);
  *  - cmd / op / bits / level / index: small numbers around the valid ones, and hostile ones;
  *  - in + len: a pointer to bytes the host reads (JSON, text, random bytes), then a length;
+ *    addr + len and url + len likewise, with a socket address or a URL (FuzzInit.addresses,
+ *    FuzzInit.urls: some the test's network policy allows, some it does not, some malformed);
+ *  - domain: a socket address family (AF_INET, AF_INET6, and others);
  *  - buf + lenPtr: an in/out buffer (SPEAR's ctl convention: the u32 at len_ptr is the length
  *    in and the capacity for the reply); out + lenPtr: an output buffer and its capacity;
  *  - sleep: 0..2 ms; timeout: 0 (see BLOCKING rows);
@@ -196,6 +203,9 @@ export type Role =
   | "level"
   | "index"
   | "in"
+  | "addr"
+  | "url"
+  | "domain"
   | "len"
   | "buf"
   | "out"
@@ -229,6 +239,24 @@ export const IMPORT_POLICY: Readonly<Record<string, ImportPolicy>> = {
   cchat_write_fn: { params: ["fd", "index", "in", "len"] },
   cchat_send: { params: ["fd", "bits"] },
   user_stream_open: { params: ["index", "cmd"] }, // small stream ids, directions around 1..3
+  // Sockets: data calls on non-blocking fds (a blocking accept, send or recv waits for a peer).
+  sock_create: { params: ["domain", "cmd"] }, // types around SOCK_STREAM 1, SOCK_DGRAM 2
+  sock_connect: { params: ["fd", "addr", "len"] },
+  sock_bind: { params: ["fd", "addr", "len"] },
+  sock_listen: { params: ["fd", "cmd"] },
+  sock_accept: { params: ["rfd", "out", "lenPtr"] }, // BLOCKING
+  sock_send: { params: ["rfd", "in", "len"] }, // BLOCKING (a full send window)
+  sock_sendto: { params: ["rfd", "in", "len", "addr", "len"] }, // BLOCKING
+  sock_recvfrom: { params: ["rfd", "out", "lenPtr", "out", "lenPtr"] }, // BLOCKING
+  sock_getaddr: { params: ["fd", "op", "out", "lenPtr"] },
+  sock_setopt: { params: ["fd", "op", "any"] },
+  sock_getopt: { params: ["fd", "op"] },
+  sock_shutdown: { params: ["fd", "op"] },
+  // Skills (the test runs the guest as one): inputs, then a result buffer and its capacity.
+  ai_prompt: { params: ["in", "len", "out", "len"] },
+  memory_get: { params: ["in", "len", "out", "len"] },
+  memory_set: { params: ["in", "len", "in", "len"] },
+  http_request: { params: ["url", "len", "in", "len", "out", "len"] },
 };
 
 /** The policy of one import: its row, else SPEAR's naming conventions, else the safe default. */
@@ -380,6 +408,9 @@ export interface FuzzState {
   repeat?: PreparedCall;
   /** The fds the prepared call passes, with their creators (for learning `accepts`). */
   passed: OpenFd[];
+  /** FuzzInit.addresses and FuzzInit.urls. */
+  addresses: readonly string[];
+  urls: readonly string[];
 }
 
 /** Share of well-formed calls. */
@@ -753,6 +784,20 @@ function content(s: FuzzState, json: boolean): { bytes: Uint8Array; kind: string
   return { bytes: rng.bytes(rng.range(4096, 20000)), kind: "large random" };
 }
 
+/** A socket address or URL: mostly one of `known`, sometimes cut short, padded or noise. */
+function locator(s: FuzzState, known: readonly string[]): { bytes: Uint8Array; kind: string } {
+  const { rng } = s;
+  const chosen = rng.pick(known);
+  if (s.wellFormed || rng.chance(0.6)) return { bytes: encoder.encode(chosen), kind: "locator" };
+  const r = rng.int(4);
+  if (r === 0) return { bytes: encoder.encode(chosen.slice(0, rng.int(chosen.length))), kind: "cut locator" };
+  if (r === 1) return { bytes: encoder.encode(`${chosen}\0\0`), kind: "nul-padded locator" };
+  if (r === 2) {
+    return { bytes: encoder.encode(`${chosen}${rng.pick(["0", ":1", "/", " "])}`), kind: "bent locator" };
+  }
+  return content(s, false);
+}
+
 function describe(bytes: Uint8Array): string {
   const shown = new TextDecoder().decode(bytes.subarray(0, 120));
   return `${JSON.stringify(shown)}${bytes.length > 120 ? `… (${bytes.length} bytes)` : ""}`;
@@ -815,9 +860,16 @@ export function prepareCall(s: FuzzState, policy: ImportPolicy, params: readonly
       case "timeout":
         v = 0;
         break;
+      case "domain":
+        v = s.wellFormed ? rng.pick([2, 10]) : smallArg(s, -1, 12);
+        break;
+      case "addr":
+      case "url":
       case "in":
       case "buf": {
-        const { bytes, kind } = content(s, role === "buf"); // a ctl's argument is JSON
+        const { bytes, kind } = role === "addr" || role === "url"
+          ? locator(s, role === "addr" ? s.addresses : s.urls)
+          : content(s, role === "buf"); // a ctl's argument is JSON
         v = pointerFor(s, bytes.length);
         call.writes.push({ ptr: v, bytes });
         call.notes.push(`arg ${i + 1} → ${kind} ${describe(bytes)}`);

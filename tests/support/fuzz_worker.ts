@@ -151,6 +151,8 @@ async function fuzz(init: FuzzInit): Promise<FuzzReport> {
       wellFormed: false,
       accepts: new Set(),
       passed: [],
+      addresses: init.addresses,
+      urls: init.urls,
     };
     /** Per import: creators of the fds it accepted (see FuzzState.accepts). */
     const accepts = thunks.map(() => new Set<number>());

@@ -19,7 +19,10 @@
  *     cancels, streams). Calls that reach drivers really run: chat round trips (the stub
  *     backend, and an OpenAI-compatible one — tests/support/openai_server.ts — that answers
  *     with seeded tool calls, echoes, and sometimes non-JSON, wrongly shaped JSON or an HTTP
- *     error), mic captures from the stub, file and device sources, LIST_DEVICES.
+ *     error), mic captures from the stub, file and device sources, LIST_DEVICES, socket
+ *     connections to that backend's port and listeners on loopback (the config's network
+ *     policy allows exactly these), and the cis calls of a skill (the guest runs as one,
+ *     `runContext`): prompts, a memory store in a temporary SQLite file, HTTP requests.
  * The guest has to be in a Worker: hostcalls that wait for the host (mic SET_PARAM, a log
  * line while the host is behind) block their thread in Atomics.wait, and the host answers
  * on this thread's event loop.
@@ -47,6 +50,7 @@ import { LogLevel } from "../../runtime/abi.ts";
 import { Link } from "../../protocol/channel.ts";
 import { HostBudget } from "../../protocol/budget.ts";
 import { RpcServer } from "../../protocol/rpc.ts";
+import { CONTEXT_KEY as CIS_CONTEXT, type SkillContext } from "../../families/cis/protocol.ts";
 import {
   buildFuzzGuest,
   type CallRecord,
@@ -140,6 +144,65 @@ function upstreamReply(rng: Rng, request: RecordedRequest): ScriptedReply {
   return { kind: "echo" };
 }
 
+/**
+ * What the guest runs as, for both of its halves: a run with `--serve` (user streams open) and a
+ * skill's (the cis host functions serve it), so every family's checks are reached, not only
+ * -ENOTCONN or -EACCES at their door. Small memory limits, so quotas are reached too; HTTP may
+ * reach the scripted upstream only, and prompts are routed to it.
+ */
+function runContext(upstream: string): Record<string, unknown> {
+  const skill: SkillContext = {
+    name: "fuzz",
+    namespace: "fuzz",
+    maxValueBytes: 4096,
+    maxTotalBytes: 64 << 10,
+    httpAllow: [upstream],
+    httpTimeoutMs: 2000,
+    maxResponseBytes: 64 << 10,
+    aiModel: FUZZ_CHAT_MODEL,
+  };
+  return { user_stream: { run: "fuzz" }, [CIS_CONTEXT]: skill };
+}
+
+/**
+ * Addresses for the socket calls: the upstream (allowed: a connection carries the fuzz's bytes
+ * to it), binds the policy allows on either family, and refusals of every kind (policy, port 0,
+ * unspecified, multicast, broadcast, the wrong family, mapped, out of range). Names are left
+ * out: resolving one would wait on DNS.
+ */
+function socketAddresses(port: number): string[] {
+  return [
+    `127.0.0.1:${port}`,
+    `127.0.0.1:${port}`,
+    "127.0.0.1:0",
+    "[::1]:0",
+    `[::1]:${port}`,
+    "127.0.0.1:1",
+    "0.0.0.0:0",
+    "[::]:0",
+    "224.0.0.1:9",
+    "255.255.255.255:9",
+    "[::ffff:127.0.0.1]:80",
+    "127.0.0.1:65536",
+    "10.0.0.1:80",
+  ];
+}
+
+/** URLs for cis.http_request: the upstream's, and ones the skill's policy or the scheme refuses. */
+function skillUrls(hostPort: string): string[] {
+  return [
+    `http://${hostPort}/v1/chat/completions`,
+    `http://${hostPort}/`,
+    `http://${hostPort}/v1/models?x=1`,
+    "http://10.0.0.1/",
+    "https://127.0.0.1:1/",
+    "ftp://127.0.0.1/",
+    "file:///etc/passwd",
+    "http://[::1]:1/",
+    "not a url",
+  ];
+}
+
 /** Headerless PCM16 (the mic driver reads it as 16 kHz mono): half a second of a tone. */
 function tone(): Uint8Array {
   const samples = Int16Array.from({ length: 8000 }, (_, i) => Math.round(8000 * Math.sin(i / 5)));
@@ -181,6 +244,9 @@ Deno.test("fuzz: every registry import, seeded and time-bounded; the host surviv
         },
       ],
       mic: { file: `${tmp}/mic.raw` },
+      memory: { path: `${tmp}/memory.db` },
+      // Sockets and skills may reach the scripted upstream and listen on loopback, nothing else.
+      net: { allow: [openai.hostPort], listen: ["127.0.0.1:*", "[::1]:*"] },
     });
 
     // The built families' drivers, each handler watched for programming errors.
@@ -219,6 +285,7 @@ Deno.test("fuzz: every registry import, seeded and time-bounded; the host surviv
     const link = Link.create();
     const budget = HostBudget.create(HOST_BUDGET_MB << 20);
     const session = new GuestSession(1_000_000, "fuzz", link, config, budget);
+    session.context = runContext(openai.hostPort);
     session.rpc = new RpcServer((op, fd, p) => session.send(op, fd, p), handlers, { session }, budget);
     // Served by the session's own loop, as SpearHost serves a guest; the sink counts records.
     const sink = (_guest: string, level: number, text: string) => {
@@ -244,8 +311,9 @@ Deno.test("fuzz: every registry import, seeded and time-bounded; the host surviv
       seed: SEED,
       durationMs: DURATION_MS,
       guard: guard.buffer as SharedArrayBuffer,
-      // As a run with `--serve`: user streams open (their checks are reached, not just -ENOTCONN).
-      context: { user_stream: { run: "fuzz" } },
+      context: session.context,
+      addresses: socketAddresses(openai.port),
+      urls: skillUrls(openai.hostPort),
     };
 
     const served = session.serve(sink);
