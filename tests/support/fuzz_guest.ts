@@ -34,6 +34,7 @@ import { FIRST_FD } from "../../runtime/abi.ts";
 import type { ImportDecl } from "../../families/family.ts";
 import type { WasmType } from "../../runtime/hostcall.ts";
 import { op, WasmModuleBuilder } from "./wasm_builder.ts";
+import { encodeSsfFrame } from "../../families/user_stream/protocol.ts";
 
 /** Pages of the fuzz guest's memory: 128 KiB, so a random i32 pointer is almost never inside. */
 export const FUZZ_MEMORY_PAGES = 2;
@@ -188,6 +189,7 @@ export interface FuzzReport {
  *  - in + len: a pointer to bytes the host reads (JSON, text, random bytes), then a length;
  *    addr + len and url + len likewise, with a socket address or a URL (FuzzInit.addresses,
  *    FuzzInit.urls: some the test's network policy allows, some it does not, some malformed);
+ *    frame + len: an SSF v1 frame (user streams) for a small stream id, sometimes damaged;
  *  - domain: a socket address family (AF_INET, AF_INET6, and others);
  *  - buf + lenPtr: an in/out buffer (SPEAR's ctl convention: the u32 at len_ptr is the length
  *    in and the capacity for the reply); out + lenPtr: an output buffer and its capacity;
@@ -205,6 +207,7 @@ export type Role =
   | "in"
   | "addr"
   | "url"
+  | "frame"
   | "domain"
   | "len"
   | "buf"
@@ -239,6 +242,7 @@ export const IMPORT_POLICY: Readonly<Record<string, ImportPolicy>> = {
   cchat_write_fn: { params: ["fd", "index", "in", "len"] },
   cchat_send: { params: ["fd", "bits"] },
   user_stream_open: { params: ["index", "cmd"] }, // small stream ids, directions around 1..3
+  user_stream_write: { params: ["fd", "frame", "len"] },
   // Sockets: data calls on non-blocking fds (a blocking accept, send or recv waits for a peer).
   sock_create: { params: ["domain", "cmd"] }, // types around SOCK_STREAM 1, SOCK_DGRAM 2
   sock_connect: { params: ["fd", "addr", "len"] },
@@ -798,6 +802,19 @@ function locator(s: FuzzState, known: readonly string[]): { bytes: Uint8Array; k
   return content(s, false);
 }
 
+/** An SSF v1 frame for one of the stream ids user_stream_open gets (`index`), sometimes damaged. */
+function ssfFrame(s: FuzzState): { bytes: Uint8Array; kind: string } {
+  const { rng } = s;
+  const frame = encodeSsfFrame(
+    { streamId: rng.range(0, TOOL_COUNT + 1), msgType: rng.pick([2, 2, 2, 1, 3, 9]), seq: rng.u32() },
+    rng.bytes(rng.pick([0, 1, 64, 4096])),
+  );
+  if (s.wellFormed || rng.chance(0.6)) return { bytes: frame, kind: "ssf frame" };
+  const damaged = frame.slice(0, rng.chance(0.5) ? frame.length : rng.int(frame.length));
+  if (damaged.length > 0) damaged[rng.int(Math.min(damaged.length, 32))] ^= 1 << rng.int(8);
+  return { bytes: damaged, kind: "damaged ssf frame" };
+}
+
 function describe(bytes: Uint8Array): string {
   const shown = new TextDecoder().decode(bytes.subarray(0, 120));
   return `${JSON.stringify(shown)}${bytes.length > 120 ? `… (${bytes.length} bytes)` : ""}`;
@@ -865,9 +882,12 @@ export function prepareCall(s: FuzzState, policy: ImportPolicy, params: readonly
         break;
       case "addr":
       case "url":
+      case "frame":
       case "in":
       case "buf": {
-        const { bytes, kind } = role === "addr" || role === "url"
+        const { bytes, kind } = role === "frame"
+          ? ssfFrame(s)
+          : role === "addr" || role === "url"
           ? locator(s, role === "addr" ? s.addresses : s.urls)
           : content(s, role === "buf"); // a ctl's argument is JSON
         v = pointerFor(s, bytes.length);

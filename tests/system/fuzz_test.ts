@@ -166,14 +166,17 @@ function runContext(upstream: string): Record<string, unknown> {
 
 /**
  * Addresses for the socket calls: the upstream (allowed: a connection carries the fuzz's bytes
- * to it), binds the policy allows on either family, and refusals of every kind (policy, port 0,
- * unspecified, multicast, broadcast, the wrong family, mapped, out of range). Names are left
- * out: resolving one would wait on DNS.
+ * to it), one loopback port the guest may both listen on and connect to (so its listeners
+ * accept), binds the policy allows on either family, and refusals of every kind (policy, port
+ * 0, unspecified, multicast, broadcast, the wrong family, mapped, out of range). Names are
+ * left out: resolving one would wait on DNS.
  */
-function socketAddresses(port: number): string[] {
+function socketAddresses(port: number, guestPort: number): string[] {
   return [
     `127.0.0.1:${port}`,
     `127.0.0.1:${port}`,
+    `127.0.0.1:${guestPort}`,
+    `127.0.0.1:${guestPort}`,
     "127.0.0.1:0",
     "[::1]:0",
     `[::1]:${port}`,
@@ -214,6 +217,10 @@ Deno.test("fuzz: every registry import, seeded and time-bounded; the host surviv
     `fuzz seed ${SEED}: replay with SPEARHOST_FUZZ_SEED=${SEED} (SPEARHOST_FUZZ_MS=${DURATION_MS})`,
   );
   const tmp = await Deno.makeTempDir({ prefix: "spear-fuzz-" });
+  // A port that was free a moment ago, for the guest's own listeners (taken by then: EADDRINUSE, a valid answer).
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const guestPort = (probe.addr as Deno.NetAddr).port;
+  probe.close();
   const openai = startOpenAIServer();
   const upstreamRng = new Rng(SEED ^ 0x5eed);
   // Each request takes one reply; this one queues its successor.
@@ -246,7 +253,7 @@ Deno.test("fuzz: every registry import, seeded and time-bounded; the host surviv
       mic: { file: `${tmp}/mic.raw` },
       memory: { path: `${tmp}/memory.db` },
       // Sockets and skills may reach the scripted upstream and listen on loopback, nothing else.
-      net: { allow: [openai.hostPort], listen: ["127.0.0.1:*", "[::1]:*"] },
+      net: { allow: [openai.hostPort, `127.0.0.1:${guestPort}`], listen: ["127.0.0.1:*", "[::1]:*"] },
     });
 
     // The built families' drivers, each handler watched for programming errors.
@@ -312,7 +319,7 @@ Deno.test("fuzz: every registry import, seeded and time-bounded; the host surviv
       durationMs: DURATION_MS,
       guard: guard.buffer as SharedArrayBuffer,
       context: session.context,
-      addresses: socketAddresses(openai.port),
+      addresses: socketAddresses(openai.port, guestPort),
       urls: skillUrls(openai.hostPort),
     };
 
