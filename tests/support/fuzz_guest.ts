@@ -170,6 +170,8 @@ export interface FuzzReport {
   toolCalls: number;
   /** Hostcalls made while another was running (a tool that called the host). */
   reentrantCalls: number;
+  /** Scripted sequences run (toolLoopScenario). */
+  scenarios: number;
   /** The trivial call after the run returned normally. */
   alive: boolean;
   /** The guest's host budget in use once every fd was closed. */
@@ -939,4 +941,107 @@ export function prepareCall(s: FuzzState, policy: ImportPolicy, params: readonly
     call.args.push(v);
   });
   return call;
+}
+
+// ---------------------------------------------------------------- scripted sequences
+
+/** One step of a scripted sequence: an import, and its call made from the results before it. */
+export interface ScenarioStep {
+  name: string;
+  /** The call, given the i32 results of the steps before (undefined: the sequence stops here). */
+  prepare(results: readonly number[]): PreparedCall | undefined;
+}
+
+/** Share of the fuzzer's turns that run a scripted sequence instead of one random call. */
+export const SCENARIO_SHARE = 0.0005;
+
+/** cchat's SET_PARAM and AUTO_TOOL_CALL (families/cchat/protocol.ts), spelled as a guest would. */
+const SET_PARAM = 1;
+const AUTO_TOOL_CALL = 2;
+
+/**
+ * A chat session that runs cchat's tool loop into the guest, which random calls almost never
+ * assemble (a tool, both arena params, a user message with two numbers and AUTO_TOOL_CALL on
+ * one session: a few tool calls in a 90 s run): the tool is one of TOOLS (REENTER calls the
+ * host back from inside the loop, fd creators included), the backend the stub or the test's
+ * upstream, and the response is then polled (cchat_recv, non-blocking, and sleep_ms: the
+ * loop runs at polling points). Its fds stay open for the random calls that follow.
+ */
+export function toolLoopScenario(s: FuzzState): ScenarioStep[] {
+  const { rng } = s;
+  const arenaLen = 16384;
+  const arena = s.memBytes - arenaLen;
+  const scratch = arena - 4096; // texts, then the ctl's length word at its end
+  const lenWord = arena - 4;
+  const call = (args: number[], writes: MemoryWrite[], note: string, nonBlocking: number[] = []) => ({
+    args,
+    writes,
+    notes: [`(tool loop) ${note}`],
+    nonBlocking,
+  });
+  const session = (r: readonly number[]) => (r[0] >= FIRST_FD ? r[0] : undefined);
+  const setParam = (key: string, value: unknown): ScenarioStep => ({
+    name: "cchat_ctl",
+    prepare: (r) => {
+      const fd = session(r);
+      const json = encoder.encode(JSON.stringify({ key, value }));
+      return fd === undefined ? undefined : call(
+        [fd, SET_PARAM, scratch, lenWord],
+        [{ ptr: scratch, bytes: json }, { ptr: lenWord, bytes: u32Bytes(json.length) }],
+        `SET_PARAM ${key}`,
+      );
+    },
+  });
+  const tool = rng.pick([TOOLS.EMPTY, TOOLS.AS_IS, TOOLS.ENOSPC, TOOLS.FAIL, TOOLS.REENTER, TOOLS.REENTER]);
+  const spec = encoder.encode(
+    JSON.stringify({ type: "function", function: { name: "add", parameters: { type: "object" } } }),
+  );
+  const user = encoder.encode("user");
+  const question = encoder.encode("add 2 and 3");
+  const SEND = 7; // the index of cchat_send's step below
+  const poll: ScenarioStep[] = Array.from({ length: 4 }, () => [
+    {
+      name: "cchat_recv",
+      prepare: (r: readonly number[]) =>
+        r[SEND] >= FIRST_FD
+          ? call([r[SEND], scratch, lenWord], [{ ptr: lenWord, bytes: u32Bytes(4096) }], "poll", [r[SEND]])
+          : undefined,
+    },
+    { name: "sleep_ms", prepare: () => call([2], [], "wait") },
+  ]).flat();
+  return [
+    { name: "cchat_create", prepare: () => call([], [], "session") },
+    {
+      name: "cchat_write_fn",
+      prepare: (r) => {
+        const fd = session(r);
+        return fd === undefined
+          ? undefined
+          : call([fd, tool, scratch, spec.length], [{ ptr: scratch, bytes: spec }], `tool ${tool}`);
+      },
+    },
+    setParam("tool_arena_ptr", arena),
+    setParam("tool_arena_len", arenaLen),
+    setParam("backend", rng.pick(["stub", "openai"])),
+    setParam("max_iterations", rng.pick([1, 2, 8])),
+    {
+      name: "cchat_write_msg",
+      prepare: (r) => {
+        const fd = session(r);
+        return fd === undefined ? undefined : call(
+          [fd, scratch, user.length, scratch + 64, question.length],
+          [{ ptr: scratch, bytes: user }, { ptr: scratch + 64, bytes: question }],
+          "user message",
+        );
+      },
+    },
+    {
+      name: "cchat_send",
+      prepare: (r) => {
+        const fd = session(r);
+        return fd === undefined ? undefined : call([fd, AUTO_TOOL_CALL | rng.int(2)], [], "send");
+      },
+    },
+    ...poll,
+  ];
 }

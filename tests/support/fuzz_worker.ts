@@ -20,7 +20,8 @@
  * calls), half from all; closes weigh less. The fuzzer keeps the fds it created that are
  * still open, and learns which creators' fds each import accepts; a well-formed call that
  * an fd accepted often starts a streak on that fd, so state builds up (a session with
- * params, tools and messages, then a send and a receive).
+ * params, tools and messages, then a send and a receive). Now and then a scripted sequence
+ * runs instead (fuzz_guest.ts toolLoopScenario: a session whose tool loop calls into the guest).
  *
  * The worker keeps the test's guard (a SharedArrayBuffer) up to date: which call is running
  * and since when, so the test can stop a call that blocks (link terminate request).
@@ -44,6 +45,9 @@ import {
   prepareCall,
   type PreparedCall,
   Rng,
+  SCENARIO_SHARE,
+  type ScenarioStep,
+  toolLoopScenario,
   WELL_FORMED_SHARE,
 } from "./fuzz_guest.ts";
 
@@ -67,6 +71,7 @@ async function fuzz(init: FuzzInit): Promise<FuzzReport> {
     fdsCreated: 0,
     toolCalls: 0,
     reentrantCalls: 0,
+    scenarios: 0,
     alive: false,
     budgetUsedAfterClose: -1,
   };
@@ -296,9 +301,37 @@ async function fuzz(init: FuzzInit): Promise<FuzzReport> {
     };
     const everyImport = thunks.map((_, i) => i);
     const families = [...new Set(thunks.map((t) => t.family))];
+    const byName = new Map(thunks.map((t, i) => [t.decl.name, i]));
+    /** Runs a scripted sequence (skipped when the registry lacks one of its imports). */
+    const runScenario = (steps: ScenarioStep[]): boolean => {
+      if (!steps.every((step) => byName.has(step.name))) return true;
+      report.scenarios++;
+      // Room for the sequence's fds: at the limit its first create would be EMFILE.
+      while (closers.length && state.open.length && rt.fds.openCount > init.maxFds - 4) {
+        const o = state.open.shift()!;
+        state.passed = [];
+        if (!callOne(closerFor(o), { args: [o.fd], writes: [], notes: [], nonBlocking: [] }, seq++)) {
+          return false;
+        }
+      }
+      const results: number[] = [];
+      for (const step of steps) {
+        const prepared = step.prepare(results);
+        if (!prepared) return true;
+        const index = byName.get(step.name)!;
+        state.passed = [];
+        if (!callOne(index, prepared, seq++)) return false;
+        results.push(thunks[index].sig.results[0] === "i32" ? view.getInt32(0, true) : 0);
+      }
+      return true;
+    };
     let focus = everyImport;
     for (let ok = true; ok && performance.now() < deadline; seq++) {
       if (seq % 16 === 0) prune();
+      if (rng.chance(SCENARIO_SHARE)) {
+        ok = runScenario(toolLoopScenario(state));
+        continue;
+      }
       if (seq % 64 === 0) {
         const family = rng.pick(families);
         focus = everyImport.filter((i) => thunks[i].family === family);
@@ -378,6 +411,7 @@ self.onmessage = async (event: MessageEvent<FuzzInit>) => {
       fdsCreated: 0,
       toolCalls: 0,
       reentrantCalls: 0,
+      scenarios: 0,
       alive: false,
       budgetUsedAfterClose: -1,
       fatal: e instanceof Error ? e.stack : String(e),

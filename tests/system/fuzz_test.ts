@@ -365,7 +365,8 @@ Deno.test("fuzz: every registry import, seeded and time-bounded; the host surviv
       `fuzz: ${report.calls} calls in ${seconds.toFixed(1)} s (${
         Math.round(report.calls / seconds)
       } calls/s), ` +
-        `${report.fdsCreated} fds opened, ${report.toolCalls} tool calls into the guest, ` +
+        `${report.fdsCreated} fds opened, ${report.scenarios} scripted tool loops, ` +
+        `${report.toolCalls} tool calls into the guest, ` +
         `${report.reentrantCalls} hostcalls from tools, ${logs.records} log records, ` +
         `${openai.requests.length} requests to the OpenAI backend, host budget after closing every fd ` +
         `${report.budgetUsedAfterClose} bytes; per import (calls, ok, errno):\n` +
