@@ -46,7 +46,12 @@ export class FdTable {
 
   constructor(readonly maxFds = 1024, private readonly budget?: HostBudget) {}
 
-  /** Runs on every close, after the family's own hook (cancel what is outstanding for the fd). */
+  /**
+   * Runs on every close, before the family's own hook (cancel what is outstanding for the fd).
+   * So the host sees a request's cancel before the streams the family closes next: a request
+   * that completes in between (a connect) finds itself cancelled instead of opening streams
+   * whose close it has already been sent, and holding them until the guest ends.
+   */
   onClose(listener: (fd: number) => void): void {
     this.closeListeners.push(listener);
   }
@@ -138,8 +143,8 @@ export class FdTable {
     entry.closed = true;
     this.open--;
     try {
-      this.hooks.get(fd)?.onClose?.(entry);
       for (const listener of this.closeListeners) listener(fd);
+      this.hooks.get(fd)?.onClose?.(entry);
     } finally {
       this.setMask(entry, entry.mask | Poll.EPOLLHUP);
       this.releaseIfUnused(entry);

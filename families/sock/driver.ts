@@ -225,7 +225,8 @@ class Connection {
   /** The guest will write no more (shutdown(write), close, or it ended): FIN once the pipe is written. */
   closeWrites(): void {
     this.workerLeft.send = true;
-    if (this.writeClosed) return this.closeIfDone();
+    // Closed already (the peer reset it, both loops ended): nothing to write, only the pipes to free.
+    if (this.writeClosed || this.closed) return this.closeIfDone();
     this.writeClosed = true;
     this.linger = setTimeout(() => this.close(), CLOSE_LINGER_MS);
     this.tx.wakeConsumer(); // a write loop waiting for data finishes

@@ -643,6 +643,22 @@ static int reset(const char *peer_addr) {
     return 0;
 }
 
+/* A peer resets the connection while the guest writes: the host's both loops end (a read and a
+ * write error), then the guest closes the socket and stays a while, logging "closed" first, so the
+ * test can see the connection's pipes freed by that close rather than by the guest's end. */
+static int reset_close(const char *peer_addr) {
+    int32_t c = tcp();
+    put("connect", connect_str(c, peer_addr));
+    static uint8_t chunk[16384];
+    int32_t n = 0;
+    for (int i = 0; i < 5000 && (n = sp_sock_send(c, SP__PTR(chunk), sizeof chunk)) > 0; i++) sp_sleep_ms(1);
+    put("send_failed", n < 0);
+    put("close", sp_sock_close(c));
+    sp_infof("closed");
+    sp_sleep_ms(3000);
+    return 0;
+}
+
 /* Names: resolved on the host; a name that does not resolve is -EHOSTUNREACH. */
 static int names(const char *addr) {
     int32_t c = tcp();
@@ -825,6 +841,7 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "nonblocking")) return nonblocking(a2);
     if (!strcmp(mode, "timeouts")) return timeouts();
     if (!strcmp(mode, "reset")) return reset(a2);
+    if (!strcmp(mode, "reset_close")) return reset_close(a2);
     if (!strcmp(mode, "names")) return names(a2);
     if (!strcmp(mode, "denied")) return denied(a2, a3, a4);
     if (!strcmp(mode, "slow_read")) return slow_read(a2, atoi(a3));

@@ -127,6 +127,10 @@ export interface FuzzInit {
   context?: Record<string, unknown>;
   /** Socket addresses for `addr` parameters (host:port, [v6]:port). */
   addresses: string[];
+  /** Where the guest's own listeners go (loopbackScenario): a loopback port free at the start. */
+  loopback: string;
+  /** The session's byte-pipe arena (GuestSession.pipes), where TCP connections' bytes flow. */
+  pipes: SharedArrayBuffer;
   /** URLs for `url` parameters. */
   urls: string[];
 }
@@ -170,7 +174,7 @@ export interface FuzzReport {
   toolCalls: number;
   /** Hostcalls made while another was running (a tool that called the host). */
   reentrantCalls: number;
-  /** Scripted sequences run (toolLoopScenario). */
+  /** Scripted sequences run (toolLoopScenario, loopbackScenario). */
   scenarios: number;
   /** The trivial call after the run returned normally. */
   alive: boolean;
@@ -414,9 +418,10 @@ export interface FuzzState {
   repeat?: PreparedCall;
   /** The fds the prepared call passes, with their creators (for learning `accepts`). */
   passed: OpenFd[];
-  /** FuzzInit.addresses and FuzzInit.urls. */
+  /** FuzzInit.addresses, FuzzInit.urls and FuzzInit.loopback. */
   addresses: readonly string[];
   urls: readonly string[];
+  loopback: string;
 }
 
 /** Share of well-formed calls. */
@@ -1043,5 +1048,80 @@ export function toolLoopScenario(s: FuzzState): ScenarioStep[] {
       },
     },
     ...poll,
+  ];
+}
+
+/** sock_create's AF_INET and SOCK_STREAM, REUSEADDR and SHUT_WR (families/sock/protocol.ts). */
+const AF_INET = 2;
+const SOCK_STREAM = 1;
+const SO_REUSEADDR = 3;
+const SHUT_WR = 1;
+
+/**
+ * A TCP connection between two of the guest's own sockets on loopback, which random calls
+ * never line up (a listener, a connect to its port and an accept in time: no accept succeeded
+ * in a 90 s run): a listener on FuzzState.loopback, a client connecting to it, the accepted
+ * socket, bytes each way, a half-close and the end of stream seen. The data calls use
+ * non-blocking fds; the fds stay open for the random calls that follow.
+ */
+export function loopbackScenario(s: FuzzState): ScenarioStep[] {
+  const { rng } = s;
+  const scratch = s.memBytes - 8192;
+  const lenWord = s.memBytes - 4;
+  const addr = encoder.encode(s.loopback);
+  const data = rng.bytes(rng.pick([1, 512, 4096]));
+  const [LISTENER, CLIENT, ACCEPTED] = [0, 4, 7]; // the steps whose results are those fds
+  const step = (
+    name: string,
+    args: (r: readonly number[]) => number[] | undefined,
+    note: string,
+    extra: { writes?: MemoryWrite[]; nonBlocking?: (r: readonly number[]) => number[] } = {},
+  ): ScenarioStep => ({
+    name,
+    prepare: (r) => {
+      const a = args(r);
+      if (!a || a.some((v) => Number.isNaN(v))) return undefined;
+      return {
+        args: a,
+        writes: extra.writes ?? [],
+        notes: [`(loopback) ${note}`],
+        nonBlocking: extra.nonBlocking?.(r) ?? [],
+      };
+    },
+  });
+  const fd = (r: readonly number[], at: number) => (r[at] >= FIRST_FD ? r[at] : NaN);
+  const send = (from: number) =>
+    step("sock_send", (r) => [fd(r, from), scratch, data.length], `send ${data.length} bytes`, {
+      writes: [{ ptr: scratch, bytes: data }],
+      nonBlocking: (r) => [r[from]],
+    });
+  const recv = (on: number) =>
+    step("sock_recv", (r) => [fd(r, on), scratch, lenWord], "receive", {
+      writes: [{ ptr: lenWord, bytes: u32Bytes(4096) }],
+      nonBlocking: (r) => [r[on]],
+    });
+  const wait = step("sleep_ms", () => [2], "wait");
+  const toLoopback = { writes: [{ ptr: scratch, bytes: addr }] };
+  return [
+    step("sock_create", () => [AF_INET, SOCK_STREAM], "listener"),
+    step("sock_setopt", (r) => [fd(r, LISTENER), SO_REUSEADDR, 1], "REUSEADDR"),
+    step("sock_bind", (r) => [fd(r, LISTENER), scratch, addr.length], `bind ${s.loopback}`, toLoopback),
+    step("sock_listen", (r) => [fd(r, LISTENER), 4], "listen"),
+    step("sock_create", () => [AF_INET, SOCK_STREAM], "client"),
+    step("sock_connect", (r) => [fd(r, CLIENT), scratch, addr.length], `connect ${s.loopback}`, toLoopback),
+    wait,
+    step("sock_accept", (r) => [fd(r, LISTENER), scratch, lenWord], "accept", {
+      writes: [{ ptr: lenWord, bytes: u32Bytes(64) }],
+      nonBlocking: (r) => [r[LISTENER]],
+    }),
+    send(CLIENT),
+    wait,
+    recv(ACCEPTED),
+    send(ACCEPTED),
+    wait,
+    recv(CLIENT),
+    step("sock_shutdown", (r) => [fd(r, CLIENT), SHUT_WR], "half-close"),
+    wait,
+    recv(ACCEPTED),
   ];
 }

@@ -21,7 +21,8 @@
  * still open, and learns which creators' fds each import accepts; a well-formed call that
  * an fd accepted often starts a streak on that fd, so state builds up (a session with
  * params, tools and messages, then a send and a receive). Now and then a scripted sequence
- * runs instead (fuzz_guest.ts toolLoopScenario: a session whose tool loop calls into the guest).
+ * runs instead (fuzz_guest.ts: toolLoopScenario, a session whose tool loop calls into the guest;
+ * loopbackScenario, a TCP connection between two of the guest's sockets).
  *
  * The worker keeps the test's guard (a SharedArrayBuffer) up to date: which call is running
  * and since when, so the test can stop a call that blocks (link terminate request).
@@ -41,6 +42,7 @@ import {
   type FuzzReport,
   type FuzzState,
   Guard,
+  loopbackScenario,
   policyOf,
   prepareCall,
   type PreparedCall,
@@ -92,6 +94,7 @@ async function fuzz(init: FuzzInit): Promise<FuzzReport> {
     budget: new HostBudget(init.budget),
     wasi: { args: ["fuzz"], env: {} },
     context: init.context,
+    pipes: init.pipes,
     // Wraps each implementation; returns false so the production binding binds the wrapper.
     bindOverride: (_linker, hc, sig) => {
       const run = hc.run;
@@ -158,6 +161,7 @@ async function fuzz(init: FuzzInit): Promise<FuzzReport> {
       passed: [],
       addresses: init.addresses,
       urls: init.urls,
+      loopback: init.loopback,
     };
     /** Per import: creators of the fds it accepted (see FuzzState.accepts). */
     const accepts = thunks.map(() => new Set<number>());
@@ -329,7 +333,7 @@ async function fuzz(init: FuzzInit): Promise<FuzzReport> {
     for (let ok = true; ok && performance.now() < deadline; seq++) {
       if (seq % 16 === 0) prune();
       if (rng.chance(SCENARIO_SHARE)) {
-        ok = runScenario(toolLoopScenario(state));
+        ok = runScenario(rng.chance(0.5) ? toolLoopScenario(state) : loopbackScenario(state));
         continue;
       }
       if (seq % 64 === 0) {

@@ -320,6 +320,8 @@ Deno.test("fuzz: every registry import, seeded and time-bounded; the host surviv
       guard: guard.buffer as SharedArrayBuffer,
       context: session.context,
       addresses: socketAddresses(openai.port, guestPort),
+      loopback: `127.0.0.1:${guestPort}`,
+      pipes: session.pipes.buffer,
       urls: skillUrls(openai.hostPort),
     };
 
@@ -365,7 +367,7 @@ Deno.test("fuzz: every registry import, seeded and time-bounded; the host surviv
       `fuzz: ${report.calls} calls in ${seconds.toFixed(1)} s (${
         Math.round(report.calls / seconds)
       } calls/s), ` +
-        `${report.fdsCreated} fds opened, ${report.scenarios} scripted tool loops, ` +
+        `${report.fdsCreated} fds opened, ${report.scenarios} scripted sequences, ` +
         `${report.toolCalls} tool calls into the guest, ` +
         `${report.reentrantCalls} hostcalls from tools, ${logs.records} log records, ` +
         `${openai.requests.length} requests to the OpenAI backend, host budget after closing every fd ` +

@@ -110,6 +110,39 @@ while True:
   }
 });
 
+Deno.test("sock: a connection its peer reset while the guest wrote frees its pipes when the guest closes it", async () => {
+  const port = freePort();
+  const peer = await python(
+    `import socket, struct, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen()
+while True:
+    c, _ = s.accept()
+    time.sleep(0.3)  # the guest is sending by then; nothing is read
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); c.close()`,
+    port,
+  );
+  let session: GuestSession | undefined;
+  let closed!: () => void;
+  const closedNow = new Promise<void>((resolve) => (closed = resolve));
+  const run = runGuest(SOCK_PROBE, ["reset_close", `127.0.0.1:${port}`], {
+    onSession: (s) => (session = s),
+    onLog: (message) => message.includes("closed") && closed(),
+  });
+  try {
+    await closedNow;
+    // The guest still runs (3 s after its close): only that close can free the pipes now.
+    for (let i = 0; i < 100 && session!.pipes.inUse > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(session!.pipes.inUse, 0, "the closed connection's pipes are freed while the guest runs");
+    const done = await run.done;
+    assert.equal(done.exitCode, 0, done.failure ?? done.logs.join("\n"));
+    expect(values(done.stdout), { connect: 0, send_failed: 1, close: 0 });
+  } finally {
+    stop(peer);
+    await peer.output();
+  }
+});
+
 Deno.test("sock: names resolve on the host and every address is checked; an unresolvable name is -EHOSTUNREACH", async () => {
   const config = loopbackConfig({
     allow: ["tcp://service.test:*", "udp://service.test:*", "tcp://nowhere.test:*", "udp://nowhere.test:*"],
