@@ -84,18 +84,18 @@ Deno.test("sock: RCVTIMEO and SNDTIMEO end blocking calls with -EAGAIN; a send t
   });
 });
 
-Deno.test("sock: a peer's reset is -ECONNRESET once with EPOLLERR|EPOLLHUP, then sends are -EPIPE", async () => {
-  const port = freePort();
-  const peer = await python(
-    `import socket, struct, sys, time
+/** A peer that accepts, waits 0.3 s (the guest's connect completes first, as on a quiet machine), then resets. */
+const RESETTING_PEER = `import socket, struct, sys, time
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen()
 while True:
     c, _ = s.accept()
-    time.sleep(0.3)  # the guest's connect completes first, as it would on a quiet machine
-    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); c.close()`,
-    port,
-  );
+    time.sleep(0.3)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); c.close()`;
+
+Deno.test("sock: a peer's reset is -ECONNRESET once with EPOLLERR|EPOLLHUP, then sends are -EPIPE", async () => {
+  const port = freePort();
+  const peer = await python(RESETTING_PEER, port);
   try {
     expect(await probe(["reset", `127.0.0.1:${port}`]), {
       connect: 0,
@@ -112,16 +112,7 @@ while True:
 
 Deno.test("sock: a connection its peer reset while the guest wrote frees its pipes when the guest closes it", async () => {
   const port = freePort();
-  const peer = await python(
-    `import socket, struct, sys, time
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen()
-while True:
-    c, _ = s.accept()
-    time.sleep(0.3)  # the guest is sending by then; nothing is read
-    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); c.close()`,
-    port,
-  );
+  const peer = await python(RESETTING_PEER, port); // the guest is sending by then; it reads nothing
   let session: GuestSession | undefined;
   let closed!: () => void;
   const closedNow = new Promise<void>((resolve) => (closed = resolve));
