@@ -39,6 +39,7 @@ import {
   WsTransport,
 } from "./transport.ts";
 import { LocalTransport } from "./local/transport.ts";
+import { decodesDone } from "./local/engine.ts";
 
 export const REALTIME_KINDS = ["openai_realtime_ws", "local_asr"] as const;
 export const DEFAULT_MODEL = "gpt-4o-mini-transcribe";
@@ -408,8 +409,10 @@ export function rtasrDriver(config: HostConfig, options: RtasrDriverOptions = {}
   return {
     family: "rtasr",
     handlers: [handle(rtasrConnect, connect)],
-    stop() {
+    // A decode still running would outlive the host: the process may exit next (decodesDone).
+    async stop() {
       for (const c of [...live]) c.finish();
+      await decodesDone();
     },
     get active() {
       return live.size;

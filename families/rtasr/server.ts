@@ -7,7 +7,7 @@
  * client's `session.update` / `input_audio_buffer.*` events, answered with the same server
  * events the `local_asr` transport emits. Binary frames and unknown events get `error` events.
  */
-import { loadEngine, type WhisperFiles, whisperFiles } from "./local/engine.ts";
+import { decodesDone, loadEngine, type WhisperFiles, whisperFiles } from "./local/engine.ts";
 import { LocalAsrSession, parseTurnDetection } from "./local/session.ts";
 import { DEFAULT_ASR_PORT } from "./protocol.ts";
 
@@ -25,6 +25,7 @@ export interface AsrServer {
   /** `ws://host:port/v1` as a backend base_url (http works too). */
   baseUrl: string;
   sessions: number;
+  /** Resolves once the server has shut down and no decode runs (the process may exit then). */
   finished: Promise<void>;
   close(): Promise<void>;
 }
@@ -88,7 +89,8 @@ export async function startAsrServer(options: AsrServerOptions = {}): Promise<As
     get sessions() {
       return sessions;
     },
-    finished: server.finished,
+    // Finished includes the decodes still running: the process may exit next (decodesDone).
+    finished: server.finished.then(decodesDone),
     async close() {
       for (const { ws, session } of live) {
         session.close();

@@ -175,6 +175,19 @@ export class WhisperEngine {
   }
 }
 
+/** Decodes running on whisper's threads, in this process. */
+const running = new Set<Promise<number>>();
+
+/**
+ * Resolves once no decode runs. A process must not exit under one: exit() runs libwhisper's and
+ * ggml's static destructors while the decode's thread still uses them, and the process dies of
+ * SIGSEGV (seen when a time limit ended a guest mid-decode, and `spear` exited). A decode is
+ * bounded (MAX_DECODE_SAMPLES), so this waits seconds at most.
+ */
+export async function decodesDone(): Promise<void> {
+  while (running.size > 0) await Promise.allSettled([...running]);
+}
+
 /** One stream's decoder: never more than one decode at a time (callers chain). */
 export class WhisperStream {
   busy = false;
@@ -195,15 +208,18 @@ export class WhisperStream {
     this.busy = true;
     const started = performance.now();
     let rc: number;
+    const decode = lib.whisper_full_with_state(
+      this.engine.ctx,
+      this.state,
+      this.engine.params(samples.length, threads),
+      new Uint8Array(samples.buffer),
+      samples.length,
+    );
+    running.add(decode);
     try {
-      rc = await lib.whisper_full_with_state(
-        this.engine.ctx,
-        this.state,
-        this.engine.params(samples.length, threads),
-        new Uint8Array(samples.buffer),
-        samples.length,
-      );
+      rc = await decode;
     } finally {
+      running.delete(decode);
       this.busy = false;
     }
     const ms = performance.now() - started;

@@ -4,7 +4,12 @@
  * Skipped on a machine where scripts/setup.sh has not installed whisper.
  */
 import assert from "node:assert/strict";
-import { loadEngine, whisperFiles, whisperInstalled } from "../../../families/rtasr/local/engine.ts";
+import {
+  decodesDone,
+  loadEngine,
+  whisperFiles,
+  whisperInstalled,
+} from "../../../families/rtasr/local/engine.ts";
 import { deltaOf, LocalAsrSession, resample24to16 } from "../../../families/rtasr/local/session.ts";
 import { concat, silence, speak, wordErrorRate, words } from "../../support/speech.ts";
 
@@ -141,5 +146,22 @@ Deno.test({
     } finally {
       s.close();
     }
+  },
+});
+
+Deno.test({
+  name: "local: decodesDone waits for a running decode (a process must not exit under one)",
+  ignore: !ready,
+  async fn() {
+    const engine = await loadEngine(whisperFiles());
+    const stream = await engine.stream();
+    assert.equal(stream.busy, false);
+    await decodesDone(); // nothing running: at once
+    const decoding = stream.transcribe(new Float32Array(16000 * 8), 1);
+    assert.equal(stream.busy, true);
+    await decodesDone();
+    assert.equal(stream.busy, false, "it resolved only once the decode had ended");
+    await decoding;
+    stream.free();
   },
 });
