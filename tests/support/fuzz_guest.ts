@@ -1125,3 +1125,30 @@ export function loopbackScenario(s: FuzzState): ScenarioStep[] {
     recv(ACCEPTED),
   ];
 }
+
+/**
+ * One more call of each skill function that keeps a result, with other inputs and room for the
+ * answer: what a cis call keeps by design (a result larger than its buffer, held for the retry
+ * with a larger one: the snprintf rule of families/cis/worker.ts) is let go, so that the budget
+ * left after the run shows leaks only. Each drops the kept result before its own request, which
+ * may fail (an absent key, a refused URL).
+ */
+export function keptResultsFlush(s: FuzzState): ScenarioStep[] {
+  const text = s.memBytes - 20480;
+  const out = s.memBytes - 16384;
+  const call = (name: string, input: string, note: string): ScenarioStep => {
+    const bytes = encoder.encode(input);
+    const args = name === "http_request"
+      ? [text, bytes.length, 0, 0, out, 16384]
+      : [text, bytes.length, out, 16384];
+    return {
+      name,
+      prepare: () => ({ args, writes: [{ ptr: text, bytes }], notes: [`(flush) ${note}`], nonBlocking: [] }),
+    };
+  };
+  return [
+    call("memory_get", "fuzz: no such key", "an absent key"),
+    call("http_request", "http://10.0.0.1/", "a refused URL"),
+    call("ai_prompt", "ok", "a short prompt"),
+  ];
+}

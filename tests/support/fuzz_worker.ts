@@ -42,6 +42,7 @@ import {
   type FuzzReport,
   type FuzzState,
   Guard,
+  keptResultsFlush,
   loopbackScenario,
   policyOf,
   prepareCall,
@@ -306,6 +307,19 @@ async function fuzz(init: FuzzInit): Promise<FuzzReport> {
     const everyImport = thunks.map((_, i) => i);
     const families = [...new Set(thunks.map((t) => t.family))];
     const byName = new Map(thunks.map((t, i) => [t.decl.name, i]));
+    /** Calls the steps in order; false once a failure was recorded. */
+    const runSteps = (steps: ScenarioStep[]): boolean => {
+      const results: number[] = [];
+      for (const step of steps) {
+        const prepared = step.prepare(results);
+        if (!prepared) return true;
+        const index = byName.get(step.name)!;
+        state.passed = [];
+        if (!callOne(index, prepared, seq++)) return false;
+        results.push(thunks[index].sig.results[0] === "i32" ? view.getInt32(0, true) : 0);
+      }
+      return true;
+    };
     /** Runs a scripted sequence (skipped when the registry lacks one of its imports). */
     const runScenario = (steps: ScenarioStep[]): boolean => {
       if (!steps.every((step) => byName.has(step.name))) return true;
@@ -318,16 +332,7 @@ async function fuzz(init: FuzzInit): Promise<FuzzReport> {
           return false;
         }
       }
-      const results: number[] = [];
-      for (const step of steps) {
-        const prepared = step.prepare(results);
-        if (!prepared) return true;
-        const index = byName.get(step.name)!;
-        state.passed = [];
-        if (!callOne(index, prepared, seq++)) return false;
-        results.push(thunks[index].sig.results[0] === "i32" ? view.getInt32(0, true) : 0);
-      }
-      return true;
+      return runSteps(steps);
     };
     let focus = everyImport;
     for (let ok = true; ok && performance.now() < deadline; seq++) {
@@ -385,6 +390,8 @@ async function fuzz(init: FuzzInit): Promise<FuzzReport> {
         fail(`closing every fd threw ${e instanceof Error ? e.stack : String(e)}`);
       }
       if (rt.fds.openCount !== 0) fail(`${rt.fds.openCount} fds still open after closing every fd`);
+      const flush = keptResultsFlush(state).filter((step) => byName.has(step.name));
+      if (!runSteps(flush)) return report;
       // Replies still on their way are applied (releasing what the host charged for them).
       for (const until = performance.now() + 3000; rt.budget.used > 0 && performance.now() < until;) {
         rt.poll();
