@@ -133,7 +133,7 @@ export class WhisperEngine {
     );
     cparams[0] = 0; // use_gpu: none here
     const path = new TextEncoder().encode(files.model + "\0");
-    const ctx = await s.whisper_init_from_file_with_params_no_state(path, cparams);
+    const ctx = await offThread(s.whisper_init_from_file_with_params_no_state(path, cparams));
     if (!ctx) throw new Error(`local_asr: whisper could not load the model ${files.model}`);
     const engine = new WhisperEngine(lib, ctx, files);
     // Warm up once: the first decode pays for allocations and page faults.
@@ -147,7 +147,7 @@ export class WhisperEngine {
 
   /** A per-stream decoder state. */
   async stream(): Promise<WhisperStream> {
-    const state = await this.lib.symbols.whisper_init_state(this.ctx);
+    const state = await offThread(this.lib.symbols.whisper_init_state(this.ctx));
     if (!state) throw new Error("local_asr: whisper could not allocate a decoder state");
     return new WhisperStream(this, state);
   }
@@ -175,14 +175,24 @@ export class WhisperEngine {
   }
 }
 
-/** Decodes running on whisper's threads, in this process. */
-const running = new Set<Promise<number>>();
+/** Calls running on whisper's threads (`nonblocking` symbols: decodes, a model or state load). */
+const running = new Set<Promise<unknown>>();
+
+/** Runs a `nonblocking` whisper call, known to decodesDone until it returns. */
+async function offThread<T>(call: Promise<T>): Promise<T> {
+  running.add(call);
+  try {
+    return await call;
+  } finally {
+    running.delete(call);
+  }
+}
 
 /**
- * Resolves once no decode runs. A process must not exit under one: exit() runs libwhisper's and
- * ggml's static destructors while the decode's thread still uses them, and the process dies of
- * SIGSEGV (seen when a time limit ended a guest mid-decode, and `spear` exited). A decode is
- * bounded (MAX_DECODE_SAMPLES), so this waits seconds at most.
+ * Resolves once no whisper call runs on its threads. A process must not exit under one: exit()
+ * runs libwhisper's and ggml's static destructors while that thread still uses them, and the
+ * process dies of SIGSEGV (seen when a time limit ended a guest mid-decode, and `spear` exited).
+ * Each call is bounded (a decode by MAX_DECODE_SAMPLES), so this waits seconds at most.
  */
 export async function decodesDone(): Promise<void> {
   while (running.size > 0) await Promise.allSettled([...running]);
@@ -208,18 +218,15 @@ export class WhisperStream {
     this.busy = true;
     const started = performance.now();
     let rc: number;
-    const decode = lib.whisper_full_with_state(
-      this.engine.ctx,
-      this.state,
-      this.engine.params(samples.length, threads),
-      new Uint8Array(samples.buffer),
-      samples.length,
-    );
-    running.add(decode);
     try {
-      rc = await decode;
+      rc = await offThread(lib.whisper_full_with_state(
+        this.engine.ctx,
+        this.state,
+        this.engine.params(samples.length, threads),
+        new Uint8Array(samples.buffer),
+        samples.length,
+      ));
     } finally {
-      running.delete(decode);
       this.busy = false;
     }
     const ms = performance.now() - started;
